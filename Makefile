@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` and `make test`. Both do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup run test index clean
+
+## setup: virtual environment + requirements + index (idempotent; seconds when done)
+setup: $(STAMP) index
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+## index: build or refresh the search index from corpus/ (only what changed is re-embedded)
+index: $(STAMP)
+	$(PY) -m ingest --quiet
+
+## run: set up, then serve the app on http://127.0.0.1:7860
+run: setup
+	$(PY) app.py serve
+
+## test: set up, then the whole test suite
+test: setup
+	$(PY) -m pytest
+
+## clean: remove the index and caches (keeps the virtual environment)
+clean:
+	rm -rf data .pytest_cache test-artifacts

@@ -1,0 +1,1 @@
+"""Interview coach: a question bank, hybrid retrieval over it, grounded answers and mock interviews."""

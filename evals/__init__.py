@@ -1,0 +1,1 @@
+"""Evaluation: gold sets in evals/sets/, metrics, and the harness that measures them."""

@@ -1,0 +1,147 @@
+"""Fit the retriever's relevance score and the refusal threshold on in-scope and out-of-scope questions.
+
+    python -m evals.calibrate [--out coach/calibration.json] [--plot DIR]
+
+Each retrieved question gets P(relevant) = sigmoid(b + w1 * cosine + w2 * log(1 + bm25)), a logistic
+regression over (query, result) pairs labelled by the gold set (the expected bank ids are relevant, all
+other results and every result for an out-of-scope question are not). The refusal threshold is then
+chosen on the best score per query: the one that best separates in-scope from out-of-scope questions
+(Youden's J). Out-of-sample figures come from 5-fold cross-validation over queries.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from evals.retrieval import GOLD, SETS, load_jsonl
+
+OUT_OF_SCOPE = SETS / "out_of_scope.jsonl"
+K = 5
+
+
+def collect(retriever, gold: list[dict], outside: list[dict]):
+    """Feature rows (one per retrieved question), labels, and the query each row belongs to."""
+    from coach.retrieval import Calibration
+
+    rows, labels, groups, in_scope = [], [], [], []
+    for q, item in enumerate(gold + outside):
+        relevant = set(item.get("expected", []))
+        in_scope.append(bool(relevant))
+        for hit in retriever.search(item["query"], k=K):
+            rows.append(Calibration.features(hit.dense, hit.bm25))
+            labels.append(int(hit.metadata.get("qid") in relevant))
+            groups.append(q)
+    return np.array(rows), np.array(labels), np.array(groups), np.array(in_scope)
+
+
+def fit(x, y):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=10.0, max_iter=1000).fit(x, y)
+
+
+def best_per_query(probabilities, groups, n_queries) -> np.ndarray:
+    best = np.zeros(n_queries)
+    np.maximum.at(best, groups, probabilities)
+    return best
+
+
+def tradeoff(best: np.ndarray, in_scope: np.ndarray) -> list[dict]:
+    """For each threshold: share of in-scope questions answered and of out-of-scope ones refused."""
+    curve = []
+    for threshold in np.round(np.linspace(0.0, 1.0, 101), 2):
+        answered = float(np.mean(best[in_scope] >= threshold))
+        refused = float(np.mean(best[~in_scope] < threshold))
+        curve.append({"threshold": float(threshold), "answered_in_scope": round(answered, 4),
+                      "refused_out_of_scope": round(refused, 4)})
+    return curve
+
+
+def choose_threshold(curve: list[dict]) -> dict:
+    """Youden's J; among equals, the lowest threshold (a false refusal costs a user more)."""
+    return max(curve, key=lambda p: (round(p["answered_in_scope"] + p["refused_out_of_scope"], 4),
+                                     -p["threshold"]))
+
+
+def cross_validated(x, y, groups, in_scope, folds: int = 5, seed: int = 0) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(len(in_scope)) % folds
+    best = np.zeros(len(in_scope))
+    for f in range(folds):
+        train = fold_of[groups] != f
+        model = fit(x[train], y[train])
+        test = ~train
+        best_f = best_per_query(model.predict_proba(x[test])[:, 1], groups[test], len(in_scope))
+        best[fold_of == f] = best_f[fold_of == f]
+    point = choose_threshold(tradeoff(best, in_scope))
+    return {"auc_in_vs_out": round(float(roc_auc_score(in_scope, best)), 4), **point}
+
+
+def plot(curve: list[dict], chosen: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [p["threshold"] for p in curve]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(t, [p["answered_in_scope"] for p in curve], label="in-scope answered")
+    ax.plot(t, [p["refused_out_of_scope"] for p in curve], label="out-of-scope refused")
+    ax.axvline(chosen["threshold"], color="grey", linestyle="--", label=f"threshold {chosen['threshold']:.2f}")
+    ax.set_xlabel("refusal threshold on the best calibrated score")
+    ax.set_ylabel("share of questions")
+    ax.set_title("Refusal trade-off")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    from coach.retrieval import CALIBRATION_FILE
+
+    parser = argparse.ArgumentParser(prog="python -m evals.calibrate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=CALIBRATION_FILE)
+    parser.add_argument("--plot", type=Path, default=Path("evals/reports/calibration"))
+    args = parser.parse_args(argv)
+
+    from coach.config import setup_logging
+    from coach.retrieval import Calibration, HybridRetriever
+
+    setup_logging()
+    retriever = HybridRetriever(calibration=Calibration())
+    gold, outside = load_jsonl(GOLD), load_jsonl(OUT_OF_SCOPE)
+    x, y, groups, in_scope = collect(retriever, gold, outside)
+    model = fit(x, y)
+    best = best_per_query(model.predict_proba(x)[:, 1], groups, len(in_scope))
+    curve = tradeoff(best, in_scope)
+    chosen = choose_threshold(curve)
+    cv = cross_validated(x, y, groups, in_scope)
+    info = {"in_scope_queries": len(gold), "out_of_scope_queries": len(outside), "pairs": int(len(y)),
+            "embedder": retriever.store.settings.embedder, "fitted": chosen, "cross_validated": cv,
+            "curve": curve}
+    calibration = {"bias": round(float(model.intercept_[0]), 4), "w_dense": round(float(model.coef_[0][0]), 4),
+                   "w_bm25": round(float(model.coef_[0][1]), 4), "threshold": chosen["threshold"], "info": info}
+    args.out.write_text(json.dumps(calibration, indent=1) + "\n")
+    plot(curve, chosen, args.plot / "threshold_curve.png")
+    print(f"P(relevant) = sigmoid({calibration['bias']} + {calibration['w_dense']} * cosine "
+          f"+ {calibration['w_bm25']} * log1p(bm25))")
+    print(f"threshold {chosen['threshold']:.2f}: in-scope answered {chosen['answered_in_scope']:.1%}, "
+          f"out-of-scope refused {chosen['refused_out_of_scope']:.1%} (fitted)")
+    print(f"5-fold cross-validated: AUC {cv['auc_in_vs_out']:.3f}, threshold {cv['threshold']:.2f}, "
+          f"answered {cv['answered_in_scope']:.1%}, refused {cv['refused_out_of_scope']:.1%}")
+    print(f"wrote {args.out} and {args.plot / 'threshold_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

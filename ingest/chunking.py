@@ -1,0 +1,70 @@
+"""One chunk per question; a long answer is split on paragraph boundaries, question prepended to each piece.
+
+Pieces are sized in the embedder's own word-piece tokens: MiniLM reads at most 256 of them, and text
+past that limit would be invisible to dense search.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ingest.sections import Section
+
+# Bump when chunking changes, so every section is re-chunked on the next ingest.
+CHUNKER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    text: str
+    metadata: dict
+
+
+def sha1(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def section_key(source: str, section: Section) -> str:
+    """Stable key of a section within its source: the bank id, else number and title."""
+    if section.qid:
+        return section.qid
+    slug = re.sub(r"[^a-z0-9]+", "-", section.question.lower()).strip("-")[:60]
+    return f"{section.number}-{slug}" if section.number is not None else slug
+
+
+def section_hash(source: str, kind: str, section: Section, chunk_tokens: int) -> str:
+    """Everything that shapes a section's chunks; equal hashes mean its chunks can be left alone."""
+    return sha1(json.dumps([CHUNKER_VERSION, chunk_tokens, source, kind, section.question, section.text,
+                            section.number, section.part, section.topic, section.difficulty, section.qid]))
+
+
+def chunk_section(source: str, kind: str, section: Section, tokenizer, chunk_tokens: int) -> list[Chunk]:
+    qid = section_key(source, section)
+    shash = section_hash(source, kind, section, chunk_tokens)
+    header = section.question.strip()
+    budget = max(32, chunk_tokens - len(tokenizer.tokenize(header)) - 2)
+    pieces = _splitter(tokenizer, budget).split_text(section.text) or [""]
+    base = {"source": source, "kind": kind, "qid": qid, "question": header, "part": section.part,
+            "number": section.number, "topic": section.topic, "difficulty": section.difficulty,
+            "section_hash": shash, "pieces": len(pieces)}
+    chunks = []
+    for i, piece in enumerate(pieces):
+        text = f"{header}\n\n{piece}".strip()
+        # Chroma rejects None metadata values: absent fields are simply left out.
+        meta = {k: v for k, v in {**base, "piece": i}.items() if v is not None}
+        meta["content_hash"] = sha1(text + json.dumps(meta, sort_keys=True))
+        chunks.append(Chunk(id=sha1(f"{source}\x1f{qid}\x1f{i}")[:20], text=text, metadata=meta))
+    return chunks
+
+
+@lru_cache(maxsize=16)
+def _splitter(tokenizer, budget: int):
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        tokenizer, chunk_size=budget, chunk_overlap=0,
+        separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""], keep_separator="end")

@@ -1,0 +1,136 @@
+"""Read one file into sections, or fail with a reason a person can act on.
+
+Supported: our bank format (markdown with `part:` front matter), markdown, plain text and scraped
+articles, HTML (main content only) and PDF (pypdf). Everything else is refused with a clear reason.
+"""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from coach.bank import BankError, is_bank_file, parse_bank_file
+from ingest.sections import Section, split_sections
+
+TEXT_TYPES = {".md", ".markdown", ".txt", ".text"}
+HTML_TYPES = {".html", ".htm"}
+PDF_TYPES = {".pdf"}
+SUPPORTED = TEXT_TYPES | HTML_TYPES | PDF_TYPES
+# Page furniture that is never the article: dropped before the text is read.
+HTML_NOISE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
+              "iframe", "svg", "button", "figure"]
+HTML_NOISE_CLASS = re.compile(r"share|social|comment|related|sidebar|menu|breadcrumb|newsletter|"
+                              r"cookie|banner|advert|promo|subscribe|author-bio", re.I)
+
+
+class LoadError(Exception):
+    """The file cannot be ingested; the message says why."""
+
+
+def load_file(path: Path, source: str, max_bytes: int) -> tuple[str, list[Section]]:
+    """Return (kind, sections) for one file; kind is 'bank', 'article' or 'document'."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise LoadError(f"unsupported file type '{suffix or path.name}' "
+                        f"(supported: {', '.join(sorted(SUPPORTED))})")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise LoadError(f"file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit")
+        if size == 0:
+            raise LoadError("file is empty")
+        data = path.read_bytes()
+    except PermissionError:
+        raise LoadError("cannot read the file: permission denied") from None
+    except IsADirectoryError:
+        raise LoadError("is a directory, not a file") from None
+    except OSError as exc:
+        raise LoadError(f"cannot read the file: {exc.strerror or exc}") from None
+    if suffix in PDF_TYPES:
+        text = pdf_text(data)
+    else:
+        text = decode_text(data)
+        if suffix in HTML_TYPES:
+            text = html_text(text)
+        elif is_bank_file(text):
+            return "bank", bank_sections(text, source)
+    if not text.strip():
+        raise LoadError("no text found in the file")
+    sections = split_sections(text, fallback_title=_title(path))
+    if not sections:
+        raise LoadError("no content left after removing page furniture")
+    return ("article" if any(s.number is not None for s in sections) else "document"), sections
+
+
+def decode_text(data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary content, not text (NUL bytes found)")
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise LoadError("binary content, not text (not valid UTF-8)")
+    # cp1252 decodes nearly anything: a large share of control characters means it was not text.
+    controls = sum(ch < " " and ch not in "\t\n\r\f" for ch in text[:8192])
+    if controls > 0.01 * max(1, len(text[:8192])):
+        raise LoadError("binary content, not text")
+    return text
+
+
+def bank_sections(text: str, source: str) -> list[Section]:
+    try:
+        entries = parse_bank_file(text, source)
+    except BankError as exc:
+        raise LoadError(f"malformed question bank entry: {exc}") from None
+    return [Section(question=e.question, text=e.answer, number=e.number, part=e.part, topic=e.topic,
+                    difficulty=e.difficulty, qid=e.id) for e in entries]
+
+
+def html_text(html: str) -> str:
+    """Main content of a page as markdown-like text: headings kept as '#', list items as '-'."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(HTML_NOISE):
+        tag.decompose()
+    for tag in soup.find_all(attrs={"class": HTML_NOISE_CLASS}) + soup.find_all(id=HTML_NOISE_CLASS):
+        if not tag.decomposed:
+            tag.decompose()
+    root = soup.find("main") or soup.find("article") or soup.find(attrs={"role": "main"}) or soup.body or soup
+    for level in range(1, 7):
+        for h in root.find_all(f"h{level}"):
+            h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
+    for li in root.find_all("li"):
+        li.replace_with(f"\n- {li.get_text(' ', strip=True)}\n")
+    for block in root.find_all(["p", "div", "section", "pre", "blockquote", "tr", "br"]):
+        block.insert_before("\n\n")
+        block.insert_after("\n\n")
+    text = root.get_text()
+    text = "\n".join(re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    if not data.lstrip()[:5] == b"%PDF-":
+        raise LoadError("not a PDF: the content does not start with %PDF-")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise LoadError("the PDF is encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise LoadError(f"unreadable PDF: {exc}") from None
+    text = "\n\n".join(pages)
+    if not text.strip():
+        raise LoadError("the PDF has no extractable text (scanned images?)")
+    return text
+
+
+def _title(path: Path) -> str:
+    return re.sub(r"[-_]+", " ", path.stem).strip().capitalize() or path.name

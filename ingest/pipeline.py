@@ -1,0 +1,219 @@
+"""Incremental ingestion: load files, diff their sections against the store, write only what changed.
+
+The diff is always taken against what Chroma actually holds, section by section, so a run killed at
+any point (even by SIGKILL) leaves a store that the next run completes: a section whose chunks are
+missing, partial or stale is simply written again under the same ids (upsert: never duplicates).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coach.config import ROOT, Settings, get_settings
+from coach.store import Store, embedder, open_store
+from ingest.chunking import Chunk, chunk_section, section_hash, section_key
+from ingest.loaders import SUPPORTED, LoadError, load_file
+
+log = logging.getLogger(__name__)
+EMBED_BATCH = 64
+
+
+@dataclass
+class Report:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    flagged: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    files: int = 0
+
+    def as_json(self) -> dict:
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                "deleted": self.deleted, "flagged": self.flagged, "errors": self.errors}
+
+
+def source_name(path: Path) -> str:
+    """How a file is named in the index: relative to the repository when inside it.
+
+    The name is normalised but links are not followed: a link is named as the user sees it."""
+    path = Path(os.path.abspath(path))
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def source_path(source: str) -> Path:
+    return Path(source) if Path(source).is_absolute() else ROOT / source
+
+
+def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progress: bool = True,
+           settings: Settings | None = None, store: Store | None = None) -> Report:
+    settings = settings or get_settings()
+    paths = [Path(p) for p in (paths or [settings.corpus_dir])]
+    report = Report()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(settings.data_dir / "ingest.lock"):
+        store = store or open_store(settings)
+        if rebuild:
+            store.reset()
+        files, folders, missing = _expand(paths, report)
+        existing = _existing_sections(store)
+        wanted: dict[tuple[str, str], tuple[str, object]] = {}
+        failed_sources = set()
+        for path in _progress(files, progress and len(files) > 3, "reading", "file"):
+            source = source_name(path)
+            try:
+                kind, sections = load_file(path, source, settings.max_file_bytes)
+            except LoadError as exc:
+                report.errors.append({"source": source, "error": str(exc)})
+                failed_sources.add(source)  # its chunks already in the index are kept, not lost
+                continue
+            report.files += 1
+            for section in sections:
+                key = (source, section_key(source, section))
+                if key in wanted:
+                    report.errors.append({"source": source, "error": f"duplicate section '{section.question}'"
+                                          " (same number and title twice); the later one was skipped"})
+                    continue
+                wanted[key] = (kind, section)
+        todo, redundant = _plan(settings, existing, wanted, report)
+        stale = redundant + _removed(existing, wanted, failed_sources, files, folders, missing, report)
+        _write(store, todo, progress)
+        if stale:
+            store.delete(stale)
+            report.deleted += len(stale)
+        store.sync_bm25()
+    return report
+
+
+def _expand(paths: list[Path], report: Report) -> tuple[list[Path], list[Path], list[Path]]:
+    files, folders, missing = [], [], []
+    for path in paths:
+        if path.is_dir():
+            folders.append(path.resolve())
+            for child in sorted(path.rglob("*")):
+                if any(part.startswith(".") for part in child.relative_to(path).parts):
+                    continue  # hidden files and folders (.git, editor swap files)
+                if child.is_symlink() and not child.exists():
+                    report.errors.append({"source": source_name(child), "error": "broken link: its target "
+                                          "does not exist; skipped"})
+                elif not child.is_file():
+                    continue
+                elif child.suffix.lower() in SUPPORTED:
+                    files.append(child)
+                else:
+                    report.errors.append({"source": source_name(child), "error":
+                                          f"unsupported file type '{child.suffix or child.name}' "
+                                          f"(supported: {', '.join(sorted(SUPPORTED))}); skipped"})
+        elif path.exists():
+            files.append(path)
+        else:
+            missing.append(path)
+    return files, folders, missing
+
+
+def _existing_sections(store: Store) -> dict[tuple[str, str], dict]:
+    """(source, qid) -> {'ids': {piece: id}, 'hashes': set, 'pieces': set} as the store holds them."""
+    sections: dict[tuple[str, str], dict] = {}
+    for chunk_id, meta in store.metadatas().items():
+        entry = sections.setdefault((meta.get("source"), meta.get("qid")),
+                                    {"ids": {}, "hashes": set(), "pieces": set()})
+        entry["ids"][chunk_id] = meta.get("piece")
+        entry["hashes"].add(meta.get("section_hash"))
+        entry["pieces"].add(meta.get("pieces"))
+    return sections
+
+
+def _is_complete(entry: dict | None, wanted_hash: str) -> bool:
+    if not entry or entry["hashes"] != {wanted_hash} or len(entry["pieces"]) != 1:
+        return False
+    (count,) = entry["pieces"]
+    return sorted(entry["ids"].values()) == list(range(count))
+
+
+def _plan(settings, existing, wanted, report) -> tuple[list[Chunk], list[str]]:
+    """Chunks to write (sections new, changed, or left incomplete by a crash), and the ids of old
+    pieces that a shorter edit made redundant."""
+    todo, redundant, tokenizer = [], [], None
+    for key, (kind, section) in wanted.items():
+        source, _ = key
+        entry = existing.get(key)
+        if _is_complete(entry, section_hash(source, kind, section, settings.chunk_tokens)):
+            report.unchanged += len(entry["ids"])
+            continue
+        tokenizer = tokenizer or embedder(settings.embedder).tokenizer
+        chunks = chunk_section(source, kind, section, tokenizer, settings.chunk_tokens)
+        old_ids = set(entry["ids"]) if entry else set()
+        for chunk in chunks:
+            if chunk.id in old_ids:
+                report.updated += 1
+            else:
+                report.added += 1
+        redundant.extend(old_ids - {c.id for c in chunks})
+        todo.extend(chunks)
+    return todo, redundant
+
+
+def _removed(existing, wanted, failed_sources, files, folders, missing, report) -> list[str]:
+    """Ids of sections that are gone from the files and folders this run looked at."""
+    looked_at = {source_name(f) for f in files}
+    gone = {source_name(m) for m in missing}
+    known = {source for source, _ in existing}
+    for path in missing:
+        if source_name(path) not in known:
+            report.errors.append({"source": str(path), "error": "no such file or folder"})
+    stale = []
+    for (source, qid), entry in existing.items():
+        if source in failed_sources:
+            continue
+        in_scope = (source in looked_at or source in gone or
+                    (any(_under(source, folder) for folder in folders) and not source_path(source).is_file()))
+        if in_scope and (source, qid) not in wanted:
+            stale.extend(entry["ids"])
+    return stale
+
+
+def _under(source: str, folder: Path) -> bool:
+    try:
+        source_path(source).resolve().relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _write(store: Store, chunks: list[Chunk], progress: bool) -> None:
+    if not chunks:
+        return
+    bar = _progress(None, progress, "embedding", "chunk", total=len(chunks))
+    for start in range(0, len(chunks), EMBED_BATCH):
+        batch = chunks[start:start + EMBED_BATCH]
+        store.upsert([c.id for c in batch], [c.text for c in batch], [c.metadata for c in batch])
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+
+
+def _progress(items, enabled: bool, desc: str, unit: str, total: int | None = None):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """One ingest at a time per data folder (the app and a CLI run may both try)."""
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,94 @@
+"""The shipped question bank: complete, well-formed, in our own words."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from coach.bank import MAX_WORDS, MIN_WORDS, BankError, load_bank, parse_bank_file, style_warnings
+from conftest import ROOT, SEED
+
+PART3_TOPICS = {"multimodal learning", "diffusion models", "long-context transformers", "interpretability",
+                "model evaluation", "evaluating generative models", "catastrophic forgetting",
+                "retrieval-augmented generation", "prompt injection", "responsible ai"}
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return load_bank(ROOT / "corpus")
+
+
+def test_bank_size_and_parts(bank):
+    assert len(bank) >= 150
+    per_part = Counter(e.part for e in bank)
+    assert set(per_part) == {1, 2, 3, 4}
+    assert min(per_part.values()) >= 30
+
+
+def test_every_entry_is_interview_quality(bank):
+    assert style_warnings(bank) == []
+    for e in bank:
+        assert MIN_WORDS <= e.words <= MAX_WORDS
+        assert 3 <= len(e.key_points) <= 6
+        assert e.difficulty in ("easy", "medium", "hard")
+    assert len({e.id for e in bank}) == len(bank)
+    assert Counter(e.difficulty for e in bank).most_common()[-1][1] >= 0.15 * len(bank)  # a real mix
+
+
+def test_part3_covers_each_seed_topic_from_several_angles(bank):
+    topics = Counter(e.topic for e in bank if e.part == 3)
+    assert set(topics) >= PART3_TOPICS
+    assert all(topics[t] >= 3 for t in PART3_TOPICS)
+
+
+def test_numbers_are_consecutive_within_each_part(bank):
+    for part in {e.part for e in bank}:
+        numbers = [e.number for e in bank if e.part == part]
+        assert numbers == list(range(1, len(numbers) + 1))
+
+
+def _grams(text: str, n: int = 8) -> set[str]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_bank_is_written_in_our_own_words():
+    seed = _grams(SEED.read_text(encoding="utf-8"))
+    for path in (ROOT / "corpus").rglob("*.md"):
+        shared = _grams(path.read_text(encoding="utf-8")) & seed
+        assert len(shared) <= 3, f"{path.name} shares {len(shared)} eight-word runs with the scraped article"
+
+
+def test_bank_contains_no_live_injection_string(bank):
+    """The bank teaches about prompt injection without carrying an attack addressed to a model."""
+    live = re.compile(r"ignore (all )?(the )?previous instructions", re.I)
+    assert not [e.id for e in bank if live.search(e.answer)]
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("## 1. Q?\n\nno metadata block\n", r"part9.md:6: .*must be followed by a ```yaml"),
+    ("## 1. Q?\n\n```yaml\nid: p9-a\ntopic: t\ndifficulty: easy\nkey_points: [a, b, c]\n", r":8: .*never closed"),
+    ("## 1. Q?\n\n```yaml\nid: p9-a\ntopic: t\ndificulty: easy\nkey_points: [a, b, c]\n```\n\nA.\n",
+     r":11: unknown key 'dificulty'"),
+    ("## 1. Q?\n\n```yaml\nid: p9-a\ntopic: [t\n```\n\nA.\n", r"part9.md:\d+: invalid YAML"),
+    ("## 1. Q?\n\n```yaml\nid: p9-a\ntopic: t\ndifficulty: easy\nkey_points: [a, b]\n```\n\nA.\n",
+     r":12: key_points has 2 items"),
+    ("## 1. Q?\n\n```yaml\nid: p9-a\ntopic: t\ndifficulty: easy\nkey_points: [a, b, c]\n```\n",
+     r":6: question 'Q\?' has no answer"),
+    ("## 1. Q?\n\n```yaml\nid: p9-a\ntopic: t\ndifficulty: easy\nkey_points: [a, b, c]\n```\n\nA.\n\n"
+     "## 1. R?\n\n```yaml\nid: p9-b\ntopic: t\ndifficulty: easy\nkey_points: [a, b, c]\n```\n\nB.\n",
+     r":17: question number 1 already used on line 6"),
+])
+def test_malformed_entries_name_file_and_line(snippet, expected):
+    text = "---\npart: 9\ntitle: Broken\n---\n\n" + snippet
+    with pytest.raises(BankError, match=expected):
+        parse_bank_file(text, "corpus/part9.md")
+
+
+def test_duplicate_ids_across_files(tmp_path):
+    entry = "## 1. Q?\n\n```yaml\nid: p9-same\ntopic: t\ndifficulty: easy\nkey_points: [a, b, c]\n```\n\nA.\n"
+    for name in ("a.md", "b.md"):
+        (tmp_path / name).write_text(f"---\npart: 9\n---\n\n{entry}")
+    with pytest.raises(BankError, match=r"b.md:5: id 'p9-same' already used at .*a.md:5"):
+        load_bank(tmp_path)

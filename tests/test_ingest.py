@@ -1,0 +1,226 @@
+"""Incremental ingestion against a real embedded Chroma: add, edit, delete, bad files, crash and repair."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SEED, run_cli
+
+
+def bank_text(part: int, entries: list[tuple[int, str, str, str]]) -> str:
+    out = [f"---\npart: {part}\ntitle: Test part\n---\n"]
+    for number, qid, question, answer in entries:
+        out.append(f"## {number}. {question}\n\n```yaml\nid: {qid}\ntopic: testing\ndifficulty: easy\n"
+                   f"key_points:\n  - one\n  - two\n  - three\n```\n\n{answer}\n")
+    return "\n".join(out)
+
+
+ENTRIES = [
+    (1, "t-dropout", "What does dropout do?", "Dropout zeroes random activations while training."),
+    (2, "t-adam", "How does Adam adapt learning rates?", "Adam keeps running averages of gradients."),
+    (3, "t-clip", "Why clip gradients?", "Clipping bounds the update when gradients explode."),
+]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bank.md").write_text(bank_text(1, ENTRIES))
+    shutil.copy(SEED, docs / "seed.txt")
+    return docs
+
+
+def state(store) -> dict[str, dict]:
+    return store.metadatas()
+
+
+def run(paths, settings, **kw):
+    from ingest.pipeline import ingest
+
+    return ingest([Path(p) for p in paths], progress=False, settings=settings, **kw)
+
+
+def test_incremental_add_edit_delete(folder, fresh_settings):
+    from coach.store import open_store
+
+    first = run([folder], fresh_settings)
+    assert (first.added, first.updated, first.deleted, first.errors) == (13, 0, 0, [])
+    store = open_store(fresh_settings)
+    assert store.count() == 13
+
+    again = run([folder], fresh_settings)
+    assert (again.added, again.updated, again.unchanged, again.deleted) == (0, 0, 13, 0)
+
+    edited = [ENTRIES[0], (2, "t-adam", ENTRIES[1][2], "Adam divides by the root of a running mean of "
+                           "squared gradients, so each parameter gets its own step size."), ENTRIES[2]]
+    (folder / "bank.md").write_text(bank_text(1, edited))
+    changed = run([folder], fresh_settings)
+    assert (changed.added, changed.updated, changed.unchanged, changed.deleted) == (0, 1, 12, 0)
+    texts = store.collection.get(where={"qid": "t-adam"}, include=["documents"])["documents"]
+    assert texts == [f"{ENTRIES[1][2]}\n\n{edited[1][3]}"]
+    # BM25 follows Chroma: the new wording is searchable by keyword.
+    assert store.bm25().search("squared parameter step size", 3)[0][0] == \
+        store.collection.get(where={"qid": "t-adam"})["ids"][0]
+
+    (folder / "bank.md").write_text(bank_text(1, edited[:2]))  # one question removed
+    (folder / "extra.md").write_text("# Extra\n\n## Label smoothing\n\nSoft targets calm the model.\n")
+    shrunk = run([folder], fresh_settings)
+    assert (shrunk.added, shrunk.deleted) == (1, 1)
+    assert not store.collection.get(where={"qid": "t-clip"})["ids"]
+
+    (folder / "seed.txt").unlink()  # a whole file removed
+    gone = run([folder], fresh_settings)
+    assert gone.deleted == 10
+    assert store.count() == 3
+    assert len(store.bm25().ids) == 3
+
+
+def test_ingesting_a_file_elsewhere_leaves_other_sources_alone(folder, fresh_settings, tmp_path):
+    run([folder], fresh_settings)
+    other = tmp_path / "other.md"
+    other.write_text("# Notes\n\n## Mixup\n\nMixup blends two examples and their labels.\n")
+    report = run([other], fresh_settings)
+    assert (report.added, report.deleted) == (1, 0)
+    from coach.store import open_store
+
+    assert open_store(fresh_settings).count() == 14
+
+
+def test_bad_files_are_reported_and_the_rest_still_ingests(folder, fresh_settings):
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "binary.md").write_bytes(bytes(range(256)) * 4)
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7\ngarbage")
+    (folder / "dangling.md").symlink_to(folder / "does-not-exist.md")
+    report = run([folder], fresh_settings)
+    assert report.added == 13
+    reasons = {Path(e["source"]).name: e["error"] for e in report.errors}
+    assert set(reasons) == {"image.png", "empty.txt", "binary.md", "broken.pdf", "dangling.md"}
+    assert "unsupported" in reasons["image.png"] and "empty" in reasons["empty.txt"]
+    assert "binary" in reasons["binary.md"] and "PDF" in reasons["broken.pdf"]
+
+
+def test_a_file_that_turns_bad_keeps_its_chunks(folder, fresh_settings):
+    from coach.store import open_store
+
+    run([folder], fresh_settings)
+    (folder / "bank.md").write_text((folder / "bank.md").read_text().replace("difficulty: easy",
+                                                                           "difficulty: trivial", 1))
+    report = run([folder], fresh_settings)
+    assert report.deleted == 0 and any("trivial" in e["error"] for e in report.errors)
+    assert open_store(fresh_settings).count() == 13  # nothing lost
+
+
+def test_cli_json_report_and_exit_codes(folder, tmp_path):
+    env = {"COACH_DATA_DIR": str(tmp_path / "cli-data")}
+    ok = run_cli("-m", "ingest", str(folder), "--json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert set(report) == {"added", "updated", "unchanged", "deleted", "flagged", "errors"}
+    assert report["added"] == 13
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.docx").write_bytes(b"PK")
+    (bad / "b.txt").write_bytes(b"")
+    nothing = run_cli("-m", "ingest", str(bad), "--json", env=env)
+    assert nothing.returncode == 1
+    assert len(json.loads(nothing.stdout)["errors"]) == 2
+    human = run_cli("-m", "ingest", str(bad), env=env)
+    assert "skipped" in human.stderr and "a.docx" in human.stderr
+
+
+def test_rebuild_starts_over(folder, fresh_settings):
+    run([folder], fresh_settings)
+    report = run([folder], fresh_settings, rebuild=True)
+    assert (report.added, report.unchanged) == (13, 0)
+
+
+def test_stale_bm25_index_heals_itself(folder, fresh_settings):
+    """A crash between the Chroma write and the BM25 write leaves BM25 behind; the next open rebuilds it."""
+    from coach.store import Store, open_store
+
+    run([folder], fresh_settings)
+    store = open_store(fresh_settings)
+    victim = store.collection.get(where={"qid": "t-clip"})["ids"]
+    store.collection.delete(ids=victim)  # Chroma changed, BM25 on disk did not
+    fresh = Store(fresh_settings)  # as a restarted process would open it
+    assert set(fresh.bm25().ids) == set(fresh.metadatas())
+    assert not set(victim) & set(fresh.bm25().ids)
+
+
+def _snapshot(data_dir: Path) -> dict[str, str]:
+    """chunk id -> content hash, read in a separate process so no client stays open."""
+    code = ("import json; from coach.store import Store; s = Store(); "
+            "print(json.dumps({i: m['content_hash'] for i, m in s.metadatas().items()}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "COACH_DATA_DIR": str(data_dir)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _ingest_process(folder: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ingest", str(folder), "--json", *extra],
+                            cwd=ROOT, env={**os.environ, "COACH_DATA_DIR": str(data_dir)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_mid_write(proc: subprocess.Popen, timeout: float = 240) -> int:
+    """SIGKILL the process once its progress bar shows some chunks written but not all."""
+    deadline, seen = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        char = proc.stderr.read(1)
+        if not char:
+            break
+        seen += char
+        done = re.findall(r"embedding:.*?\|\s*(\d+)/(\d+)", seen[-300:])
+        if done and 0 < int(done[-1][0]) < int(done[-1][1]):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            return int(done[-1][0])
+    proc.kill()
+    raise AssertionError(f"ingest finished or stalled before it could be killed mid-write: {seen[-500:]}")
+
+
+def test_sigkill_mid_ingest_is_repaired_by_the_next_run(tmp_path):
+    """Kill real ingest processes with SIGKILL while they write; the next run repairs the store."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for part in sorted((ROOT / "corpus").glob("*.md"))[:2]:
+        shutil.copy(part, corpus / part.name)
+    reference_dir, data_dir = tmp_path / "reference", tmp_path / "crashed"
+    started = time.monotonic()
+    reference = _ingest_process(corpus, reference_dir, "--quiet")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    duration = time.monotonic() - started
+    expected = _snapshot(reference_dir)
+
+    # 1. killed mid-write on a cold store: part of the chunks are in, the rest are not
+    _kill_mid_write(_ingest_process(corpus, data_dir, "--progress"))
+    partial = _snapshot(data_dir)
+    assert 0 < len(partial) < len(expected)
+    # 2. killed mid-write during a rebuild, 3. killed at an arbitrary moment
+    _kill_mid_write(_ingest_process(corpus, data_dir, "--progress", "--rebuild"))
+    proc = _ingest_process(corpus, data_dir, "--quiet")
+    time.sleep(duration * 0.6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    repair = _ingest_process(corpus, data_dir, "--quiet")
+    out, err = repair.communicate(timeout=300)
+    assert repair.returncode == 0, err
+    assert _snapshot(data_dir) == expected  # nothing missing, nothing extra, same content
+    again = _ingest_process(corpus, data_dir, "--quiet")
+    out, _ = again.communicate(timeout=300)
+    report = json.loads(out)
+    assert (report["added"], report["updated"], report["deleted"]) == (0, 0, 0)
+    assert report["unchanged"] == len(expected)
