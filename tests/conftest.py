@@ -1,7 +1,9 @@
 """Shared fixtures: every test runs offline against its own data folder, never ./data."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +15,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["COACH_DATA_DIR"] = tempfile.mkdtemp(prefix="coach-test-data-")
+atexit.register(shutil.rmtree, os.environ["COACH_DATA_DIR"], ignore_errors=True)
 os.environ.pop("COACH_CHROMA_URL", None)
 sys.path.insert(0, str(ROOT))
 
