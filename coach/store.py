@@ -87,10 +87,11 @@ class Store:
             embedding_function=_LazyEmbeddings(self.settings.embedder),
             collection_metadata={"embedder": self.settings.embedder},
             collection_configuration={"hnsw": {"space": "cosine"}})
-        built_with = (self.collection.metadata or {}).get("embedder")
-        if built_with and built_with != self.settings.embedder:
-            raise RuntimeError(f"the index was built with {built_with}, not {self.settings.embedder}; "
-                               f"run `python -m ingest --rebuild`")
+
+    @property
+    def built_with(self) -> str | None:
+        """The embedder the stored vectors came from (vectors of two models must never mix)."""
+        return (self.collection.metadata or {}).get("embedder")
 
     @property
     def collection(self):
@@ -99,11 +100,11 @@ class Store:
     def count(self) -> int:
         return self.collection.count()
 
-    def metadatas(self, where: dict | None = None) -> dict[str, dict]:
-        """chunk id -> metadata for every chunk (or those matching `where`), paged for big stores."""
+    def metadatas(self) -> dict[str, dict]:
+        """chunk id -> metadata for every chunk, paged for big stores."""
         out, offset, page = {}, 0, 5000
         while True:
-            got = self.collection.get(where=where, include=["metadatas"], limit=page, offset=offset)
+            got = self.collection.get(include=["metadatas"], limit=page, offset=offset)
             out.update(zip(got["ids"], got["metadatas"]))
             if len(got["ids"]) < page:
                 return out
@@ -208,15 +209,11 @@ class Bm25Index:
 
     @staticmethod
     def tokenize(texts: list[str]) -> list[list[str]]:
-        import bm25s
-
-        return bm25s.tokenize(texts, stemmer=_stemmer(), return_ids=False, show_progress=False)
+        return _bm25s().tokenize(texts, stemmer=_stemmer(), return_ids=False, show_progress=False)
 
     @classmethod
     def build(cls, ids: list[str], texts: list[str], metadatas: list[dict], fingerprint: str) -> "Bm25Index":
-        import bm25s
-
-        retriever = bm25s.BM25()
+        retriever = _bm25s().BM25()
         if texts:
             retriever.index(cls.tokenize(texts), show_progress=False)
         fields = {name: [m.get(name) for m in metadatas] for name in cls.FIELDS}
@@ -240,8 +237,7 @@ class Bm25Index:
 
     @classmethod
     def load(cls, folder: Path) -> "Bm25Index | None":
-        import bm25s
-
+        bm25s = _bm25s()
         try:
             meta = json.loads((folder / "coach.json").read_text())
             if meta.get("format") != cls.FORMAT:
@@ -269,6 +265,14 @@ class Bm25Index:
         docs, scores = self.retriever.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False,
                                                weight_mask=mask, n_threads=1)
         return [(self.ids[d], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+
+
+@lru_cache(maxsize=1)
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+    return bm25s
 
 
 @lru_cache(maxsize=1)

@@ -2,11 +2,12 @@
 
     python -m evals.calibrate [--out coach/calibration.json] [--plot DIR]
 
-Each retrieved question gets P(relevant) = sigmoid(b + w1 * cosine + w2 * log(1 + bm25)), a logistic
-regression over (query, result) pairs labelled by the gold set (the expected bank ids are relevant, all
-other results and every result for an out-of-scope question are not). The refusal threshold is then
-chosen on the best score per query: the one that best separates in-scope from out-of-scope questions
-(Youden's J). Out-of-sample figures come from 5-fold cross-validation over queries.
+Each retrieved question gets P(relevant) = sigmoid(b + w1 * cosine + w2 * log(1 + bm25)): a logistic
+regression fitted on the best result of every gold query (relevant when it is an expected bank id) and
+of every out-of-scope query (never relevant). Fitting on the best result only keeps the labels clean:
+lower-ranked neighbours are often partly relevant without being listed in the gold set. The refusal
+threshold is the one that best separates in-scope from out-of-scope questions (Youden's J).
+Out-of-sample figures come from 5-fold cross-validation over queries.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from evals.retrieval import GOLD, SETS, load_jsonl
 
 OUT_OF_SCOPE = SETS / "out_of_scope.jsonl"
-K = 5
+K = 1  # the best result per query: P(it is the passage that answers the question)
 
 
 def collect(retriever, gold: list[dict], outside: list[dict]):

@@ -28,7 +28,7 @@ def sha1(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def section_key(source: str, section: Section) -> str:
+def section_key(section: Section) -> str:
     """Stable key of a section within its source: the bank id, else number and title."""
     if section.qid:
         return section.qid
@@ -43,7 +43,7 @@ def section_hash(source: str, kind: str, section: Section, chunk_tokens: int) ->
 
 
 def chunk_section(source: str, kind: str, section: Section, tokenizer, chunk_tokens: int) -> list[Chunk]:
-    qid = section_key(source, section)
+    qid = section_key(section)
     shash = section_hash(source, kind, section, chunk_tokens)
     header = section.question.strip()
     budget = max(32, chunk_tokens - len(tokenizer.tokenize(header)) - 2)

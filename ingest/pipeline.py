@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,8 @@ from coach.config import ROOT, Settings, get_settings
 from coach.store import Store, embedder, open_store
 from ingest.chunking import Chunk, chunk_section, section_hash, section_key
 from ingest.loaders import SUPPORTED, LoadError, load_file
+from ingest.sections import Section
 
-log = logging.getLogger(__name__)
 EMBED_BATCH = 64
 
 
@@ -60,11 +59,11 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(settings.data_dir / "ingest.lock"):
         store = store or open_store(settings)
-        if rebuild:
+        if rebuild or store.built_with not in (None, settings.embedder):
             store.reset()
         files, folders, missing = _expand(paths, report)
         existing = _existing_sections(store)
-        wanted: dict[tuple[str, str], tuple[str, object]] = {}
+        wanted: dict[tuple[str, str], tuple[str, Section]] = {}
         failed_sources = set()
         for path in _progress(files, progress and len(files) > 3, "reading", "file"):
             source = source_name(path)
@@ -76,7 +75,7 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
                 continue
             report.files += 1
             for section in sections:
-                key = (source, section_key(source, section))
+                key = (source, section_key(section))
                 if key in wanted:
                     report.errors.append({"source": source, "error": f"duplicate section '{section.question}'"
                                           " (same number and title twice); the later one was skipped"})
