@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,7 +34,6 @@ class Settings:
     fetch_k: int = 30
     rrf_k: int = 60
     max_query_chars: int = 1000
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def chroma_dir(self) -> Path:

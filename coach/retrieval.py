@@ -23,7 +23,6 @@ from coach.store import open_store
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 MODES = ("hybrid", "dense", "bm25")
-FILTERS = ("part", "topic", "difficulty")
 
 
 @dataclass
