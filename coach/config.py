@@ -74,3 +74,8 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # The splitter measures whole answers with the embedder's tokenizer; its length warning is noise.
     logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+
+
+def prompt(name: str) -> str:
+    """A prompt template from prompts/ (kept as files so every prompt change is a reviewable diff)."""
+    return (get_settings().prompts_dir / f"{name}.md").read_text(encoding="utf-8").strip()

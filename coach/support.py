@@ -1,0 +1,119 @@
+"""Is a sentence supported by a passage? Sentence splitting, citation parsing and the support check.
+
+A model's sentence counts as supported by a passage when it is close in meaning to one of the passage's
+sentences (MiniLM cosine) and shares enough of its content words (stemmed, stopwords removed), judged
+together as cosine + overlap / 2, and when every number it states appears in the passage. A paraphrase
+scores high on meaning even with new words; an invented claim about the same topic is near in meaning
+but brings words, or numbers, the passage does not have.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+CITATION = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
+ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|vs|cf|al|approx|Fig|Eq|No)\.", re.I)
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+WORD = re.compile(r"[a-z][a-z0-9'-]+")
+
+# Thresholds chosen on the hand-made pairs in tests/test_support.py (paraphrases 0.89-1.24, invented
+# claims on the same topic 0.76-0.82).
+MIN_COSINE = 0.55
+MIN_OVERLAP = 0.25
+MIN_SUPPORT = 0.87
+
+
+@dataclass(frozen=True)
+class Support:
+    passage: int | None     # 1-based number of the best supporting passage, None if unsupported
+    cosine: float
+    overlap: float
+
+    @property
+    def supported(self) -> bool:
+        return self.passage is not None
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a model answer or a passage; list items and lines count as sentences too."""
+    sentences = []
+    for line in text.split("\n"):
+        line = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", line).strip()
+        if not line or line.startswith("#"):
+            continue
+        protected = ABBREVIATIONS.sub(lambda m: m.group(0).replace(".", "\x00"), line)
+        # Keep a sentence's trailing citation markers with it: "… loss. [2] Next …" splits after [2].
+        for part in re.split(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[A-Z0-9\"'(*$`])", protected):
+            if part is None:
+                continue
+            if CITATION.fullmatch(part) and sentences:
+                sentences[-1] += part
+            elif part.strip():
+                sentences.append(part.replace("\x00", ".").strip())
+    return sentences
+
+
+def citations_of(sentence: str) -> list[int]:
+    return [int(n) for group in CITATION.findall(sentence) for n in re.split(r"\s*,\s*", group)]
+
+
+def strip_citations(sentence: str) -> str:
+    return CITATION.sub("", sentence).strip()
+
+
+def content_words(text: str) -> set[str]:
+    from coach.store import _stemmer
+
+    words = [w for w in WORD.findall(text.lower()) if w not in _stopwords()]
+    return set(_stemmer().stemWords(words))
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN) | {"also", "can", "use", "used", "uses", "using", "one", "two", "like"}
+
+
+class SupportChecker:
+    """Scores sentences against passages with the shared embedding model."""
+
+    def __init__(self, embeddings):
+        self.embeddings = embeddings
+        self._passage_cache: dict[str, tuple[list[str], np.ndarray]] = {}
+
+    def _passage(self, text: str) -> tuple[list[str], np.ndarray]:
+        if text not in self._passage_cache:
+            sentences = split_sentences(text) or [text]
+            vectors = np.asarray(self.embeddings.embed_documents(sentences))
+            if len(self._passage_cache) > 512:
+                self._passage_cache.clear()
+            self._passage_cache[text] = (sentences, vectors)
+        return self._passage_cache[text]
+
+    def check(self, sentence: str, passages: list[str], prefer: list[int] = ()) -> Support:
+        """The passage (1-based) that best supports the sentence, preferring the ones it cites."""
+        claim = strip_citations(sentence)
+        words = content_words(claim)
+        if not words:
+            return Support(None, 0.0, 0.0)
+        vector = np.asarray(self.embeddings.embed_documents([claim])[0])
+        numbers = set(NUMBER.findall(claim))
+        best = Support(None, 0.0, 0.0)
+        for n, passage in enumerate(passages, start=1):
+            sentences, vectors = self._passage(passage)
+            cosine = float(np.max(vectors @ vector))
+            overlap = len(words & content_words(passage)) / len(words)
+            numbers_ok = numbers <= set(NUMBER.findall(passage))
+            ok = (numbers_ok and cosine >= MIN_COSINE and overlap >= MIN_OVERLAP and
+                  cosine + overlap / 2 >= MIN_SUPPORT)
+            score = cosine + overlap + (0.5 if n in prefer else 0.0)
+            if ok and (best.passage is None or score > best.cosine + best.overlap +
+                       (0.5 if best.passage in prefer else 0.0)):
+                best = Support(n, cosine, overlap)
+            elif best.passage is None and cosine + overlap > best.cosine + best.overlap:
+                best = Support(None, cosine, overlap)
+        return best

@@ -1,0 +1,49 @@
+"""The sentence support check on hand-made passage/answer pairs: invented claims dropped, paraphrases kept."""
+from __future__ import annotations
+
+import pytest
+
+from coach.support import SupportChecker, citations_of, split_sentences, strip_citations
+
+DROPOUT = ("What does dropout do?\n\nDropout zeroes each unit with probability p at every training step. "
+           "At test time dropout is switched off and all units are used. Units cannot co-adapt because any "
+           "partner may disappear.")
+BATCHNORM = ("What is batch norm?\n\nBatch normalization normalizes each feature using the mean and variance "
+             "of the current mini-batch. It allows higher learning rates.")
+
+PAIRS = [
+    # paraphrases of what the passages say: kept, attributed to the right passage
+    ("During training, dropout randomly sets each unit to zero with probability p [1].", 1),
+    ("When the model is evaluated, dropout is turned off and every unit is active [1].", 1),
+    ("Batch norm uses the statistics of the current mini-batch to normalize features [2].", 2),
+    ("Batch norm makes it possible to train with larger learning rates [1].", 2),  # miscited, re-attributed
+    # invented claims about the same topics: dropped
+    ("Dropout was invented by Geoffrey Hinton in 2012 at Google [1].", None),
+    ("Dropout removes whole features from the dataset before training [1].", None),
+    ("Dropout guarantees that the network never overfits [1].", None),
+    ("Dropout zeroes 80 percent of units [1].", None),  # a number the passage does not state
+    ("The capital of France is Paris [2].", None),
+]
+
+
+@pytest.fixture(scope="module")
+def checker():
+    from coach.store import embedder
+
+    return SupportChecker(embedder())
+
+
+@pytest.mark.parametrize("sentence, expected", PAIRS)
+def test_support_check(checker, sentence, expected):
+    result = checker.check(sentence, [DROPOUT, BATCHNORM], prefer=citations_of(sentence))
+    assert result.passage == expected, result
+
+
+def test_sentence_splitting_keeps_citations_and_abbreviations():
+    text = ("Dropout zeroes units, e.g. half of them [1]. At test time all units are used [1][2]. "
+            "It has a rate of 0.5 by default!\n- A list item\n- Another item [2]")
+    assert split_sentences(text) == ["Dropout zeroes units, e.g. half of them [1].",
+                                     "At test time all units are used [1][2].",
+                                     "It has a rate of 0.5 by default!", "A list item", "Another item [2]"]
+    assert citations_of("Both [1, 3] and [2].") == [1, 3, 2]
+    assert strip_citations("Claim [1][2].") == "Claim."
