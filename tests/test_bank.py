@@ -23,7 +23,7 @@ def test_bank_size_and_parts(bank):
     assert len(bank) >= 150
     per_part = Counter(e.part for e in bank)
     assert set(per_part) == {1, 2, 3, 4}
-    assert min(per_part.values()) >= 25
+    assert min(per_part.values()) >= 35
 
 
 def test_every_entry_is_interview_quality(bank):
