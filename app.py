@@ -104,13 +104,12 @@ def build_app(retriever):
 
 # --- helpers -----------------------------------------------------------------------------------
 def _require_query(text: str | None) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise SystemExit("error: the question is empty")
-    limit = get_settings().max_query_chars
-    if len(text) > limit:
-        raise SystemExit(f"error: the question is {len(text)} characters long; the limit is {limit}")
-    return text
+    from coach.guards import QuestionError, validate_question
+
+    try:
+        return validate_question(text)
+    except QuestionError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _batch(path: str, required: list[str], run, as_json: bool) -> int:

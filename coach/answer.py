@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coach.config import get_settings, prompt
+from coach.config import prompt
+from coach.guards import validate_question
 from coach.llm import Backend, BackendUnavailable, get_backend
 from coach.retrieval import Hit, HybridRetriever
 from coach.support import SupportChecker, citations_of, split_sentences, strip_citations
@@ -26,10 +27,6 @@ MIN_SUPPORTED_WORDS = 12     # less than this left after the support check: answ
 EXTRACTIVE_SENTENCES = 3
 FOLLOW_UP = re.compile(r"^(and|so|but|then|what about|how about|why)\b|\b(it|its|that|this|they|them|those|these)\b",
                        re.I)
-
-
-class AnswerError(ValueError):
-    """The question cannot be taken as asked (empty or too long); the message says why."""
 
 
 @dataclass
@@ -71,7 +68,7 @@ class Answerer:
     def stream(self, question: str, history: Sequence[dict] = ()) -> Iterator[str | Answer]:
         """Yield the model's raw tokens as they come, then the final, checked Answer."""
         started = time.perf_counter()
-        question = validate(question)
+        question = validate_question(question)
         standalone = self.standalone(question, history)
         hits = self.retriever.search(standalone, k=PASSAGES + 2)
         retrieve_ms = (time.perf_counter() - started) * 1000
@@ -169,16 +166,6 @@ class Answerer:
         chosen.sort(key=lambda i: (candidates[i][0], i))
         text = " ".join(with_citation(candidates[i][1], [candidates[i][0]]) for i in chosen)
         return text, {candidates[i][0] for i in chosen}
-
-
-def validate(question: str) -> str:
-    question = " ".join((question or "").split())
-    if not question:
-        raise AnswerError("the question is empty: ask something about deep learning")
-    limit = get_settings().max_query_chars
-    if len(question) > limit:
-        raise AnswerError(f"the question is {len(question)} characters long; please keep it under {limit}")
-    return question
 
 
 def with_citation(sentence: str, numbers: list[int]) -> str:
