@@ -2,6 +2,7 @@
 
     python app.py serve [--host H] [--port P]
     python app.py search QUERY [--k N] [--part P] [--topic T] [--difficulty D] [--json] [--batch FILE]
+    python app.py ask QUESTION [--json] [--batch FILE]
     python app.py bank [--json]
 
 With --json each command prints exactly one JSON document on stdout (JSON Lines with --batch);
@@ -45,6 +46,24 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_ask(args) -> int:
+    from coach.answer import Answerer
+
+    answerer = Answerer()
+    if args.batch:
+        return _batch(args.batch, ["question"], lambda row: answerer.ask(row["question"]).as_json(), args.json)
+    answer = answerer.ask(args.question)
+    if args.json:
+        _print_json(answer.as_json())
+        return 0
+    print(answer.answer)
+    for c in answer.citations:
+        print(f"  [{c['n']}] {c['question']}  ({c['source']}, relevance {c['score']:.2f})")
+    if answer.fallback:
+        print(f"note: {answer.fallback}", file=sys.stderr)
+    return 2 if answer.blocked else 0
+
+
 def cmd_bank(args) -> int:
     from coach.bank import load_bank
 
@@ -59,12 +78,13 @@ def cmd_bank(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from coach.retrieval import HybridRetriever
+    from coach.answer import Answerer
 
     started = time.perf_counter()
-    retriever = HybridRetriever()
+    answerer = Answerer()  # loads the configured backend once; it stays warm
+    retriever = answerer.retriever
     retriever.search("warm up the models")  # load the embedder and BM25 index before the first user
-    demo = build_app(retriever)
+    demo = build_app(answerer)
     log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d",
                 time.perf_counter() - started, retriever.store.count(), args.host, args.port)
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
@@ -72,9 +92,11 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def build_app(retriever):
+def build_app(answerer):
     """The Gradio app (a search page for now; chat, library, interview and evaluate tabs follow)."""
     import gradio as gr
+
+    retriever = answerer.retriever
 
     def search(query: str) -> dict:
         hits = retriever.search(_require_query(query))
@@ -99,6 +121,9 @@ def build_app(retriever):
         # Named API endpoint (contract): /search returns the same JSON as `app.py search --json`.
         api_query, api_out = gr.Textbox(visible=False), gr.JSON(visible=False)
         api_query.submit(search, api_query, api_out, api_name="search")
+        # /ask returns the same JSON as `app.py ask --json` (the final, checked answer).
+        api_question, api_answer = gr.Textbox(visible=False), gr.JSON(visible=False)
+        api_question.submit(lambda q: answerer.ask(q).as_json(), api_question, api_answer, api_name="ask")
     return demo
 
 
@@ -161,6 +186,14 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line')
     search.set_defaults(run=cmd_search)
 
+    ask = sub.add_parser("ask", help="a grounded answer from the bank, with [n] citations, or a refusal",
+                         description="Answer from the question bank only. Sentences the bank does not "
+                         "support are removed; the backend is chosen by COACH_LLM (llamacpp, openai, extractive).")
+    ask.add_argument("question", nargs="?", help="the question")
+    ask.add_argument("--json", action="store_true", help="print the contract's JSON")
+    ask.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line; models load once')
+    ask.set_defaults(run=cmd_ask)
+
     bank = sub.add_parser("bank", help="list the question bank as loaded")
     bank.add_argument("--json", action="store_true")
     bank.set_defaults(run=cmd_bank)
@@ -170,8 +203,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
-    if getattr(args, "query", None) is None and args.command == "search" and not args.batch:
+    if args.command == "search" and args.query is None and not args.batch:
         raise SystemExit("error: give a QUERY or --batch FILE")
+    if args.command == "ask" and args.question is None and not args.batch:
+        raise SystemExit("error: give a QUESTION or --batch FILE")
     return args.run(args)
 
 

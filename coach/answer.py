@@ -1,11 +1,12 @@
 """Grounded answers from the bank, enforced by code around the model.
 
 1. A follow-up ("and how do you fix it?") becomes a standalone question using the chat history.
-2. Retrieve with the shared retriever; below the calibrated threshold, refuse and suggest bank topics.
-3. Prompt the backend with numbered passages and stream its tokens.
+2. Retrieve with the shared retriever; below the calibrated threshold, refuse and suggest bank questions.
+3. Pick the passage sentences that answer the question (coach.evidence), give them to the backend as
+   numbered passages and stream its tokens.
 4. Keep only the sentences the passages support (coach.support), each cited with the passage that
-   supports it; citations to passages that were not given disappear. If too little survives, the
-   answer is composed extractively from the passages instead.
+   supports it, so citations to passages that were not given disappear. If too little survives, the
+   answer is composed extractively from the evidence instead, and the answer says why.
 """
 from __future__ import annotations
 
@@ -14,17 +15,22 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
+from langchain_core.messages import convert_to_openai_messages
+from langchain_core.prompts import ChatPromptTemplate
 
+from coach import evidence
 from coach.config import prompt
-from coach.guards import validate_question
+from coach.guards import QuestionError, validate_question
 from coach.llm import Backend, BackendUnavailable, get_backend
 from coach.retrieval import Hit, HybridRetriever
 from coach.support import SupportChecker, citations_of, split_sentences, strip_citations
 
-PASSAGES = 3
-MIN_SUPPORTED_WORDS = 12     # less than this left after the support check: answer extractively
-EXTRACTIVE_SENTENCES = 3
+PASSAGES = 3               # retrieved passages the evidence is drawn from
+EVIDENCE_SENTENCES = 5     # sentences shown to the model
+EXTRACTIVE_SENTENCES = 3   # sentences in an extractive answer
+MIN_SUPPORTED_WORDS = 12   # less than this left after the support check: answer extractively
+MAX_TOKENS = 200
+MODEL_REFUSAL = re.compile(r"bank does not cover", re.I)
 FOLLOW_UP = re.compile(r"^(and|so|but|then|what about|how about|why)\b|\b(it|its|that|this|they|them|those|these)\b",
                        re.I)
 
@@ -39,8 +45,9 @@ class Answer:
     citations: list[dict] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     standalone_question: str | None = None
-    dropped_sentences: int = 0
-    fallback: str | None = None
+    generated_sentences: int = 0   # sentences the model wrote
+    dropped_sentences: int = 0     # of those, how many the support check removed
+    fallback: str | None = None    # why the answer is extractive although a model was configured
     suggestions: list[str] = field(default_factory=list)
     backend: str = ""
 
@@ -48,8 +55,8 @@ class Answer:
         return {"question": self.question, "answer": self.answer, "refused": self.refused,
                 "blocked": self.blocked, "guard": self.guard, "citations": self.citations,
                 "timings": self.timings, "standalone_question": self.standalone_question,
-                "dropped_sentences": self.dropped_sentences, "fallback": self.fallback,
-                "suggestions": self.suggestions, "backend": self.backend}
+                "generated_sentences": self.generated_sentences, "dropped_sentences": self.dropped_sentences,
+                "fallback": self.fallback, "suggestions": self.suggestions, "backend": self.backend}
 
 
 class Answerer:
@@ -58,6 +65,8 @@ class Answerer:
         self.backend = backend or get_backend()
         self.embeddings = self.retriever.store.vectors.embeddings
         self.checker = SupportChecker(self.embeddings)
+        self.template = ChatPromptTemplate.from_messages([("system", prompt("answer_system")),
+                                                          ("human", prompt("answer_user"))])
 
     def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
         for event in self.stream(question, history):
@@ -68,44 +77,52 @@ class Answerer:
     def stream(self, question: str, history: Sequence[dict] = ()) -> Iterator[str | Answer]:
         """Yield the model's raw tokens as they come, then the final, checked Answer."""
         started = time.perf_counter()
-        question = validate_question(question)
+        try:
+            question = validate_question(question)
+        except QuestionError as exc:
+            yield Answer(question=question or "", answer=str(exc), blocked=True, guard=exc.guard,
+                         backend=self.backend.describe(), timings=_timings(started, 0.0, None))
+            return
         standalone = self.standalone(question, history)
-        hits = self.retriever.search(standalone, k=PASSAGES + 2)
-        retrieve_ms = (time.perf_counter() - started) * 1000
+        hits = self.retriever.search(standalone, k=PASSAGES)
         answer = Answer(question=question, answer="", standalone_question=standalone,
                         backend=self.backend.describe())
-        if not hits or hits[0].score < self.retriever.calibration.threshold:
-            answer.refused = True
-            answer.suggestions = [hit.metadata.get("question") for hit in hits[:3]]
-            answer.answer = refusal_message(answer.suggestions)
-            answer.timings = _timings(started, retrieve_ms, None)
-            yield answer
+        retrieve_ms = (time.perf_counter() - started) * 1000
+        threshold = self.retriever.calibration.threshold
+        if not hits or hits[0].score < threshold:
+            yield self._refuse(answer, hits, started, retrieve_ms)
             return
-        passages = hits[:PASSAGES]
+        relevant = [hit for hit in hits if hit is hits[0] or hit.score >= threshold]
+        texts = [self.whole_answer(hit) for hit in relevant]
+        chosen = evidence.select(standalone, texts, self.embeddings, EVIDENCE_SENTENCES)
+        # Number only the passages that contributed evidence, so the model sees [1], [2] ... without gaps.
+        used = sorted({s.passage for s in chosen}) or [1]
+        passages = [(relevant[n - 1], texts[n - 1]) for n in used]
+        chosen = [evidence.Sentence(used.index(s.passage) + 1, s.position, s.text, s.relevance) for s in chosen]
+
         raw, first_token_ms = [], None
         try:
-            for token in self.backend.stream(self.messages(standalone, passages), max_tokens=220):
+            for token in self.backend.stream(self.messages(standalone, chosen), max_tokens=MAX_TOKENS):
                 if first_token_ms is None:
                     first_token_ms = (time.perf_counter() - started) * 1000
                 raw.append(token)
                 yield token
         except BackendUnavailable as exc:
             answer.fallback = f"{exc}; answered extractively from the bank instead"
-        text, cited, dropped = self.keep_supported("".join(raw), passages)
-        answer.dropped_sentences = dropped
+        raw_text = "".join(raw).strip()
+        if self.backend.capable and MODEL_REFUSAL.search(raw_text) and len(raw_text.split()) < 15:
+            # A capable model read the passages and found no answer: trust it over retrieval alone.
+            yield self._refuse(answer, hits, started, retrieve_ms, first_token_ms)
+            return
+        text, cited, answer.generated_sentences, answer.dropped_sentences = self.keep_supported(raw_text, passages)
         if len(strip_citations(text).split()) < MIN_SUPPORTED_WORDS:
-            if raw and answer.fallback is None:
+            if answer.fallback is None and raw_text:
                 answer.fallback = "too little of the model's answer was supported by the bank; answered extractively"
             elif answer.fallback is None and self.backend.name != "extractive":
                 answer.fallback = "the model returned nothing; answered extractively"
-            text, cited = self.extractive(standalone, passages)
+            text, cited = self.extractive(chosen)
         answer.answer = text
-        answer.citations = [{"n": n, "chunk_id": passages[n - 1].chunk_id,
-                             "source": passages[n - 1].metadata.get("source"),
-                             "question": passages[n - 1].metadata.get("question"),
-                             "score": round(passages[n - 1].score, 4)} for n in sorted(cited)]
-        if first_token_ms is None:
-            first_token_ms = (time.perf_counter() - started) * 1000
+        answer.citations = [citation(n, passages[n - 1][0]) for n in sorted(cited)]
         answer.timings = _timings(started, retrieve_ms, first_token_ms)
         yield answer
 
@@ -127,45 +144,53 @@ class Answerer:
                 pass
         return f"{previous[-1]} {question}"
 
-    def messages(self, question: str, passages: list[Hit]) -> list[dict]:
-        numbered = "\n\n".join(f"[{n}] {hit.text}" for n, hit in enumerate(passages, start=1))
-        return [{"role": "system", "content": prompt("answer_system")},
-                {"role": "user", "content": prompt("answer_user").format(passages=numbered, question=question)}]
+    def messages(self, question: str, chosen: list[evidence.Sentence]) -> list[dict]:
+        numbered = "\n".join(f"[{n}] " + " ".join(s.text for s in chosen if s.passage == n)
+                             for n in sorted({s.passage for s in chosen}))
+        return convert_to_openai_messages(self.template.format_messages(passages=numbered, question=question))
 
-    def keep_supported(self, raw: str, passages: list[Hit]) -> tuple[str, set[int], int]:
-        """Sentences the passages support, each cited with its supporting passage; and how many went."""
-        texts = [hit.text for hit in passages]
-        kept, cited, dropped = [], set(), 0
-        for sentence in split_sentences(raw):
+    def whole_answer(self, hit: Hit) -> str:
+        """The whole bank answer a hit belongs to: a long answer is indexed in pieces, and the piece
+        that matched the query best is often not the one that holds the definition."""
+        meta = hit.metadata
+        return self.retriever.store.section_text(meta.get("source"), meta.get("qid")) or hit.text
+
+    def keep_supported(self, raw: str, passages: list[tuple[Hit, str]]) -> tuple[str, set[int], int, int]:
+        """The supported sentences, each cited with its supporting passage; the passages cited; how many
+        sentences the model wrote and how many were dropped."""
+        texts = [text for _, text in passages]
+        kept, seen, cited, sentences = [], set(), set(), split_sentences(raw)
+        for sentence in sentences:
             valid = [n for n in citations_of(sentence) if 1 <= n <= len(passages)]
+            claim = strip_citations(sentence)
+            if claim.lower() in seen:
+                continue  # small models repeat themselves
             support = self.checker.check(sentence, texts, prefer=valid)
-            if not support.supported:
-                dropped += 1
-                continue
-            kept.append(with_citation(strip_citations(sentence), [support.passage]))
-            cited.add(support.passage)
-        return " ".join(kept), cited, dropped
+            if support.supported:
+                seen.add(claim.lower())
+                kept.append(with_citation(claim, [support.passage]))
+                cited.add(support.passage)
+        return " ".join(kept), cited, len(sentences), len(sentences) - len(kept)
 
-    def extractive(self, question: str, passages: list[Hit]) -> tuple[str, set[int]]:
-        """The passage sentences closest to the question, most relevant first, each with its citation."""
-        candidates = []
-        for n, hit in enumerate(passages, start=1):
-            body = hit.text.split("\n", 1)[-1]  # the first line repeats the bank question
-            candidates += [(n, s) for s in split_sentences(body) if len(s.split()) >= 5]
-        if not candidates:
-            return "", set()
-        vectors = np.asarray(self.embeddings.embed_documents([s for _, s in candidates]))
-        query = np.asarray(self.embeddings.embed_query(question))
-        relevance = vectors @ query - 0.03 * np.array([n for n, _ in candidates])  # prefer better passages
-        chosen: list[int] = []
-        for i in np.argsort(-relevance):
-            if all(float(vectors[i] @ vectors[j]) < 0.85 for j in chosen):  # no near-duplicates
-                chosen.append(int(i))
-            if len(chosen) == EXTRACTIVE_SENTENCES:
-                break
-        chosen.sort(key=lambda i: (candidates[i][0], i))
-        text = " ".join(with_citation(candidates[i][1], [candidates[i][0]]) for i in chosen)
-        return text, {candidates[i][0] for i in chosen}
+    @staticmethod
+    def extractive(chosen: list[evidence.Sentence]) -> tuple[str, set[int]]:
+        """The most relevant evidence sentences, in passage order, each with its citation."""
+        best = sorted(chosen, key=lambda s: -s.relevance)[:EXTRACTIVE_SENTENCES]
+        best.sort(key=lambda s: (s.passage, s.position))
+        return " ".join(with_citation(s.text, [s.passage]) for s in best), {s.passage for s in best}
+
+    def _refuse(self, answer: Answer, hits: list[Hit], started: float, retrieve_ms: float,
+                first_token_ms: float | None = None) -> Answer:
+        answer.refused = True
+        answer.suggestions = [hit.metadata.get("question") for hit in hits if hit.metadata.get("question")]
+        answer.answer = refusal_message(answer.suggestions)
+        answer.timings = _timings(started, retrieve_ms, first_token_ms)
+        return answer
+
+
+def citation(n: int, hit: Hit) -> dict:
+    return {"n": n, "chunk_id": hit.chunk_id, "source": hit.metadata.get("source"),
+            "question": hit.metadata.get("question"), "score": round(hit.score, 4)}
 
 
 def with_citation(sentence: str, numbers: list[int]) -> str:

@@ -110,6 +110,18 @@ class Store:
                 return out
             offset += page
 
+    def section_text(self, source: str, qid: str) -> str | None:
+        """A whole bank answer: the question once, then every piece of its answer in order."""
+        got = self.collection.get(where={"$and": [{"source": source}, {"qid": qid}]},
+                                  include=["documents", "metadatas"])
+        if not got["ids"]:
+            return None
+        pieces = sorted(zip(got["metadatas"], got["documents"]), key=lambda pair: pair[0].get("piece") or 0)
+        question = pieces[0][0].get("question") or ""
+        bodies = [text[len(question):].strip() if question and text.startswith(question) else text
+                  for _, text in pieces]
+        return "\n\n".join([question, *bodies]) if question else "\n\n".join(bodies)
+
     def upsert(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
         self.vectors.add_texts(texts=texts, metadatas=metadatas, ids=ids)
 

@@ -1,10 +1,14 @@
 """Is a sentence supported by a passage? Sentence splitting, citation parsing and the support check.
 
 A model's sentence counts as supported by a passage when it is close in meaning to one of the passage's
-sentences (MiniLM cosine) and shares enough of its content words (stemmed, stopwords removed), judged
-together as cosine + overlap / 2, and when every number it states appears in the passage. A paraphrase
-scores high on meaning even with new words; an invented claim about the same topic is near in meaning
-but brings words, or numbers, the passage does not have.
+sentences (MiniLM cosine), when most of its content words (stemmed, stopwords removed) occur in the
+passage, and when every number it states appears there. A paraphrase keeps the meaning and most of the
+words; an invented claim about the same topic brings words, or numbers, the passage does not have.
+
+Known limit, measured by `python -m evals.support` on 180 hand-made pairs: a sentence that keeps the
+passage's words but swaps two of them or negates the claim ("lowers variance and raises bias") looks
+supported to both signals; most such sentences pass. An entailment model would catch them and can
+replace `SupportChecker.check` without changing its callers.
 """
 from __future__ import annotations
 
@@ -19,11 +23,11 @@ ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|vs|cf|al|approx|Fig|Eq|No)\.", re.
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 WORD = re.compile(r"[a-z][a-z0-9'-]+")
 
-# Thresholds chosen on the hand-made pairs in tests/test_support.py (paraphrases 0.89-1.24, invented
-# claims on the same topic 0.76-0.82).
-MIN_COSINE = 0.55
-MIN_OVERLAP = 0.25
-MIN_SUPPORT = 0.87
+# Chosen on evals/sets/support_pairs.jsonl (trade-off table in evals/README.md): keeps 95% of supported
+# sentences and drops 65% of unsupported ones; stricter overlap drops a few more fakes but also the
+# synonym-heavy paraphrases a capable model writes.
+MIN_COSINE = 0.60    # with the passage's closest sentence
+MIN_OVERLAP = 0.50   # share of the sentence's content words found in the passage
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,7 @@ class SupportChecker:
             cosine = float(np.max(vectors @ vector))
             overlap = len(words & content_words(passage)) / len(words)
             numbers_ok = numbers <= set(NUMBER.findall(passage))
-            ok = (numbers_ok and cosine >= MIN_COSINE and overlap >= MIN_OVERLAP and
-                  cosine + overlap / 2 >= MIN_SUPPORT)
+            ok = numbers_ok and cosine >= MIN_COSINE and overlap >= MIN_OVERLAP
             score = cosine + overlap + (0.5 if n in prefer else 0.0)
             if ok and (best.passage is None or score > best.cosine + best.overlap +
                        (0.5 if best.passage in prefer else 0.0)):

@@ -14,9 +14,9 @@ BATCHNORM = ("What is batch norm?\n\nBatch normalization normalizes each feature
 PAIRS = [
     # paraphrases of what the passages say: kept, attributed to the right passage
     ("During training, dropout randomly sets each unit to zero with probability p [1].", 1),
-    ("When the model is evaluated, dropout is turned off and every unit is active [1].", 1),
+    ("At test time, dropout is turned off so that every unit is used [1].", 1),
     ("Batch norm uses the statistics of the current mini-batch to normalize features [2].", 2),
-    ("Batch norm makes it possible to train with larger learning rates [1].", 2),  # miscited, re-attributed
+    ("Batch normalization allows training with higher learning rates [1].", 2),  # miscited, re-attributed
     # invented claims about the same topics: dropped
     ("Dropout was invented by Geoffrey Hinton in 2012 at Google [1].", None),
     ("Dropout removes whole features from the dataset before training [1].", None),
@@ -47,3 +47,20 @@ def test_sentence_splitting_keeps_citations_and_abbreviations():
                                      "It has a rate of 0.5 by default!", "A list item", "Another item [2]"]
     assert citations_of("Both [1, 3] and [2].") == [1, 3, 2]
     assert strip_citations("Claim [1][2].") == "Claim."
+
+
+def test_support_check_on_the_crafted_pair_set(checker):
+    """180 hand-made sentences about 30 bank entries (evals/sets/support_pairs.jsonl). Floors sit a little
+    under the measured figures (95% kept, 65% dropped; invented, vague and off-topic 95-100% dropped)."""
+    from coach.bank import load_bank
+    from conftest import ROOT
+    from evals.support import PAIRS, evaluate
+    from evals.retrieval import load_jsonl
+
+    bank = {entry.id: entry for entry in load_bank(ROOT / "corpus")}
+    result = evaluate(load_jsonl(PAIRS), checker, bank)
+    assert result["pairs"] >= 150
+    assert result["supported_kept"] >= 0.9, result["per_kind"]
+    assert result["unsupported_dropped"] >= 0.6, result["per_kind"]
+    for kind in ("invented", "vague", "offtopic"):
+        assert result["per_kind"][kind] >= 0.9, (kind, result["per_kind"])

@@ -1,0 +1,72 @@
+"""Which sentences of the retrieved passages answer the question?
+
+Both the model prompt and the extractive answer are built from these evidence sentences instead of
+whole passages: a 250-word passage costs the small embedded model seconds of prefill before its first
+token, and most of it is context the question did not ask about. Sentences are scored by meaning
+(cosine to the question), by how many of the question's own terms they contain, and by position (a
+bank answer opens with its definition); section labels such as "**Training.**" or "Practical note:"
+are removed so they never reach the user.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from coach.support import content_words, split_sentences
+
+# "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; "**LoRA** learns ..." does not.
+LABEL = re.compile(r"^(?:\*\*[^*]{1,60}[.:]\*\*|\*\*[^*]{1,60}\*\*[.:]|[A-Z][A-Za-z ]{2,30} note:)\s*")
+TERM_WEIGHT = 0.15     # share of the question's terms the sentence contains
+LEAD_BONUS = 0.15      # first sentence of an answer: usually the definition
+RANK_PENALTY = 0.04    # per rank of the passage the sentence comes from
+NEAR_DUPLICATE = 0.85  # cosine above which two sentences say the same thing
+
+
+@dataclass(frozen=True)
+class Sentence:
+    passage: int   # 1-based number of the passage it comes from
+    position: int  # index of the sentence in its passage
+    text: str
+    relevance: float
+
+
+def clean(sentence: str) -> str | None:
+    """The sentence without markdown section labels; None for list intros and fragments."""
+    text = LABEL.sub("", sentence.strip()).strip()
+    if text != sentence.strip():
+        text = text[:1].upper() + text[1:]  # "Practical note: the main ..." -> "The main ..."
+    elif text[:1].islower():
+        return None  # a fragment, e.g. the "where ..." that follows a formula
+    if text.endswith(":") or len(text.split()) < 5 or not re.search(r"[A-Za-z]", text):
+        return None
+    return text
+
+
+def passage_sentences(text: str) -> list[str]:
+    body = text.split("\n", 1)[-1]  # a chunk's first line repeats the bank question
+    return [s for s in map(clean, split_sentences(body)) if s]
+
+
+def select(question: str, passages: list[str], embeddings, limit: int) -> list[Sentence]:
+    """The `limit` most relevant, non-redundant sentences, in passage order."""
+    candidates = [(n, i, s) for n, text in enumerate(passages, start=1)
+                  for i, s in enumerate(passage_sentences(text))]
+    if not candidates:
+        return []
+    vectors = np.asarray(embeddings.embed_documents([s for _, _, s in candidates]))
+    query = np.asarray(embeddings.embed_query(question))
+    terms = content_words(question)
+    relevance = [float(vectors[k] @ query)
+                 + TERM_WEIGHT * (len(terms & content_words(s)) / len(terms) if terms else 0.0)
+                 + (LEAD_BONUS if i == 0 else 0.0) - RANK_PENALTY * (n - 1)
+                 for k, (n, i, s) in enumerate(candidates)]
+    chosen: list[int] = []
+    for k in np.argsort(relevance)[::-1]:
+        if all(float(vectors[k] @ vectors[j]) < NEAR_DUPLICATE for j in chosen):
+            chosen.append(int(k))
+        if len(chosen) == limit:
+            break
+    chosen.sort(key=lambda k: candidates[k][:2])
+    return [Sentence(*candidates[k], relevance=relevance[k]) for k in chosen]
