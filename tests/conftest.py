@@ -4,8 +4,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +55,49 @@ def fresh_settings(tmp_path, monkeypatch):
     return get_settings()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """`python -m llama_cpp.server` on 127.0.0.1 serving the same GGUF file; stopped after the tests."""
+    from coach.llm import smollm2_path
+
+    port = free_port()
+    # llama.cpp logs a lot: to a file, since a full pipe would block the server.
+    log = open(tmp_path_factory.mktemp("llama-server") / "server.log", "w+b")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
+                             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+                             "--n_ctx", "4096", "--n_threads", "2"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_until_up(proc, f"{url}/models", log, "llama_cpp.server", 120)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def wait_until_up(proc, url: str, log, name: str, seconds: float) -> None:
+    """Poll url until the server answers; fail with the tail of its log if it exits or never answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"{name} exited: {log.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"{name} did not start within {seconds:.0f} s")
+
+
 def run_cli(*args, env=None, timeout=300, input=None):
     """Run `python app.py …` or `python -m …` in a subprocess with the test environment."""
-    import subprocess
-
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, input=input)

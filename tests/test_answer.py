@@ -1,0 +1,154 @@
+"""The grounded answer pipeline: refusal, blocked input, validated citations, streaming, fallbacks."""
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+from conftest import ROOT, free_port, run_cli
+
+from coach.support import citations_of, split_sentences
+
+ASK_KEYS = {"question", "answer", "refused", "blocked", "guard", "citations", "timings"}
+CITATION_KEYS = {"n": int, "chunk_id": str, "source": str, "question": str, "score": float}
+
+
+@pytest.fixture(scope="module")
+def extractive(retriever):
+    from coach.answer import Answerer
+    from coach.llm import ExtractiveBackend
+
+    return Answerer(retriever=retriever, backend=ExtractiveBackend())
+
+
+def load_set(name: str) -> list[dict]:
+    return [json.loads(line) for line in (ROOT / "evals" / "sets" / name).read_text().splitlines() if line.strip()]
+
+
+def assert_grounded(doc: dict) -> None:
+    """Every sentence of an answer cites a passage that the citations list describes, and nothing else."""
+    assert not doc["refused"] and not doc["blocked"] and doc["answer"].strip(), doc
+    listed = {c["n"] for c in doc["citations"]}
+    used = set()
+    for sentence in split_sentences(doc["answer"]):
+        numbers = citations_of(sentence)
+        assert numbers, f"sentence without a citation: {sentence!r}"
+        used.update(numbers)
+    assert used == listed, (used, listed)
+    for c in doc["citations"]:
+        assert set(c) == set(CITATION_KEYS) and all(isinstance(c[k], t) for k, t in CITATION_KEYS.items())
+
+
+def test_ask_json_keeps_the_contract(corpus_index):
+    out = run_cli("app.py", "ask", "what is catastrophic forgetting?", "--json", env={"COACH_LLM": "extractive"})
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert ASK_KEYS <= set(doc)
+    assert_grounded(doc)
+    assert any("forgetting" in c["question"].lower() for c in doc["citations"])
+    assert doc["timings"]["retrieve_ms"] > 0 and doc["timings"]["total_ms"] >= doc["timings"]["retrieve_ms"]
+
+
+def test_ask_batch_answers_refuses_and_blocks_in_input_order(corpus_index, tmp_path):
+    rows = [{"question": "How does Adam correct the bias of its moment estimates?"},
+            {"question": "What is the best recipe for sourdough bread?"},
+            {"question": "x" * 1500}]
+    batch = tmp_path / "questions.jsonl"
+    batch.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    out = run_cli("app.py", "ask", "--batch", str(batch), "--json", env={"COACH_LLM": "extractive"})
+    assert out.returncode == 0, out.stderr
+    docs = [json.loads(line) for line in out.stdout.strip().split("\n")]
+    assert [d["question"][:40] for d in docs] == [r["question"][:40] for r in rows]
+    assert_grounded(docs[0])
+    assert docs[1]["refused"] and not docs[1]["citations"] and docs[1]["suggestions"]
+    assert docs[2]["blocked"] and docs[2]["guard"] == "input_length" and "limit is 1000" in docs[2]["answer"]
+
+
+@pytest.mark.parametrize("question, guard", [("", "input_empty"), ("   \n ", "input_empty"),
+                                             ("why? " * 300, "input_length")])
+def test_empty_and_overlong_questions_are_blocked_politely(extractive, question, guard):
+    answer = extractive.ask(question)
+    assert answer.blocked and answer.guard == guard and not answer.citations
+    assert "question" in answer.answer.lower() and len(answer.answer) < 200
+
+
+def test_refuses_out_of_scope_and_answers_in_scope(extractive):
+    """The calibrated threshold on the sets it was fitted on: most off-topic questions refused with
+    suggestions, most bank questions answered, every answer grounded."""
+    out_of_scope = load_set("out_of_scope.jsonl")
+    refused = [extractive.ask(row["query"]) for row in out_of_scope]
+    assert sum(a.refused for a in refused) / len(refused) >= 0.9
+    assert all(a.suggestions and not a.citations for a in refused if a.refused)
+    in_scope = random.Random(4).sample(load_set("retrieval.jsonl"), 30)
+    answers = [extractive.ask(row["query"]) for row in in_scope]
+    assert sum(not a.refused for a in answers) / len(answers) >= 0.9
+    for answer in answers:
+        if not answer.refused:
+            assert_grounded(answer.as_json())
+
+
+def test_post_processing_removes_invented_claims_and_citation_numbers(extractive, retriever):
+    """A model answer with a true sentence citing a passage that was never given ([7]), a true but
+    miscited sentence, and an invented one: the first two are re-cited, the third is dropped."""
+    hits = retriever.search("How does dropout regularize a network?", k=2)
+    passages = [(hit, extractive.whole_answer(hit)) for hit in hits]
+    raw = ("Dropout zeroes each unit with probability p at every training step [7]. "
+           "At test time dropout is switched off and all units are used [2]. "
+           "Dropout was invented at Google in 2009 to speed up training of recommender systems [1].")
+    text, cited, generated, dropped = extractive.keep_supported(raw, passages)
+    assert (generated, dropped) == (3, 1)
+    assert "Google" not in text and "[7]" not in text
+    sentences = split_sentences(text)
+    assert len(sentences) == 2 and all(citations_of(s) == [1] for s in sentences), text
+    assert cited == {1}
+
+
+def test_follow_up_is_answered_in_the_context_of_the_conversation(extractive):
+    history = [{"role": "user", "content": "What is catastrophic forgetting?"},
+               {"role": "assistant", "content": "A sharp loss of old-task skill after training on new data [1]."}]
+    answer = extractive.ask("and how do you reduce it?", history)
+    assert "forgetting" in answer.standalone_question.lower()
+    assert_grounded(answer.as_json())
+    assert any("forget" in c["question"].lower() or "consolidation" in c["question"].lower()
+               for c in answer.citations)
+
+
+def test_llamacpp_answer_streams_then_is_checked(retriever):
+    from coach.answer import Answer, Answerer
+    from coach.llm import get_backend
+
+    answerer = Answerer(retriever=retriever, backend=get_backend(kind="llamacpp"))
+    started, arrivals, tokens, final = time.perf_counter(), [], [], None
+    for event in answerer.stream("Why do transformers need positional encodings?"):
+        if isinstance(event, Answer):
+            final = event
+        else:
+            arrivals.append(time.perf_counter() - started)
+            tokens.append(event)
+    assert len(tokens) >= 5 and arrivals[0] < arrivals[-1], "tokens arrive one by one"
+    assert final is not None and final.generated_sentences >= 1
+    assert final.timings["first_token_ms"] is not None
+    assert final.timings["first_token_ms"] <= final.timings["total_ms"]
+    assert_grounded(final.as_json())
+
+
+def test_openai_backend_answers_through_the_pipeline(retriever, llama_server):
+    from coach.answer import Answerer
+    from coach.llm import OpenAIBackend
+
+    answerer = Answerer(retriever=retriever, backend=OpenAIBackend(llama_server, "smollm2", None))
+    answer = answerer.ask("What is catastrophic forgetting?")
+    assert answer.backend == "openai (smollm2)"
+    assert answer.generated_sentences >= 1 and answer.timings["first_token_ms"] is not None
+    assert_grounded(answer.as_json())
+
+
+def test_server_down_falls_back_to_extractive_and_says_so(retriever):
+    from coach.answer import Answerer
+    from coach.llm import OpenAIBackend
+
+    down = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "smollm2", None, timeout=5, retries=0)
+    answer = Answerer(retriever=retriever, backend=down).ask("What is catastrophic forgetting?")
+    assert answer.fallback and "not reachable" in answer.fallback and "extractively" in answer.fallback
+    assert_grounded(answer.as_json())
