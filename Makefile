@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test index clean
+.PHONY: setup run test index clean browser
 
 ## setup: virtual environment + requirements + index (idempotent; seconds when done)
 setup: $(STAMP) index
@@ -26,8 +26,12 @@ run: setup
 	$(PY) app.py serve
 
 ## test: set up, then the whole test suite
-test: setup
+test: setup browser
 	$(PY) -m pytest
+
+## browser: Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium)
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
 ## clean: remove the index and caches (keeps the virtual environment)
 clean:

@@ -88,15 +88,37 @@ def cmd_serve(args) -> int:
     log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d",
                 time.perf_counter() - started, retriever.store.count(), args.host, args.port)
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
-                                                   show_error=True)
+                                                   show_error=True, head=CITATION_JS)
     return 0
 
 
+EXAMPLES = ["What is catastrophic forgetting?", "How does Adam correct the bias of its moment estimates?",
+            "Why do transformers need positional encodings?", "How does LoRA work?",
+            "What is the difference between a bi-encoder and a cross-encoder?"]
+ALL = "All"
+
+# [n] in an answer is a link to #source-n; this opens that passage in the side panel instead of navigating.
+CITATION_JS = """<script>
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[href^='#source-']");
+  if (!link) return;
+  event.preventDefault(); event.stopPropagation();
+  const panel = document.getElementById(link.getAttribute("href").slice(1));
+  if (panel) { panel.open = true; panel.scrollIntoView({behavior: "smooth", block: "nearest"}); }
+}, true);
+</script>"""
+
+
 def build_app(answerer):
-    """The Gradio app (a search page for now; chat, library, interview and evaluate tabs follow)."""
+    """The Gradio app: Chat and Search tabs, plus the contract's named API endpoints."""
     import gradio as gr
 
+    from coach.bank import load_bank
+
     retriever = answerer.retriever
+    bank = load_bank(get_settings().corpus_dir)
+    parts = sorted({e.part for e in bank})
+    topics = sorted({e.topic for e in bank})
 
     def search(query: str) -> dict:
         hits = retriever.search(_require_query(query))
@@ -110,8 +132,49 @@ def build_app(answerer):
                            f"relevance {r['score']:.2f}\n\n{r['text'][len(r['question']):].strip()[:600]}"
                            for r in results)
 
+    def respond(question: str, history: list, part: str, topic: str):
+        """Stream the model's tokens into the chat, then replace them with the checked answer."""
+        from coach.answer import Answer
+
+        past = [{"role": m["role"], "content": _text_of(m["content"])} for m in history]
+        history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
+        yield "", history, gr.update()
+        streamed = ""
+        filters = {"part": None if part == ALL else int(part), "topic": None if topic == ALL else topic}
+        for event in answerer.stream(question, past, **filters):
+            if isinstance(event, Answer):
+                history[-1] = {"role": "assistant", "content": chat_markdown(event)}
+                yield "", history, sources_html(event, retriever.store)
+            else:
+                streamed += event
+                history[-1] = {"role": "assistant", "content": streamed + " ▌"}
+                yield "", history, gr.update()
+
     with gr.Blocks(title="Interview coach") as demo:
-        gr.Markdown("# Interview coach\nSearch the deep-learning interview bank.")
+        gr.Markdown("# Interview coach\nDeep-learning interview questions, answered only from the bank, "
+                    "with citations.")
+        with gr.Tab("Chat"):
+            with gr.Row():
+                with gr.Column(scale=3, min_width=320):
+                    chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chat")
+                    with gr.Row():
+                        box = gr.Textbox(show_label=False, placeholder="Ask a deep-learning interview question",
+                                         scale=5, elem_id="question", max_lines=4)
+                        ask = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
+                    gr.Examples(EXAMPLES, inputs=box, label="Try one")
+                    clear = gr.Button("Clear conversation", size="sm", elem_id="clear")
+                with gr.Column(scale=2, min_width=260):
+                    with gr.Row():
+                        part = gr.Dropdown([ALL, *map(str, parts)], value=ALL, label="Part", elem_id="part")
+                        topic = gr.Dropdown([ALL, *topics], value=ALL, label="Topic", elem_id="topic")
+                    gr.Markdown(f"Answering with **{answerer.backend.describe()}**; every sentence is "
+                                "checked against the bank.", elem_id="backend")
+                    sources = gr.HTML("<p class='hint'>The passages an answer cites appear here; click a "
+                                      "[n] in the answer to open one.</p>", elem_id="sources")
+            inputs, outputs = [box, chatbot, part, topic], [box, chatbot, sources]
+            ask.click(respond, inputs, outputs, api_name=False)
+            box.submit(respond, inputs, outputs, api_name=False)
+            clear.click(lambda: ([], "", ""), None, [chatbot, box, sources], api_name=False)
         with gr.Tab("Search"):
             query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
             button = gr.Button("Search", variant="primary")
@@ -125,6 +188,52 @@ def build_app(answerer):
         api_question, api_answer = gr.Textbox(visible=False), gr.JSON(visible=False)
         api_question.submit(lambda q: answerer.ask(q).as_json(), api_question, api_answer, api_name="ask")
     return demo
+
+
+def chat_markdown(answer) -> str:
+    """The answer as shown in the chat: [n] become links to the side panel; refusals and blocked
+    questions are marked so they never look like an answer."""
+    import re
+
+    if answer.blocked:
+        return f"⛔ **Blocked** ({answer.guard}): {answer.answer}"
+    if answer.refused:
+        text = "🚫 **Not in the bank.** The question bank does not cover this, so there is no grounded answer."
+        if answer.suggestions:
+            text += "\n\nNearby questions it does cover:\n" + "\n".join(f"- {s}" for s in answer.suggestions)
+        return text
+    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#source-{m.group(1)})", answer.answer)
+    if answer.fallback:
+        text += f"\n\n_Composed from the bank's own sentences: {answer.fallback}._"
+    return text
+
+
+def sources_html(answer, store) -> str:
+    """One collapsible panel per cited passage: question, part, topic, source file and the passage."""
+    from html import escape
+
+    if not answer.citations:
+        return ""
+    panels = []
+    for c in answer.citations:
+        got = store.collection.get(ids=[c["chunk_id"]], include=["metadatas"])
+        meta = got["metadatas"][0] if got["metadatas"] else {}
+        text = store.section_text(meta.get("source"), meta.get("qid")) or ""
+        body = "".join(f"<p>{escape(p)}</p>" for p in text.split("\n\n")[1:] if p.strip())
+        panels.append(
+            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'])}"
+            f"</summary><p class='meta'>Part {meta.get('part', '?')} · {escape(str(meta.get('topic') or ''))} · "
+            f"<code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>{body}</details>")
+    return "<h4>Sources</h4>" + "".join(panels)
+
+
+def _text_of(content) -> str:
+    """Chat message content as text (Gradio may hand back a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(_text_of(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
+    return str(content or "")
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -64,18 +64,20 @@ class Answerer:
         self.retriever = retriever or HybridRetriever()
         self.backend = backend or get_backend()
         self.embeddings = self.retriever.store.vectors.embeddings
-        self.checker = SupportChecker(self.embeddings)
+        self.checker = SupportChecker(self.embeddings, strict=not self.backend.capable)
         self.template = ChatPromptTemplate.from_messages([("system", prompt("answer_system")),
                                                           ("human", prompt("answer_user"))])
 
-    def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
-        for event in self.stream(question, history):
+    def ask(self, question: str, history: Sequence[dict] = (), **filters) -> Answer:
+        for event in self.stream(question, history, **filters):
             if isinstance(event, Answer):
                 return event
         raise RuntimeError("the answer stream ended without an answer")
 
-    def stream(self, question: str, history: Sequence[dict] = ()) -> Iterator[str | Answer]:
-        """Yield the model's raw tokens as they come, then the final, checked Answer."""
+    def stream(self, question: str, history: Sequence[dict] = (), part: int | None = None,
+               topic: str | None = None) -> Iterator[str | Answer]:
+        """Yield the model's raw tokens as they come, then the final, checked Answer. `part` and `topic`
+        restrict retrieval to that part of the bank."""
         started = time.perf_counter()
         try:
             question = validate_question(question)
@@ -84,7 +86,7 @@ class Answerer:
                          backend=self.backend.describe(), timings=_timings(started, 0.0, None))
             return
         standalone = self.standalone(question, history)
-        hits = self.retriever.search(standalone, k=PASSAGES)
+        hits = self.retriever.search(standalone, k=PASSAGES, part=part, topic=topic)
         answer = Answer(question=question, answer="", standalone_question=standalone,
                         backend=self.backend.describe())
         retrieve_ms = (time.perf_counter() - started) * 1000

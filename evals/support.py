@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.support", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", default=str(PAIRS))
+    p.add_argument("--strict", action="store_true", help="the stricter rule used for models that invent")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = p.parse_args(argv)
     setup_logging()
     bank = {entry.id: entry for entry in load_bank(get_settings().corpus_dir)}
-    result = evaluate(load_jsonl(Path(args.pairs)), SupportChecker(embedder()), bank)
+    result = evaluate(load_jsonl(Path(args.pairs)), SupportChecker(embedder(), strict=args.strict), bank)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -81,6 +81,21 @@ def llama_server(tmp_path_factory):
     log.close()
 
 
+@pytest.fixture(scope="session")
+def served_app(corpus_index, tmp_path_factory):
+    """`python app.py serve` on 127.0.0.1 with the default (llamacpp) backend; stopped after the tests."""
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("app") / "serve.log", "w+b")
+    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, "COACH_LLM": "llamacpp"}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    wait_until_up(proc, url, log, "app.py serve", 180)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
 def wait_until_up(proc, url: str, log, name: str, seconds: float) -> None:
     """Poll url until the server answers; fail with the tail of its log if it exits or never answers."""
     deadline = time.monotonic() + seconds

@@ -1,28 +1,9 @@
 """The served Gradio app keeps the contract's named API endpoints (called with gradio_client)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import pytest
-from conftest import ROOT, free_port, wait_until_up
 from test_answer import assert_grounded
 from test_cli import check_search_document
-
-
-@pytest.fixture(scope="module")
-def served_app(corpus_index, tmp_path_factory):
-    """`python app.py serve` on 127.0.0.1 with the extractive backend; stopped after the tests."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("app") / "serve.log", "w+b")
-    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "COACH_LLM": "extractive"}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    wait_until_up(proc, url, log, "app.py serve", 180)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
 
 
 @pytest.fixture(scope="module")
