@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 from coach.config import get_settings, setup_logging
 
@@ -88,7 +89,8 @@ def cmd_serve(args) -> int:
     log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d",
                 time.perf_counter() - started, retriever.store.count(), args.host, args.port)
     demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
-                                                   show_error=True, head=CITATION_JS)
+                                                   show_error=True, head=CITATION_JS,
+                                                   max_file_size=get_settings().max_file_bytes)
     return 0
 
 
@@ -175,6 +177,8 @@ def build_app(answerer):
             ask.click(respond, inputs, outputs, api_name=False)
             box.submit(respond, inputs, outputs, api_name=False)
             clear.click(lambda: ([], "", ""), None, [chatbot, box, sources], api_name=False)
+        with gr.Tab("Library"):
+            library_tab(gr, retriever.store)
         with gr.Tab("Search"):
             query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
             button = gr.Button("Search", variant="primary")
@@ -188,6 +192,62 @@ def build_app(answerer):
         api_question, api_answer = gr.Textbox(visible=False), gr.JSON(visible=False)
         api_question.submit(lambda q: answerer.ask(q).as_json(), api_question, api_answer, api_name="ask")
     return demo
+
+
+def library_tab(gr, store) -> None:
+    """Upload files into the bank's index, see every source with its size, delete one, re-index."""
+    from ingest import uploads
+    from ingest.loaders import SUPPORTED
+
+    def source_rows():
+        return [[r["source"], r["kind"], r["questions"], r["chunks"]] for r in uploads.sources(store)]
+
+    def refreshed():
+        rows = source_rows()
+        return rows, gr.update(choices=[r[0] for r in rows], value=None)
+
+    def add_files(files, progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker this way)
+        if not files:
+            return [["", "error", "choose one or more files first"]], *refreshed()
+        results = []
+        for n, file in enumerate(files):
+            path = getattr(file, "name", file)
+            progress((n, len(files)), desc=f"indexing {Path(path).name}")
+            result = uploads.add(path, Path(path).name)
+            results.append([result["file"], result["status"], result["detail"]])
+        return results, *refreshed()
+
+    def delete(source):
+        if not source:
+            return "Choose a source to delete.", *refreshed()
+        removed = uploads.delete(source)
+        return f"Removed `{source}` ({removed} chunks).", *refreshed()
+
+    def reindex(progress=gr.Progress()):  # noqa: B008
+        progress(0, desc="re-indexing the bank and uploads")
+        report = uploads.reindex()
+        errors = "".join(f"\n- `{e['source']}`: {e['error']}" for e in report.errors)
+        return (f"Re-indexed: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+                f"{report.deleted} removed chunks.{errors}"), *refreshed()
+
+    with gr.Row():
+        with gr.Column(scale=2, min_width=280):
+            files = gr.File(label=f"Add files ({', '.join(sorted(SUPPORTED))}; several at once)",
+                            file_count="multiple", file_types=sorted(SUPPORTED), elem_id="upload")
+            add = gr.Button("Add to the index", variant="primary", elem_id="add-files")
+            results = gr.Dataframe(headers=["file", "result", "detail"], label="Upload results",
+                                   interactive=False, elem_id="upload-results", wrap=True)
+        with gr.Column(scale=3, min_width=280):
+            table = gr.Dataframe(source_rows(), headers=["source", "kind", "questions", "chunks"],
+                                 label="Indexed sources", interactive=False, elem_id="sources-table")
+            with gr.Row():
+                choice = gr.Dropdown([r[0] for r in source_rows()], label="Source", elem_id="delete-choice")
+                remove = gr.Button("Delete source", variant="stop", elem_id="delete-source")
+            rebuild = gr.Button("Re-index everything", elem_id="reindex")
+            status = gr.Markdown(elem_id="library-status")
+    add.click(add_files, files, [results, table, choice], api_name=False)
+    remove.click(delete, choice, [status, table, choice], api_name=False)
+    rebuild.click(reindex, None, [status, table, choice], api_name=False)
 
 
 def chat_markdown(answer) -> str:

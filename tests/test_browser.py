@@ -32,6 +32,11 @@ def open_app(browser, url, **context):
     return page
 
 
+def wait_for_text(page, selector: str, text: str, seconds: float) -> None:
+    page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
+                           arg=[selector, text], timeout=seconds * 1000)
+
+
 def ask(page, question: str) -> list[str]:
     """Type a question, send it, and return the successive texts of the answer bubble while it streams."""
     page.locator("#question textarea").fill(question)
@@ -85,3 +90,41 @@ def test_narrow_mobile_viewport_is_usable(browser, served_app):
     seen = ask(page, "How does LoRA work?")
     assert re.search(r"\[\d+\]", seen[-1])
     page.screenshot(path=str(ARTIFACTS / "chat-mobile.png"), full_page=True)
+
+
+UPLOAD = """# Quokka normalization notes
+
+## 1. What is quokka normalization?
+
+Quokka normalization is a made-up layer used only by this test: it rescales every activation by the
+running median of its channel, so that the uploaded file can be found by a word no bank entry uses.
+"""
+
+
+def test_upload_files_see_them_listed_and_searchable_then_delete(browser, served_app, tmp_path):
+    from gradio_client import Client
+
+    good, fake = tmp_path / "quokka notes.md", tmp_path / "slides.pdf"
+    good.write_text(UPLOAD)
+    fake.write_text("this is not a PDF at all")
+    page = open_app(browser, served_app, viewport={"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#upload input[type=file]").set_input_files([str(good), str(fake)])
+    page.locator("#add-files").click()
+    wait_for_text(page, "#upload-results", "not a PDF", 120)
+    text = page.locator("#upload-results").inner_text()
+    assert "quokka-notes.md" in text and "added" in text and "error" in text, text
+    wait_for_text(page, "#sources-table", "uploads/quokka-notes.md", 30)
+    assert "slides.pdf" not in page.locator("#sources-table").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "library-upload.png"), full_page=True)
+
+    hits = Client(served_app, verbose=False).predict("quokka normalization running median", api_name="/search")
+    assert hits["results"][0]["source"].endswith("uploads/quokka-notes.md")
+
+    page.locator("#delete-choice input").fill("quokka")
+    page.get_by_role("option", name=re.compile("quokka-notes.md")).click()
+    page.locator("#delete-source").click()
+    wait_for_text(page, "#library-status", "Removed", 60)
+    assert "quokka" not in page.locator("#sources-table").inner_text()
+    hits = Client(served_app, verbose=False).predict("quokka normalization running median", api_name="/search")
+    assert not any("quokka" in r["source"] for r in hits["results"])

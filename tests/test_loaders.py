@@ -154,3 +154,12 @@ def test_malformed_bank_entry_names_file_and_line(tmp_path):
                     "id: p9-broken\ntopic: t\ndifficulty: trivial\nkey_points: [a, b, c]\n```\n\nAnswer.\n")
     with pytest.raises(LoadError, match=r"part9.md:22: difficulty 'trivial'"):
         load(path)
+
+
+@pytest.mark.parametrize("name, expected", [("../../etc/passwd.md", "passwd.md"), ("..\\..\\boot.ini.txt", "boot.ini.txt"),
+                                            (".hidden.md", "hidden.md"), ("my notes (v2).PDF", "my-notes-v2.pdf"),
+                                            ("", "upload"), ("résumé.md", "r-sum.md")])
+def test_upload_names_are_sanitised(name, expected):
+    from ingest.uploads import safe_name
+
+    assert safe_name(name) == expected

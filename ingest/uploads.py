@@ -1,0 +1,101 @@
+"""Files users upload in the app: checked, stored under COACH_DATA_DIR/uploads, indexed, removable.
+
+An upload is stored only after it has been read successfully (type, size and content checked by the
+same loader ingest uses), under a sanitised name, so a bad upload changes nothing and a name such as
+`../../etc/passwd` can never leave the uploads folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+from coach.config import Settings, get_settings
+from ingest.loaders import SUPPORTED, LoadError, load_file
+from ingest.pipeline import ingest, source_name
+
+
+def uploads_dir(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).data_dir / "uploads"
+
+
+def safe_name(name: str) -> str:
+    """A plain file name: no folders, no leading dots, only letters, digits, '.', '-' and '_'."""
+    name = unicodedata.normalize("NFKC", Path(str(name).replace("\\", "/")).name)
+    stem, suffix = os.path.splitext(name)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_")[:80] or "upload"
+    return stem + re.sub(r"[^A-Za-z0-9.]", "", suffix.lower())[:10]
+
+
+def add(path: str | Path, original_name: str | None = None, settings: Settings | None = None) -> dict:
+    """Check, store and index one uploaded file. Returns {"file", "status", "detail"}; status is
+    added, updated, unchanged or error (and then nothing was stored or changed)."""
+    settings = settings or get_settings()
+    name = safe_name(original_name or Path(path).name)
+    folder = uploads_dir(settings)
+    incoming = folder / ".incoming"  # hidden: never indexed by a re-index of the folder
+    incoming.mkdir(parents=True, exist_ok=True)
+    staged = incoming / name
+    try:
+        if Path(name).suffix not in SUPPORTED:
+            raise LoadError(f"unsupported file type '{Path(name).suffix or name}' "
+                            f"(supported: {', '.join(sorted(SUPPORTED))})")
+        size = Path(path).stat().st_size
+        if size > settings.max_file_bytes:
+            raise LoadError(f"file is {size / 2**20:.1f} MB, over the {settings.max_file_bytes / 2**20:.0f} MB limit")
+        shutil.copyfile(path, staged)
+        load_file(staged, name, settings.max_file_bytes)  # reads it exactly as ingest will
+    except (LoadError, OSError) as exc:
+        staged.unlink(missing_ok=True)
+        return {"file": name, "status": "error", "detail": str(exc)}
+    target = folder / name
+    os.replace(staged, target)
+    report = ingest([target], progress=False, settings=settings)
+    if report.errors:
+        return {"file": name, "status": "error", "detail": "; ".join(e["error"] for e in report.errors)}
+    if report.updated or report.deleted:
+        status = "updated"
+    elif report.added:
+        status = "added"
+    else:
+        status = "unchanged"
+    return {"file": name, "status": status,
+            "detail": f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+                      f"{report.deleted} removed chunks"}
+
+
+def sources(store) -> list[dict]:
+    """Every indexed source with its number of questions and chunks."""
+    table: dict[str, dict] = {}
+    for meta in store.metadatas().values():
+        row = table.setdefault(meta.get("source"), {"source": meta.get("source"), "kind": meta.get("kind"),
+                                                     "questions": set(), "chunks": 0})
+        row["questions"].add(meta.get("qid"))
+        row["chunks"] += 1
+    return [{**row, "questions": len(row["questions"])} for _, row in sorted(table.items())]
+
+
+def delete(source: str, settings: Settings | None = None) -> int:
+    """Remove a source from the index, and its file if it was uploaded; returns the chunks removed."""
+    from coach.store import open_store
+
+    settings = settings or get_settings()
+    store = open_store(settings)
+    ids = [cid for cid, meta in store.metadatas().items() if meta.get("source") == source]
+    if ids:
+        store.delete(ids)
+        store.sync_bm25()
+    folder = uploads_dir(settings)
+    for path in folder.glob("*"):
+        if source_name(path) == source:
+            path.unlink()
+    return len(ids)
+
+
+def reindex(settings: Settings | None = None):
+    """Re-read the bank and every upload; only what changed is re-embedded."""
+    settings = settings or get_settings()
+    uploads_dir(settings).mkdir(parents=True, exist_ok=True)
+    return ingest([settings.corpus_dir, uploads_dir(settings)], progress=False, settings=settings)
