@@ -279,12 +279,20 @@ def sources_html(answer, store) -> str:
         got = store.collection.get(ids=[c["chunk_id"]], include=["metadatas"])
         meta = got["metadatas"][0] if got["metadatas"] else {}
         text = store.section_text(meta.get("source"), meta.get("qid")) or ""
-        body = "".join(f"<p>{escape(p)}</p>" for p in text.split("\n\n")[1:] if p.strip())
+        body = _markdown(text.split("\n\n", 1)[1] if "\n\n" in text else "")
         panels.append(
             f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'])}"
             f"</summary><p class='meta'>Part {meta.get('part', '?')} · {escape(str(meta.get('topic') or ''))} · "
             f"<code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>{body}</details>")
     return "<h4>Sources</h4>" + "".join(panels)
+
+
+def _markdown(text: str) -> str:
+    """Bank answers are markdown (lists, bold, formulas). Raw HTML stays escaped: uploaded documents are
+    untrusted, and a passage must never inject markup or script into the page."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).render(text)
 
 
 def _text_of(content) -> str:

@@ -25,3 +25,11 @@ def test_ask_endpoint_answers_with_citations_and_refuses_off_topic(client):
     assert off_topic["refused"] and not off_topic["citations"]
     blocked = client.predict("x" * 2000, api_name="/ask")
     assert blocked["blocked"] and blocked["guard"] == "input_length"
+
+
+def test_passages_render_markdown_but_never_raw_html():
+    from app import _markdown
+
+    html = _markdown("**Why.**\n\n- first\n- second <script>alert(1)</script> <img src=x onerror=alert(1)>")
+    assert "<strong>Why.</strong>" in html and html.count("<li>") == 2
+    assert "<script>" not in html and "<img" not in html
