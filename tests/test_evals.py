@@ -10,6 +10,9 @@ import pytest
 from conftest import ROOT, run_cli
 from evals import metrics as m
 
+# The suite runs take a minute or two on a quiet machine; a shared, saturated one needs the margin.
+pytestmark = pytest.mark.timeout(1800)
+
 
 # --- metrics on hand-made cases ------------------------------------------------------------------
 def test_ranking_metrics():
@@ -156,3 +159,40 @@ def test_second_run_compares_with_the_first(suite_run, tmp_path):
     assert bad.returncode != 0 and "no such file" in bad.stderr
     wrong = run_cli("-m", "evals", "--sets", "retrieval,nonsense", "--out", str(tmp_path))
     assert wrong.returncode != 0 and "nonsense" in wrong.stderr and "available" in wrong.stderr
+
+
+# --- the Evaluate tab, in a real headless Chromium ---------------------------------------------------
+@pytest.mark.skipif(not __import__("shutil").which("/usr/bin/chromium"), reason="needs Debian's chromium")
+def test_evaluate_tab_runs_the_suite_and_shows_report_and_plots(corpus_index, tmp_path):
+    import gradio as gr
+    from playwright.sync_api import sync_playwright
+
+    import app
+    from conftest import free_port
+
+    with gr.Blocks() as demo:
+        app.evaluate_tab(gr, out=tmp_path / "run")
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("#eval-report").wait_for()
+            assert "No report yet" in page.locator("#eval-report").inner_text()
+            page.locator("#eval-limit input").fill("3")
+            for name in ("out_of_scope", "support_pairs"):
+                page.locator("#eval-sets").get_by_label(name).uncheck()
+            page.locator("#eval-run").click()
+            page.wait_for_function("() => (document.querySelector('#eval-report')?.innerText || '')"
+                                   ".includes('Evaluation report')", timeout=1_200_000)
+            report = page.locator("#eval-report").inner_text()
+            assert "baseline" in report and "retrieval hit@5" in report
+            page.locator("#eval-plots img").first.wait_for(timeout=30_000)
+            assert page.locator("#eval-plots img").count() >= 3  # bars, topic heatmap, latency
+            browser.close()
+    finally:
+        demo.close()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["meta"]["limit"] == 3
