@@ -188,7 +188,7 @@ def _answers_section(metrics: dict) -> list[str]:
              "answer metrics are averaged over the answered in-scope ones."]
     if ours.get("model_sentences_dropped") is not None:
         lines.append(f"Ours: the support check dropped {ours['model_sentences_dropped']:.1%} of the model's "
-                     f"sentences; {fmt(ours['extractive_fallback'])} of answers fell back to extractive.")
+                     f"sentences; {ours['extractive_fallback'] or 0:.1%} of answers fell back to extractive.")
     for system, values in a.items():
         for kind in ("total", "first_token"):
             lat = values["latency_ms"][kind]
