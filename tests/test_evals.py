@@ -135,8 +135,9 @@ def test_suite_writes_report_metrics_plots_and_ragas_export(suite_run):
 
 
 def test_suite_floors(suite_run):
-    """Floors a little under the figures measured on this sample (see evals/reports/extractive/), so a
-    real regression in retrieval, grounding or refusal fails CI."""
+    """Floors a little under the figures measured on this 10-row sample (hit@5 1.0, MRR 0.83, citation
+    precision 0.67, context recall 0.93, refusal recall 0.8; the full set is in evals/reports/extractive/),
+    so a real regression in retrieval, grounding or refusal fails CI."""
     _, metrics = suite_run
     ours, base = metrics["retrieval"]["ours"], metrics["retrieval"]["baseline"]
     assert ours["hit@5"] >= 0.9 and ours["mrr"] >= 0.75
