@@ -179,6 +179,8 @@ def build_app(answerer):
             clear.click(lambda: ([], "", ""), None, [chatbot, box, sources], api_name=False)
         with gr.Tab("Library"):
             library_tab(gr, retriever.store)
+        with gr.Tab("Evaluate"):
+            evaluate_tab(gr)
         with gr.Tab("Search"):
             query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
             button = gr.Button("Search", variant="primary")
@@ -248,6 +250,51 @@ def library_tab(gr, store) -> None:
     add.click(add_files, files, [results, table, choice], api_name=False)
     remove.click(delete, choice, [status, table, choice], api_name=False)
     rebuild.click(reindex, None, [status, table, choice], api_name=False)
+
+
+def evaluate_tab(gr, out: Path | None = None) -> None:
+    """Run the evaluation suite (ours vs the naive baseline) with progress; show its report and plots."""
+    import re
+
+    from evals.__main__ import DEFAULT_OUT
+    from evals.suite import available_sets
+
+    out = out or DEFAULT_OUT
+
+    def shown():
+        report = out / "report.md"
+        if not report.exists():
+            return "_No report yet: run the suite._", []
+        text = re.sub(r"^!\[.*$", "", report.read_text(encoding="utf-8"), flags=re.M)  # plots go to the gallery
+        return text, [str(p) for p in sorted(out.glob("*.png"))]
+
+    def run_suite(backend, limit, baseline, sets, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        from evals import report
+        from evals.suite import Options, run
+
+        if not sets:
+            return "Choose at least one set.", shown()[1]
+        progress(0, desc="loading models")
+        try:
+            result = run(Options(backend=backend, baseline=baseline, sets=list(sets), limit=int(limit or 0)))
+        except Exception as exc:  # shown in the tab rather than lost in a log
+            return f"**The run failed:** {exc}", shown()[1]
+        report.write(result, out)
+        return shown()
+
+    gr.Markdown("Measures retrieval, answers, refusals, the support check, guards and grading on the sets in "
+                "`evals/sets/`, for this pipeline and for the naive LangChain baseline. The full suite is "
+                "`python -m evals`; here a small sample keeps a run to a few minutes.")
+    with gr.Row():
+        backend = gr.Dropdown(["extractive", "llamacpp", "openai"], value="extractive", label="Backend",
+                              elem_id="eval-backend")
+        limit = gr.Number(20, label="Rows per set (0 = all)", precision=0, minimum=0, elem_id="eval-limit")
+        baseline = gr.Checkbox(True, label="Compare with the baseline", elem_id="eval-baseline")
+    sets = gr.CheckboxGroup(available_sets(), value=available_sets(), label="Sets", elem_id="eval-sets")
+    start = gr.Button("Run the evaluation", variant="primary", elem_id="eval-run")
+    report_md, plots = gr.Markdown(shown()[0], elem_id="eval-report"), gr.Gallery(
+        shown()[1], label="Plots", columns=2, height="auto", elem_id="eval-plots")
+    start.click(run_suite, [backend, limit, baseline, sets], [report_md, plots], api_name=False)
 
 
 def chat_markdown(answer) -> str:

@@ -50,6 +50,8 @@ class Answer:
     fallback: str | None = None    # why the answer is extractive although a model was configured
     suggestions: list[str] = field(default_factory=list)
     backend: str = ""
+    # The passages retrieved for the answer (chunk_id, qid, question, text), for evaluation.
+    contexts: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"question": self.question, "answer": self.answer, "refused": self.refused,
@@ -96,6 +98,9 @@ class Answerer:
             return
         relevant = [hit for hit in hits if hit is hits[0] or hit.score >= threshold]
         texts = [self.whole_answer(hit) for hit in relevant]
+        answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
+                            "question": hit.metadata.get("question"), "text": text}
+                           for hit, text in zip(relevant, texts)]
         chosen = evidence.select(standalone, texts, self.embeddings, EVIDENCE_SENTENCES)
         # Number only the passages that contributed evidence, so the model sees [1], [2] ... without gaps.
         used = sorted({s.passage for s in chosen}) or [1]

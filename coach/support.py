@@ -104,7 +104,7 @@ class SupportChecker:
         words = content_words(claim)
         if not words:
             return Support(None, 0.0, 0.0)
-        vector = np.asarray(self.embeddings.embed_documents([claim])[0])
+        vector = np.asarray(self.embeddings.embed_sentences([claim])[0])  # cached: evals re-check claims
         numbers = set(NUMBER.findall(claim))
         best = Support(None, 0.0, 0.0)
         for n, passage in enumerate(passages, start=1):

@@ -3,7 +3,8 @@ only what supports it?
 
     python -m evals.answers [--backend llamacpp|openai|extractive] [--in-scope N] [--out FILE.json]
 
-In-scope questions are the retrieval gold set (each names the bank entries that answer it);
+The full suite with quality metrics and the baseline is `python -m evals`; this is the quick per-backend
+view. In-scope questions are the retrieval gold set (each names the bank entries that answer it);
 out-of-scope questions are evals/sets/out_of_scope.jsonl. For the openai backend, point
 COACH_OPENAI_BASE_URL at a running server (e.g. `python -m llama_cpp.server --model …`).
 """
@@ -18,34 +19,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from evals.retrieval import GOLD, SETS, load_jsonl
 from coach.support import citations_of, split_sentences
+from evals.retrieval import GOLD, SETS, load_jsonl
+from evals.suite import ours_record
 
 OUT_OF_SCOPE = SETS / "out_of_scope.jsonl"
 
 
-def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict], question_ids: dict[str, str]) -> dict:
-    """question_ids maps a bank question's text to its id, to tell whether an answer cites the entry
-    the gold set expects."""
-    rows = []
-    for item, scope in [(i, "in") for i in in_scope] + [(o, "out") for o in out_of_scope]:
-        answer = answerer.ask(item["query"])
-        cited_ids = {question_ids.get(c["question"]) for c in answer.citations}
-        sentences = split_sentences(answer.answer) if not (answer.refused or answer.blocked) else []
-        listed = {c["n"] for c in answer.citations}
-        rows.append({"scope": scope, "refused": answer.refused, "fallback": answer.fallback is not None,
-                     "generated": answer.generated_sentences, "dropped": answer.dropped_sentences,
-                     "sentences": len(sentences),
-                     "valid_sentences": sum(bool(citations_of(s)) and set(citations_of(s)) <= listed
-                                            for s in sentences),
-                     "cites_expected": bool(cited_ids & set(item.get("expected", []))),
-                     "first_token_ms": answer.timings.get("first_token_ms"),
-                     "total_ms": answer.timings["total_ms"]})
-    inside = [r for r in rows if r["scope"] == "in"]
-    outside = [r for r in rows if r["scope"] == "out"]
+def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:
+    """The pipeline's own counters per backend; the suite (`python -m evals`) adds the quality metrics."""
+    records = [ours_record(answerer.ask(item["query"]), item, scope)
+               for item, scope in [(i, "in") for i in in_scope] + [(o, "out") for o in out_of_scope]]
+    inside = [r for r in records if r["scope"] == "in"]
+    outside = [r for r in records if r["scope"] == "out"]
     answered = [r for r in inside if not r["refused"]]
-    generated = sum(r["generated"] for r in rows)
-    sentences = sum(r["sentences"] for r in rows)
+    generated = sum(r["generated"] for r in records)
+    sentences = [(s, set(r["cited"])) for r in records if not (r["refused"] or r["blocked"])
+                 for s in split_sentences(r["answer"])]
     first_tokens = [r["first_token_ms"] for r in answered if r["first_token_ms"] is not None]
 
     def share(part, whole):
@@ -55,11 +45,13 @@ def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict], question_
             "answered_in_scope": share(len(answered), len(inside)),
             "false_refusal": share(len(inside) - len(answered), len(inside)),
             "refused_out_of_scope": share(sum(r["refused"] for r in outside), len(outside)),
-            "answered_cites_expected_entry": share(sum(r["cites_expected"] for r in answered), len(answered)),
+            "answered_cites_expected_entry": share(sum(bool({c["qid"] for c in r["cited"].values()} & set(r["expected"]))
+                                                       for r in answered), len(answered)),
             "sentences_generated": generated,
-            "sentences_dropped_share": share(sum(r["dropped"] for r in rows), generated),
-            "extractive_fallback_share": share(sum(r["fallback"] for r in answered), len(answered)),
-            "citation_validity": share(sum(r["valid_sentences"] for r in rows), sentences),
+            "sentences_dropped_share": share(sum(r["dropped"] for r in records), generated),
+            "extractive_fallback_share": share(sum(r["fallback"] is not None for r in answered), len(answered)),
+            "citation_validity": share(sum(bool(citations_of(s)) and set(citations_of(s)) <= listed
+                                           for s, listed in sentences), len(sentences)),
             "first_token_ms_p50": round(float(np.median(first_tokens)), 1) if first_tokens else None,
             "total_ms_p50": round(float(np.median([r["total_ms"] for r in answered])), 1) if answered else None}
 
@@ -74,8 +66,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from coach.answer import Answerer
-    from coach.bank import load_bank
-    from coach.config import get_settings, setup_logging
+    from coach.config import setup_logging
     from coach.llm import get_backend
 
     setup_logging()
@@ -83,10 +74,9 @@ def main(argv=None) -> int:
     in_scope = load_jsonl(GOLD)
     if args.in_scope:
         in_scope = random.Random(0).sample(in_scope, args.in_scope)
-    question_ids = {entry.question: entry.id for entry in load_bank(get_settings().corpus_dir)}
     answerer.ask(in_scope[0]["query"])  # load every model before timing anything
     out_of_scope = load_jsonl(OUT_OF_SCOPE)
-    result = evaluate(_Progress(answerer, len(in_scope) + len(out_of_scope)), in_scope, out_of_scope, question_ids)
+    result = evaluate(_Progress(answerer, len(in_scope) + len(out_of_scope)), in_scope, out_of_scope)
     result["backend"] = answerer.backend.describe()
     print(json.dumps(result, indent=2))
     if args.out:

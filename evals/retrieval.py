@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.metrics import hit_at_k, ndcg_at_k, reciprocal_rank
+from evals.metrics import ranking_scores
 
 SETS = Path(__file__).with_name("sets")
 GOLD = SETS / "retrieval.jsonl"
@@ -29,32 +29,50 @@ def load_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def evaluate(retriever, gold: list[dict], mode: str = "hybrid", k: int = 5) -> dict:
-    """Aggregate metrics plus per-style and per-part breakdowns and search latency."""
+METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
+
+
+def evaluate(retriever, gold: list[dict], mode: str = "hybrid", k: int = 5, topics: dict | None = None) -> dict:
+    """Aggregate metrics plus per-style, per-part and per-topic breakdowns and search latency."""
+    topics = topics if topics is not None else bank_topics()
     rows, latencies = [], []
     retriever.store.vectors.embeddings.clear_cache()  # time real query embedding, not cache hits
     for item in gold:
         hits = retriever.search(item["query"], k=k, mode=mode)
         latencies.append(retriever.last_timing_ms)
-        ranked = [hit.metadata.get("qid") for hit in hits]
-        rows.append({"style": item.get("style", "?"), "part": _part_of(item["expected"][0]),
-                     "hit@1": hit_at_k(ranked, item["expected"], 1), "hit@3": hit_at_k(ranked, item["expected"], 3),
-                     "hit@5": hit_at_k(ranked, item["expected"], 5), "mrr": reciprocal_rank(ranked, item["expected"]),
-                     "ndcg@5": ndcg_at_k(ranked, item["expected"], 5)})
-    metrics = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
+        rows.append(score(item, [hit.metadata.get("qid") for hit in hits], topics))
+    return {"mode": mode, **summarize(rows, latencies)}
 
-    def mean(group):
-        return {m: round(float(np.mean([r[m] for r in group])), 4) for m in metrics} | {"n": len(group)}
+
+def score(item: dict, ranked: list[str], topics: dict[str, str]) -> dict:
+    """One gold query's figures, labelled with the style, part and topic of the entry it expects."""
+    best = item["expected"][0]
+    return {"style": item.get("style", "?"), "part": _part_of(best), "topic": topics.get(best, "?"),
+            **ranking_scores(ranked, item["expected"])}
+
+
+def summarize(rows: list[dict], latencies: list[float]) -> dict:
+    def average(group):
+        return {m: round(float(np.mean([r[m] for r in group])), 4) for m in METRICS} | {"n": len(group)}
 
     by = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        by["style"][r["style"]].append(r)
-        by["part"][r["part"]].append(r)
-    return {"mode": mode, **mean(rows),
+        for label in ("style", "part", "topic"):
+            by[label][r[label]].append(r)
+    return {**average(rows),
             "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 2),
                            "p95": round(float(np.percentile(latencies, 95)), 2)},
-            "by_style": {s: mean(g) for s, g in sorted(by["style"].items())},
-            "by_part": {str(p): mean(g) for p, g in sorted(by["part"].items())}}
+            "by_style": {s: average(g) for s, g in sorted(by["style"].items())},
+            "by_part": {str(p): average(g) for p, g in sorted(by["part"].items(), key=lambda kv: str(kv[0]))},
+            "by_topic": {t: average(g) for t, g in sorted(by["topic"].items())}}
+
+
+def bank_topics() -> dict[str, str]:
+    """Bank id -> topic, to break the figures down per topic."""
+    from coach.bank import load_bank
+    from coach.config import get_settings
+
+    return {entry.id: entry.topic for entry in load_bank(get_settings().corpus_dir)}
 
 
 def _part_of(qid: str) -> int | None:
