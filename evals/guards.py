@@ -143,12 +143,24 @@ def scratch_index() -> Path:
     return scratch
 
 
+class LimitsOnly:
+    """An input guard that only checks emptiness and length (for the ablation)."""
+
+    @staticmethod
+    def check(question):
+        from coach.guards import validate_question
+
+        return validate_question(question)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.guards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["llamacpp", "openai", "extractive"], help="default: COACH_LLM")
     parser.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N of each set")
     parser.add_argument("--out", type=Path, help="also write the metrics as JSON here")
+    parser.add_argument("--no-input-guard", action="store_true",
+                        help="ablation: only the length limits at input, to measure what the later layers stop")
     args = parser.parse_args(argv)
 
     from coach.config import setup_logging
@@ -160,11 +172,14 @@ def main(argv=None) -> int:
         from coach.llm import get_backend
 
         answerer = Answerer(backend=get_backend(kind=args.backend))
+        if args.no_input_guard:
+            answerer.input_guard = LimitsOnly()
         answerer.ask("What is dropout?")  # load every model before timing anything
         attacks, benign = load_jsonl(ATTACKS), load_jsonl(BENIGN)
         if args.limit:
             attacks, benign = attacks[:args.limit], benign[:args.limit]
-        result = {"backend": answerer.backend.describe(), **evaluate(answerer, attacks, benign, progress=True)}
+        result = {"backend": answerer.backend.describe(), "input_guard": not args.no_input_guard,
+                  **evaluate(answerer, attacks, benign, progress=True)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(result, indent=2, ensure_ascii=False))
