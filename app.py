@@ -156,6 +156,10 @@ def build_app(answerer):
                 history[-1] = {"role": "assistant", "content": streamed + " ▌"}
                 yield "", history, gr.update()
 
+    # Gradio injects the session's Request by type hint; `gr` is imported here, not at module level,
+    # so the postponed annotation could not be resolved without this.
+    respond.__annotations__["request"] = gr.Request
+
     with gr.Blocks(title="Interview coach") as demo:
         gr.Markdown("# Interview coach\nDeep-learning interview questions, answered only from the bank, "
                     "with citations.")
