@@ -444,7 +444,7 @@ def output_violation(answer: str, spotlight: Spotlight, dictated: list[str], pas
     """(guard, reason) when the answer leaks the canary, a long span of a prompt file, or a dictated
     string that the bank passages do not contain; else None."""
     squeezed = _squeeze(answer)
-    if _squeeze(spotlight.canary) in squeezed or spotlight.nonce in answer:
+    if _squeeze(spotlight.canary) in squeezed:
         return "output_canary", "it contained the secret marker from my instructions"
     bank = _squeeze(" ".join(passages))
     for value in dictated:
