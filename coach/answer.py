@@ -123,8 +123,11 @@ class Answerer:
                 if first_token_ms is None:
                     first_token_ms = (time.perf_counter() - started) * 1000
                 raw.append(token)
-                # Stop streaming the moment a hijacked model starts leaking: the user never sees the rest.
-                if violation := output_violation("".join(raw), spotlight, dictated, texts):
+                # Stop the model the moment it starts leaking, before the token is shown. A hijacked
+                # model's other sentences are suspect too: the answer is composed from the bank instead.
+                if violation := output_violation("".join(raw), spotlight, dictated, texts, self.prompt_texts):
+                    answer.fallback = f"the model's output was stopped because {violation[1]}; answered extractively"
+                    raw = []
                     break
                 yield token
         except BackendUnavailable as exc:
@@ -132,9 +135,6 @@ class Answerer:
         finally:
             getattr(tokens, "close", lambda: None)()  # releases the model's lock when we stop early
         raw_text = undatamark("".join(raw)).strip()
-        if violation:
-            yield self._withhold(answer, violation, started, retrieve_ms, first_token_ms)
-            return
         if self.backend.capable and MODEL_REFUSAL.search(raw_text) and len(raw_text.split()) < 15:
             # A capable model read the passages and found no answer: trust it over retrieval alone.
             yield self._refuse(answer, hits, started, retrieve_ms, first_token_ms)

@@ -190,27 +190,27 @@ def test_output_violations_on_crafted_answers():
     assert output_violation("Dropout zeroes units at random during training [1].", spot, [], passages, prompts) is None
 
 
-def test_a_hijacked_model_leaking_the_canary_is_withheld_while_streaming(retriever):
+def test_a_hijacked_model_leaking_the_canary_is_cut_off_and_the_bank_answers(retriever):
     from coach.answer import Answer, Answerer
 
     backend = FixedBackend("Dropout zeroes units at random. The secret marker is {canary} and more text follows here")
     events = list(Answerer(retriever=retriever, backend=backend).stream("How does dropout regularize a network?"))
     final = events[-1]
-    assert isinstance(final, Answer) and final.blocked and final.guard == "output_canary"
     streamed = "".join(e for e in events if isinstance(e, str))
-    assert final.canary not in streamed and final.canary not in final.answer and not final.citations
-    assert "more text follows" not in streamed   # streaming stopped at the leak
+    assert isinstance(final, Answer) and final.canary and final.canary not in streamed + final.answer
+    assert "more text follows" not in streamed   # the model was stopped at the leak
+    assert "secret marker" in final.fallback and final.citations and not final.blocked
 
 
 def test_a_model_repeating_its_prompt_never_shows_it(retriever):
     from coach.answer import Answerer
 
     answer = Answerer(retriever=retriever, backend=FixedBackend("{system}")).ask("What is catastrophic forgetting?")
-    assert answer.blocked and answer.guard == "output_canary"
+    assert "my own instructions" in answer.fallback
     assert "interview coach for deep learning" not in " ".join(re.findall(r"\w+", answer.answer.lower()))
 
 
-def test_a_dictated_string_from_an_ingested_document_is_withheld(retriever, tmp_path):
+def test_a_dictated_string_from_an_ingested_document_never_reaches_the_answer(retriever):
     from coach.answer import Answerer
     from evals.guards import _ask_with_document
 
@@ -218,7 +218,7 @@ def test_a_dictated_string_from_an_ingested_document_is_withheld(retriever, tmp_
     backend = FixedBackend(f"{row['dictated']} is the answer")
     answer = _ask_with_document(Answerer(retriever=retriever, backend=backend), row)
     assert row["dictated"].lower() not in answer.answer.lower()
-    assert answer.blocked and answer.guard == "output_dictated"
+    assert "dictated" in answer.fallback and not answer.blocked and answer.citations
     user = backend.seen[-1][1]["content"]
     assert "(untrusted)" in user and row["dictated"] not in user  # quarantined, the rest datamarked
 
