@@ -134,12 +134,16 @@ def build_app(answerer):
                            f"relevance {r['score']:.2f}\n\n{r['text'][len(r['question']):].strip()[:600]}"
                            for r in results)
 
-    def respond(question: str, history: list, part: str, topic: str):
+    def respond(question: str, history: list, part: str, topic: str, request: gr.Request = None):
         """Stream the model's tokens into the chat, then replace them with the checked answer."""
         from coach.answer import Answer
 
         past = [{"role": m["role"], "content": _text_of(m["content"])} for m in history]
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
+        if limited := rate_limited(answerer, question, request):
+            history[-1] = {"role": "assistant", "content": chat_markdown(limited)}
+            yield "", history, gr.update()
+            return
         yield "", history, gr.update()
         streamed = ""
         filters = {"part": None if part == ALL else int(part), "topic": None if topic == ALL else topic}
@@ -151,6 +155,10 @@ def build_app(answerer):
                 streamed += event
                 history[-1] = {"role": "assistant", "content": streamed + " ▌"}
                 yield "", history, gr.update()
+
+    # Gradio injects the session's Request by type hint; `gr` is imported here, not at module level,
+    # so the postponed annotation could not be resolved without this.
+    respond.__annotations__["request"] = gr.Request
 
     with gr.Blocks(title="Interview coach") as demo:
         gr.Markdown("# Interview coach\nDeep-learning interview questions, answered only from the bank, "
@@ -177,8 +185,9 @@ def build_app(answerer):
             ask.click(respond, inputs, outputs, api_name=False)
             box.submit(respond, inputs, outputs, api_name=False)
             clear.click(lambda: ([], "", ""), None, [chatbot, box, sources], api_name=False)
-        with gr.Tab("Library"):
+        with gr.Tab("Library") as library:
             library_tab(gr, retriever.store)
+            flagged_passages(gr, retriever.store, library)
         with gr.Tab("Evaluate"):
             evaluate_tab(gr)
         with gr.Tab("Search"):
@@ -295,6 +304,41 @@ def evaluate_tab(gr, out: Path | None = None) -> None:
     report_md, plots = gr.Markdown(shown()[0], elem_id="eval-report"), gr.Gallery(
         shown()[1], label="Plots", columns=2, height="auto", elem_id="eval-plots")
     start.click(run_suite, [backend, limit, baseline, sets], [report_md, plots], api_name=False)
+
+
+def flagged_passages(gr, store, tab) -> None:
+    """Passages flagged at ingest as instructions to an AI (they reach the model only datamarked)."""
+    from ingest import uploads
+
+    def rows():
+        return [[r["source"], r["question"], r["reason"]] for r in uploads.flagged(store)]
+
+    gr.Markdown("#### Flagged passages\nText that reads like instructions to an AI (an injection hidden in a "
+                "document). It stays searchable, but its instruction sentences never reach the model and the "
+                "rest is sent as marked data.")
+    table = gr.Dataframe(rows(), headers=["source", "question", "reason"], label="Flagged passages",
+                         interactive=False, wrap=True, elem_id="flagged-table")
+    refresh = gr.Button("Refresh flagged passages", size="sm", elem_id="flagged-refresh")
+    refresh.click(rows, None, table, api_name=False)
+    tab.select(rows, None, table, api_name=False)
+
+
+_limiters: dict = {}
+
+
+def rate_limited(answerer, question: str, request):
+    """A blocked Answer when this browser session asked too many questions in the last minute, else None."""
+    from coach.answer import Answer
+    from coach.guards import RateLimiter
+
+    per_minute = get_settings().questions_per_minute
+    limiter = _limiters.setdefault(per_minute, RateLimiter(per_minute))
+    wait = limiter.allow(getattr(request, "session_hash", None) or "anonymous")
+    if not wait:
+        return None
+    return Answer(question=question, answer=f"You have asked {per_minute} questions in the last minute; please "
+                  f"wait {wait:.0f} s and ask again.", blocked=True, guard="rate_limit",
+                  backend=answerer.backend.describe())
 
 
 def chat_markdown(answer) -> str:

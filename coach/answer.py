@@ -7,6 +7,11 @@
 4. Keep only the sentences the passages support (coach.support), each cited with the passage that
    supports it, so citations to passages that were not given disappear. If too little survives, the
    answer is composed extractively from the evidence instead, and the answer says why.
+
+Injection guards (coach.guards) wrap these steps: the input guard runs first; passages are screened
+(instruction-like sentences taken out, flagged passages datamarked) and sent between per-request random
+markers; the model's output is checked for the per-request canary, dictated strings and prompt leaks,
+while it streams and once it is final.
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from coach import evidence
 from coach.config import prompt
-from coach.guards import QuestionError, validate_question
+from coach.guards import (OUTPUT_BLOCKED, InputGuard, QuestionError, Spotlight, datamark, dictated_strings,
+                          flag_reason, output_violation, quarantine, undatamark)
 from coach.llm import Backend, BackendUnavailable, get_backend
 from coach.retrieval import Hit, HybridRetriever
 from coach.support import SupportChecker, citations_of, split_sentences, strip_citations
@@ -52,6 +58,8 @@ class Answer:
     backend: str = ""
     # The passages retrieved for the answer (chunk_id, qid, question, text), for evaluation.
     contexts: list[dict] = field(default_factory=list)
+    # The request's canary: never shown to users (not in the JSON); evaluations check answers for it.
+    canary: str = field(default="", repr=False)
 
     def as_json(self) -> dict:
         return {"question": self.question, "answer": self.answer, "refused": self.refused,
@@ -69,6 +77,9 @@ class Answerer:
         self.checker = SupportChecker(self.embeddings, strict=not self.backend.capable)
         self.template = ChatPromptTemplate.from_messages([("system", prompt("answer_system")),
                                                           ("human", prompt("answer_user"))])
+        self.input_guard = InputGuard(self.embeddings)
+        # The prompts' own wording, placeholders removed: an answer quoting long spans of it is a leak.
+        self.prompt_texts = [re.sub(r"\{\w+\}", " ", prompt(name)) for name in ("answer_system", "answer_user")]
 
     def ask(self, question: str, history: Sequence[dict] = (), **filters) -> Answer:
         for event in self.stream(question, history, **filters):
@@ -82,7 +93,7 @@ class Answerer:
         restrict retrieval to that part of the bank."""
         started = time.perf_counter()
         try:
-            question = validate_question(question)
+            question = self.input_guard.check(question)
         except QuestionError as exc:
             yield Answer(question=question or "", answer=str(exc), blocked=True, guard=exc.guard,
                          backend=self.backend.describe(), timings=_timings(started, 0.0, None))
@@ -97,7 +108,9 @@ class Answerer:
             yield self._refuse(answer, hits, started, retrieve_ms)
             return
         relevant = [hit for hit in hits if hit is hits[0] or hit.score >= threshold]
-        texts = [self.whole_answer(hit) for hit in relevant]
+        texts, flagged, dictated = self.screen(relevant, question)
+        spotlight = Spotlight.new()
+        answer.canary = spotlight.canary
         answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
                             "question": hit.metadata.get("question"), "text": text}
                            for hit, text in zip(relevant, texts)]
@@ -105,18 +118,28 @@ class Answerer:
         # Number only the passages that contributed evidence, so the model sees [1], [2] ... without gaps.
         used = sorted({s.passage for s in chosen}) or [1]
         passages = [(relevant[n - 1], texts[n - 1]) for n in used]
+        flagged = {used.index(n) + 1 for n in flagged if n in used}
         chosen = [evidence.Sentence(used.index(s.passage) + 1, s.position, s.text, s.relevance) for s in chosen]
 
-        raw, first_token_ms = [], None
+        raw, first_token_ms, violation = [], None, None
+        tokens = self.backend.stream(self.messages(standalone, chosen, spotlight, flagged), max_tokens=MAX_TOKENS)
         try:
-            for token in self.backend.stream(self.messages(standalone, chosen), max_tokens=MAX_TOKENS):
+            for token in tokens:
                 if first_token_ms is None:
                     first_token_ms = (time.perf_counter() - started) * 1000
                 raw.append(token)
+                # Stop the model the moment it starts leaking, before the token is shown. A hijacked
+                # model's other sentences are suspect too: the answer is composed from the bank instead.
+                if violation := output_violation("".join(raw), spotlight, dictated, texts, self.prompt_texts):
+                    answer.fallback = f"the model's output was stopped because {violation[1]}; answered extractively"
+                    raw = []
+                    break
                 yield token
         except BackendUnavailable as exc:
             answer.fallback = f"{exc}; answered extractively from the bank instead"
-        raw_text = "".join(raw).strip()
+        finally:
+            getattr(tokens, "close", lambda: None)()  # releases the model's lock when we stop early
+        raw_text = undatamark("".join(raw)).strip()
         if self.backend.capable and MODEL_REFUSAL.search(raw_text) and len(raw_text.split()) < 15:
             # A capable model read the passages and found no answer: trust it over retrieval alone.
             yield self._refuse(answer, hits, started, retrieve_ms, first_token_ms)
@@ -128,6 +151,9 @@ class Answerer:
             elif answer.fallback is None and self.backend.name != "extractive":
                 answer.fallback = "the model returned nothing; answered extractively"
             text, cited = self.extractive(chosen)
+        if violation := output_violation(text, spotlight, dictated, texts, self.prompt_texts):
+            yield self._withhold(answer, violation, started, retrieve_ms, first_token_ms)
+            return
         answer.answer = text
         answer.citations = [citation(n, passages[n - 1][0]) for n in sorted(cited)]
         answer.timings = _timings(started, retrieve_ms, first_token_ms)
@@ -151,10 +177,32 @@ class Answerer:
                 pass
         return f"{previous[-1]} {question}"
 
-    def messages(self, question: str, chosen: list[evidence.Sentence]) -> list[dict]:
-        numbered = "\n".join(f"[{n}] " + " ".join(s.text for s in chosen if s.passage == n)
-                             for n in sorted({s.passage for s in chosen}))
-        return convert_to_openai_messages(self.template.format_messages(passages=numbered, question=question))
+    def screen(self, hits: list[Hit], question: str) -> tuple[list[str], set[int], list[str]]:
+        """The whole answers of the hits with instruction-like sentences taken out; the numbers of the
+        flagged passages (at ingest, or now for an index built before flagging existed); and the strings
+        an instruction in the passages or the question dictates, which the answer must not repeat."""
+        texts, flagged, dictated = [], set(), dictated_strings(question)
+        for n, hit in enumerate(hits, start=1):
+            text = self.whole_answer(hit)
+            if hit.metadata.get("flagged") or flag_reason(text):
+                flagged.add(n)
+                text, removed = quarantine(text, split_sentences)
+                dictated += [d for sentence in removed for d in dictated_strings(sentence)]
+            texts.append(text)
+        return texts, flagged, dictated
+
+    def messages(self, question: str, chosen: list[evidence.Sentence], spotlight: Spotlight | None = None,
+                 flagged: set[int] = frozenset()) -> list[dict]:
+        """The chat messages: passages between the request's random markers, flagged ones datamarked."""
+        spotlight = spotlight or Spotlight.new()
+
+        def passage(n: int) -> str:
+            text = " ".join(s.text for s in chosen if s.passage == n)
+            return f"[{n}] (untrusted) {datamark(text)}" if n in flagged else f"[{n}] {text}"
+
+        numbered = "\n".join(passage(n) for n in sorted({s.passage for s in chosen}))
+        return convert_to_openai_messages(self.template.format_messages(
+            passages=numbered, question=question, canary=spotlight.canary, nonce=spotlight.nonce))
 
     def whole_answer(self, hit: Hit) -> str:
         """The whole bank answer a hit belongs to: a long answer is indexed in pieces, and the piece
@@ -185,6 +233,14 @@ class Answerer:
         best = sorted(chosen, key=lambda s: -s.relevance)[:EXTRACTIVE_SENTENCES]
         best.sort(key=lambda s: (s.passage, s.position))
         return " ".join(with_citation(s.text, [s.passage]) for s in best), {s.passage for s in best}
+
+    def _withhold(self, answer: Answer, violation: tuple[str, str], started: float, retrieve_ms: float,
+                  first_token_ms: float | None) -> Answer:
+        """The output guard fired: the answer is replaced by a refusal that says why."""
+        answer.blocked, answer.guard = True, violation[0]
+        answer.answer = OUTPUT_BLOCKED.format(reason=violation[1])
+        answer.timings = _timings(started, retrieve_ms, first_token_ms)
+        return answer
 
     def _refuse(self, answer: Answer, hits: list[Hit], started: float, retrieve_ms: float,
                 first_token_ms: float | None = None) -> Answer:

@@ -34,6 +34,8 @@ class Settings:
     fetch_k: int = 30
     rrf_k: int = 60
     max_query_chars: int = 1000
+    # Chat questions one browser session may ask per minute (a script hammering the model, not a person).
+    questions_per_minute: int = 12
 
     @property
     def chroma_dir(self) -> Path:

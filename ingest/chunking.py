@@ -11,10 +11,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from coach.guards import flag_reason
 from ingest.sections import Section
 
 # Bump when chunking changes, so every section is re-chunked on the next ingest.
-CHUNKER_VERSION = 1
+# 2: chunks that read like instructions to an AI carry a `flagged` reason (coach.guards.flag_reason).
+CHUNKER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def chunk_section(source: str, kind: str, section: Section, tokenizer, chunk_tok
     for i, piece in enumerate(pieces):
         text = f"{header}\n\n{piece}".strip()
         # Chroma rejects None metadata values: absent fields are simply left out.
-        meta = {k: v for k, v in {**base, "piece": i}.items() if v is not None}
+        meta = {k: v for k, v in {**base, "piece": i, "flagged": flag_reason(text)}.items() if v is not None}
         meta["content_hash"] = sha1(text + json.dumps(meta, sort_keys=True))
         chunks.append(Chunk(id=sha1(f"{source}\x1f{qid}\x1f{i}")[:20], text=text, metadata=meta))
     return chunks

@@ -122,8 +122,10 @@ def _existing_sections(store: Store) -> dict[tuple[str, str], dict]:
     sections: dict[tuple[str, str], dict] = {}
     for chunk_id, meta in store.metadatas().items():
         entry = sections.setdefault((meta.get("source"), meta.get("qid")),
-                                    {"ids": {}, "hashes": set(), "pieces": set()})
+                                    {"ids": {}, "hashes": set(), "pieces": set(), "flagged": {}})
         entry["ids"][chunk_id] = meta.get("piece")
+        if meta.get("flagged"):
+            entry["flagged"][chunk_id] = meta["flagged"]
         entry["hashes"].add(meta.get("section_hash"))
         entry["pieces"].add(meta.get("pieces"))
     return sections
@@ -145,11 +147,15 @@ def _plan(settings, existing, wanted, report) -> tuple[list[Chunk], list[str]]:
         entry = existing.get(key)
         if _is_complete(entry, section_hash(source, kind, section, settings.chunk_tokens)):
             report.unchanged += len(entry["ids"])
+            report.flagged.extend({"source": source, "chunk_id": cid, "reason": reason}
+                                  for cid, reason in entry["flagged"].items())
             continue
         tokenizer = tokenizer or embedder(settings.embedder).tokenizer
         chunks = chunk_section(source, kind, section, tokenizer, settings.chunk_tokens)
         old_ids = set(entry["ids"]) if entry else set()
         for chunk in chunks:
+            if chunk.metadata.get("flagged"):
+                report.flagged.append({"source": source, "chunk_id": chunk.id, "reason": chunk.metadata["flagged"]})
             if chunk.id in old_ids:
                 report.updated += 1
             else:

@@ -61,9 +61,11 @@ def add(path: str | Path, original_name: str | None = None, settings: Settings |
         status = "added"
     else:
         status = "unchanged"
+    flagged = (f"; {len(report.flagged)} passage(s) flagged as instructions to an AI (sent to the model only "
+               "as marked data)") if report.flagged else ""
     return {"file": name, "status": status,
             "detail": f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-                      f"{report.deleted} removed chunks"}
+                      f"{report.deleted} removed chunks{flagged}", "flagged": report.flagged}
 
 
 def sources(store) -> list[dict]:
@@ -75,6 +77,13 @@ def sources(store) -> list[dict]:
         row["questions"].add(meta.get("qid"))
         row["chunks"] += 1
     return [{**row, "questions": len(row["questions"])} for _, row in sorted(table.items())]
+
+
+def flagged(store) -> list[dict]:
+    """Every indexed chunk flagged at ingest as instructions to an AI: source, question, reason."""
+    rows = [{"source": meta.get("source"), "chunk_id": chunk_id, "question": meta.get("question"),
+             "reason": meta["flagged"]} for chunk_id, meta in store.metadatas().items() if meta.get("flagged")]
+    return sorted(rows, key=lambda row: (row["source"], row["question"] or ""))
 
 
 def delete(source: str, settings: Settings | None = None) -> int:
