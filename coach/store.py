@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from coach.config import Settings, get_settings
@@ -99,18 +99,33 @@ def _client(settings: Settings):
 
 class Store:
     def __init__(self, settings: Settings | None = None):
-        from langchain_chroma import Chroma
-
         self.settings = settings or get_settings()
         self.client = _client(self.settings)
         self._lock = threading.Lock()
         self._bm25 = None
         self._checked_at = 0.0
-        self.vectors = Chroma(
-            collection_name=self.settings.collection, client=self.client,
-            embedding_function=_LazyEmbeddings(self.settings.embedder),
-            collection_metadata={"embedder": self.settings.embedder},
-            collection_configuration={"hnsw": {"space": "cosine"}})
+        # The collection exactly as langchain-chroma creates it (no embedding function: Chroma's default
+        # would download a model). The LangChain wrapper below imports langchain-core, about half the
+        # start-up of a short command, so it is built only when vectors are written or searched: an
+        # unchanged ingest never needs it.
+        self._collection = self.client.get_or_create_collection(
+            name=self.settings.collection, embedding_function=None, metadata=self._metadata,
+            configuration=self._configuration)
+
+    @property
+    def _metadata(self) -> dict:
+        return {"embedder": self.settings.embedder}
+
+    _configuration = {"hnsw": {"space": "cosine"}}
+
+    @cached_property
+    def vectors(self):
+        """The collection as a LangChain vector store, embedding with our packaged model."""
+        from langchain_chroma import Chroma
+
+        return Chroma(collection_name=self.settings.collection, client=self.client,
+                      embedding_function=_LazyEmbeddings(self.settings.embedder),
+                      collection_metadata=self._metadata, collection_configuration=self._configuration)
 
     @property
     def built_with(self) -> str | None:
@@ -119,7 +134,7 @@ class Store:
 
     @property
     def collection(self):
-        return self.vectors._collection
+        return self._collection
 
     def count(self) -> int:
         return self.collection.count()
@@ -156,6 +171,7 @@ class Store:
     def reset(self) -> None:
         """Drop every chunk and the BM25 index (for --rebuild)."""
         self.vectors.reset_collection()
+        self._collection = self.vectors._collection
         shutil.rmtree(self.settings.bm25_dir, ignore_errors=True)
         self._bm25 = None
 

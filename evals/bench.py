@@ -306,7 +306,8 @@ def bench_answers(work: Path, questions: list[dict], backends: list[str], figure
     settings = bank_settings(work)
     retriever = HybridRetriever(store=open_store(settings))
     details["answers"] = {"questions": len(questions),
-                          "note": "medians over in-scope gold questions on a warm process; first token = "
+                          "note": "medians over in-scope gold questions on a warm process (models loaded, "
+                                  "sentence vectors warmed as the served app does, query cache empty); first token = "
                                   "the first model token streamed (for extractive, which streams nothing, "
                                   "the whole answer). The baseline stuffs its 4 chunks (~1,000 tokens) "
                                   "into the prompt; ours gives the model 5 evidence sentences."}
@@ -329,6 +330,7 @@ def bench_answers(work: Path, questions: list[dict], backends: list[str], figure
 def answer_pass(kind: str, answerer, baseline, questions: list[dict], figures: dict, details: dict) -> None:
     answerer.ask(questions[0]["query"])  # load the model before timing
     answerer.embeddings.clear_cache()
+    answerer.warm_up()  # as `app.py serve` does in the background once it is ready
     ours = [answerer.ask(q["query"]).as_json() for q in questions]
     first = [a["timings"]["first_token_ms"] or a["timings"]["total_ms"] for a in ours if not a["refused"]]
     total = [a["timings"]["total_ms"] for a in ours if not a["refused"]]
