@@ -311,6 +311,8 @@ def bench_answers(work: Path, questions: list[dict], backends: list[str], figure
                                   "the first model token streamed (for extractive, which streams nothing, "
                                   "the whole answer). The baseline stuffs its 4 chunks (~1,000 tokens) "
                                   "into the prompt; ours gives the model 5 evidence sentences."}
+    say("answers: warming the sentence vectors, as `app.py serve` does once it is ready")
+    Answerer(retriever=retriever, backend=get_backend(settings, kind="extractive")).warm_up()
     for kind in backends:
         if kind == "openai":
             with llama_server() as url:
@@ -327,17 +329,24 @@ def bench_answers(work: Path, questions: list[dict], backends: list[str], figure
                         questions, figures, details)
 
 
+def clear_queries() -> None:
+    """Forget cached query vectors (each pass embeds its questions), keep the warmed sentence vectors."""
+    from coach.config import get_settings
+    from coach.store import embedder
+
+    embedder(get_settings().embedder).embed_query.cache_clear()
+
+
 def answer_pass(kind: str, answerer, baseline, questions: list[dict], figures: dict, details: dict) -> None:
     answerer.ask(questions[0]["query"])  # load the model before timing
-    answerer.embeddings.clear_cache()
-    answerer.warm_up()  # as `app.py serve` does in the background once it is ready
+    clear_queries()
     ours = [answerer.ask(q["query"]).as_json() for q in questions]
     first = [a["timings"]["first_token_ms"] or a["timings"]["total_ms"] for a in ours if not a["refused"]]
     total = [a["timings"]["total_ms"] for a in ours if not a["refused"]]
     base_first = base_total = None
     if baseline is not None:
         baseline.ask(questions[0]["query"])
-        answerer.embeddings.clear_cache()
+        clear_queries()
         theirs = [baseline.ask(q["query"]) for q in questions]
         base_first = percentile([a["timings"]["first_token_ms"] for a in theirs
                                  if a["timings"]["first_token_ms"] is not None], 50)
@@ -425,6 +434,31 @@ def targets(figures: dict) -> list[dict]:
             for name, f in figures.items() if "target" in f]
 
 
+def save(result: dict, out: Path) -> None:
+    result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["machine"]["bench_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["machine"]["seconds"] = round(time.monotonic() - _STARTED, 1)
+    result["targets"] = targets(result["figures"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def markdown(result: dict) -> str:
+    """The figures as a markdown table (for benchmarks/README.md)."""
+    def show(x):
+        return "" if x is None else f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
+
+    lines = ["| figure | ours | baseline | ratio | target | pass |", "|---|---|---|---|---|---|"]
+    for name, f in result["figures"].items():
+        target = f.get("target") or {}
+        target = (f"≤ {show(target['max'])}" if "max" in target else
+                  f"≤ {target['max_ratio']}× baseline, more accurate" if "max_ratio" in target else "")
+        verdict = {True: "yes", False: "**no**", None: "n/a"}[f["pass"]] if "pass" in f else ""
+        lines.append(f"| {name} ({f['unit']}) | {show(f['value'])} | {show(f.get('baseline'))} | "
+                     f"{show(f.get('ratio'))} | {target} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -433,41 +467,51 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)}); ingest always runs first")
+    parser.add_argument("--queries", type=int, metavar="N",
+                        help="retrieval queries per measurement (default: all 160 gold queries; 40 with --quick)")
+    parser.add_argument("--answers", type=int, metavar="N",
+                        help="questions answered per backend (default 20; 5 with --quick)")
     parser.add_argument("--backends", nargs="+", default=["extractive", "llamacpp", "openai"],
                         choices=["extractive", "llamacpp", "openai"])
+    parser.add_argument("--table", type=Path, metavar="BENCH.json",
+                        help="only print the figures of an existing bench.json as a markdown table")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return 0
 
     from coach.config import setup_logging
 
     setup_logging()
     sections = set(args.only or SECTIONS) | {"ingest"}
     gold = load_jsonl(GOLD)
-    queries = random.Random(0).sample(gold, 40) if args.quick else gold
-    questions = random.Random(1).sample(gold, 5 if args.quick else 20)
+    n_queries = min(len(gold), args.queries or (40 if args.quick else len(gold)))
+    queries = random.Random(0).sample(gold, n_queries) if n_queries < len(gold) else gold
+    questions = random.Random(1).sample(gold, args.answers or (5 if args.quick else 20))
     sizes = [10_000] if args.quick else [0, 10_000, 100_000]
-    result = {"machine": machine(), "quick": args.quick, "figures": {}, "details": {}}
+    result = {"machine": machine(), "quick": args.quick, "complete": False, "figures": {}, "details": {},
+              "command": " ".join(["python -m evals.bench", *(argv if argv is not None else sys.argv[1:])])}
     figures, details = result["figures"], result["details"]
     work = Path(tempfile.mkdtemp(prefix="coach-bench-"))
+    runs = [("bank", lambda: bench_bank(work, queries, figures, details)),
+            ("scale", lambda: bench_scale(work, queries, sizes, figures, details)),
+            ("answers", lambda: bench_answers(work, questions, args.backends, figures, details)),
+            ("tokens", lambda: bench_tokens(work, figures, details)),
+            ("app", lambda: bench_app(work, questions[:3], figures, details))]
     try:
         bench_ingest(work, figures, details)
-        if "bank" in sections:
-            bench_bank(work, queries, figures, details)
-        if "scale" in sections:
-            bench_scale(work, queries, sizes, figures, details)
-        if "answers" in sections:
-            bench_answers(work, questions, args.backends, figures, details)
-        if "tokens" in sections:
-            bench_tokens(work, figures, details)
-        if "app" in sections:
-            bench_app(work, questions[:3], figures, details)
+        for name, run in runs:
+            if name in sections:
+                try:
+                    run()
+                except Exception as exc:  # one broken section must not lose the others' figures
+                    details.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+                    say(f"{name}: FAILED: {exc}")
+                save(result, args.out)  # after every section: an interrupted run keeps what it measured
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["machine"]["bench_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    result["machine"]["seconds"] = round(time.monotonic() - _STARTED, 1)
-    result["targets"] = targets(figures)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["complete"] = not details.get("errors")
+    save(result, args.out)
     say(f"wrote {args.out / 'bench.json'}")
     for t in result["targets"]:
         verdict = {True: "pass", False: "MISS", None: "n/a"}[t["pass"]]
