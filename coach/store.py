@@ -140,11 +140,18 @@ class Store:
         return self.collection.count()
 
     def metadatas(self) -> dict[str, dict]:
-        """chunk id -> metadata for every chunk, paged for big stores."""
-        out, offset, page = {}, 0, 5000
+        """chunk id -> metadata for every chunk."""
+        got = self.everything(["metadatas"])
+        return dict(zip(got["ids"], got["metadatas"]))
+
+    def everything(self, include: list[str]) -> dict[str, list]:
+        """Every chunk's id and the fields asked for, paged: asked for 100k chunks at once, Chroma fails
+        ("too many SQL variables")."""
+        out, offset, page = {"ids": [], **{name: [] for name in include}}, 0, 5000
         while True:
-            got = self.collection.get(include=["metadatas"], limit=page, offset=offset)
-            out.update(zip(got["ids"], got["metadatas"]))
+            got = self.collection.get(include=include, limit=page, offset=offset)
+            for name in out:
+                out[name].extend(got[name])
             if len(got["ids"]) < page:
                 return out
             offset += page
@@ -206,7 +213,7 @@ class Store:
         index = Bm25Index.load(self.settings.bm25_dir)
         if index is None or index.fingerprint != fingerprint:
             log.info("building the BM25 index from %d chunks", self.count())
-            got = self.collection.get(include=["documents", "metadatas"])
+            got = self.everything(["documents", "metadatas"])
             index = Bm25Index.build(got["ids"], got["documents"], got["metadatas"], fingerprint)
             index.save(self.settings.bm25_dir)
         if self._published_fingerprint() != fingerprint:

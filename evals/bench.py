@@ -471,6 +471,8 @@ def main(argv=None) -> int:
                         help="retrieval queries per measurement (default: all 160 gold queries; 40 with --quick)")
     parser.add_argument("--answers", type=int, metavar="N",
                         help="questions answered per backend (default 20; 5 with --quick)")
+    parser.add_argument("--sizes", nargs="+", type=int, metavar="N",
+                        help="chunk counts of the scale points (default: the bank, 10000, 100000; 10000 with --quick)")
     parser.add_argument("--backends", nargs="+", default=["extractive", "llamacpp", "openai"],
                         choices=["extractive", "llamacpp", "openai"])
     parser.add_argument("--table", type=Path, metavar="BENCH.json",
@@ -488,7 +490,7 @@ def main(argv=None) -> int:
     n_queries = min(len(gold), args.queries or (40 if args.quick else len(gold)))
     queries = random.Random(0).sample(gold, n_queries) if n_queries < len(gold) else gold
     questions = random.Random(1).sample(gold, args.answers or (5 if args.quick else 20))
-    sizes = [10_000] if args.quick else [0, 10_000, 100_000]
+    sizes = args.sizes or ([10_000] if args.quick else [0, 10_000, 100_000])
     result = {"machine": machine(), "quick": args.quick, "complete": False, "figures": {}, "details": {},
               "command": " ".join(["python -m evals.bench", *(argv if argv is not None else sys.argv[1:])])}
     figures, details = result["figures"], result["details"]

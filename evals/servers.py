@@ -32,7 +32,8 @@ def free_port() -> int:
 @contextmanager
 def serve(cmd: list[str], probe: str, name: str, seconds: float = 180, env: dict | None = None,
           log_dir: Path | None = None):
-    """Run cmd until the with-block ends; yields the Popen once `probe` answers (any HTTP status < 400)."""
+    """Run cmd until the with-block ends; yields the Popen once `probe` answers (any HTTP status < 400).
+    Its output goes to a temporary log (`proc.log_path`), deleted when the server stops."""
     log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=log_dir)[1])
     with open(log_path, "w+b") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
@@ -48,6 +49,7 @@ def serve(cmd: list[str], probe: str, name: str, seconds: float = 180, env: dict
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            log_path.unlink(missing_ok=True)
 
 
 def wait_until_up(proc, url: str, log, name: str, seconds: float) -> float:
