@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test index clean browser
+.PHONY: setup run test index clean browser bench
 
 ## setup: virtual environment + requirements + index (idempotent; seconds when done)
 setup: $(STAMP) index
@@ -28,6 +28,11 @@ run: setup
 ## test: set up, then the whole test suite
 test: setup browser
 	$(PY) -m pytest
+
+## bench: set up, then the benchmarks against the naive baseline -> benchmarks/latest/bench.json
+## (BENCH_ARGS=--quick for a short run; the full run takes tens of minutes on 2 cores)
+bench: setup
+	$(PY) -m evals.bench $(BENCH_ARGS)
 
 ## browser: Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium)
 browser:

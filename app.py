@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,7 @@ def cmd_serve(args) -> int:
     answerer = Answerer()  # loads the configured backend once; it stays warm
     retriever = answerer.retriever
     retriever.search("warm up the models")  # load the embedder and BM25 index before the first user
+    threading.Thread(target=answerer.warm_up, name="warm-up", daemon=True).start()  # sentence vectors, meanwhile
     demo = build_app(answerer)
     log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d",
                 time.perf_counter() - started, retriever.store.count(), args.host, args.port)

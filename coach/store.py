@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from coach.config import Settings, get_settings
@@ -99,18 +99,33 @@ def _client(settings: Settings):
 
 class Store:
     def __init__(self, settings: Settings | None = None):
-        from langchain_chroma import Chroma
-
         self.settings = settings or get_settings()
         self.client = _client(self.settings)
         self._lock = threading.Lock()
         self._bm25 = None
         self._checked_at = 0.0
-        self.vectors = Chroma(
-            collection_name=self.settings.collection, client=self.client,
-            embedding_function=_LazyEmbeddings(self.settings.embedder),
-            collection_metadata={"embedder": self.settings.embedder},
-            collection_configuration={"hnsw": {"space": "cosine"}})
+        # The collection exactly as langchain-chroma creates it (no embedding function: Chroma's default
+        # would download a model). The LangChain wrapper below imports langchain-core, about half the
+        # start-up of a short command, so it is built only when vectors are written or searched: an
+        # unchanged ingest never needs it.
+        self._collection = self.client.get_or_create_collection(
+            name=self.settings.collection, embedding_function=None, metadata=self._metadata,
+            configuration=self._configuration)
+
+    @property
+    def _metadata(self) -> dict:
+        return {"embedder": self.settings.embedder}
+
+    _configuration = {"hnsw": {"space": "cosine"}}
+
+    @cached_property
+    def vectors(self):
+        """The collection as a LangChain vector store, embedding with our packaged model."""
+        from langchain_chroma import Chroma
+
+        return Chroma(collection_name=self.settings.collection, client=self.client,
+                      embedding_function=_LazyEmbeddings(self.settings.embedder),
+                      collection_metadata=self._metadata, collection_configuration=self._configuration)
 
     @property
     def built_with(self) -> str | None:
@@ -119,17 +134,24 @@ class Store:
 
     @property
     def collection(self):
-        return self.vectors._collection
+        return self._collection
 
     def count(self) -> int:
         return self.collection.count()
 
     def metadatas(self) -> dict[str, dict]:
-        """chunk id -> metadata for every chunk, paged for big stores."""
-        out, offset, page = {}, 0, 5000
+        """chunk id -> metadata for every chunk."""
+        got = self.everything(["metadatas"])
+        return dict(zip(got["ids"], got["metadatas"]))
+
+    def everything(self, include: list[str]) -> dict[str, list]:
+        """Every chunk's id and the fields asked for, paged: asked for 100k chunks at once, Chroma fails
+        ("too many SQL variables")."""
+        out, offset, page = {"ids": [], **{name: [] for name in include}}, 0, 5000
         while True:
-            got = self.collection.get(include=["metadatas"], limit=page, offset=offset)
-            out.update(zip(got["ids"], got["metadatas"]))
+            got = self.collection.get(include=include, limit=page, offset=offset)
+            for name in out:
+                out[name].extend(got[name])
             if len(got["ids"]) < page:
                 return out
             offset += page
@@ -156,6 +178,7 @@ class Store:
     def reset(self) -> None:
         """Drop every chunk and the BM25 index (for --rebuild)."""
         self.vectors.reset_collection()
+        self._collection = self.vectors._collection
         shutil.rmtree(self.settings.bm25_dir, ignore_errors=True)
         self._bm25 = None
 
@@ -190,7 +213,7 @@ class Store:
         index = Bm25Index.load(self.settings.bm25_dir)
         if index is None or index.fingerprint != fingerprint:
             log.info("building the BM25 index from %d chunks", self.count())
-            got = self.collection.get(include=["documents", "metadatas"])
+            got = self.everything(["documents", "metadatas"])
             index = Bm25Index.build(got["ids"], got["documents"], got["metadatas"], fingerprint)
             index.save(self.settings.bm25_dir)
         if self._published_fingerprint() != fingerprint:

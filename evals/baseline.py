@@ -49,6 +49,10 @@ class Baseline:
         self.template = prompt("baseline")
         self.ensure_index()
 
+    @property
+    def chunks(self) -> int:
+        return self.vectors._collection.count()
+
     # --- the recipe ------------------------------------------------------------------------------
     def search(self, query: str, k: int = TOP_K) -> list[Document]:
         return self.vectors.similarity_search(query, k=k)
