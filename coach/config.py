@@ -34,6 +34,8 @@ class Settings:
     fetch_k: int = 30
     rrf_k: int = 60
     max_query_chars: int = 1000
+    # Interview answers: about ten minutes of speech; longer is pasted text, not an answer.
+    max_answer_chars: int = 6000
 
     @property
     def chroma_dir(self) -> Path:
@@ -42,6 +44,10 @@ class Settings:
     @property
     def bm25_dir(self) -> Path:
         return self.data_dir / "bm25"
+
+    @property
+    def interviews_db(self) -> Path:
+        return self.data_dir / "interviews.sqlite3"
 
 
 def _env(name: str) -> str | None:
