@@ -410,8 +410,11 @@ def interview_tab(gr, answerer, bank) -> None:
                  f"{h['answered']} / {h['questions']}", "–" if h["mean_score"] is None else h["mean_score"]]
                 for h in engine.history()]
 
+    def unfinished() -> list[str]:
+        return [h["id"] for h in engine.history() if h["status"] == "active"]
+
     def resumable():
-        return gr.update(choices=[h[0] for h in history_rows() if h[3] == "active"], value=None)
+        return gr.update(choices=unfinished(), value=None)
 
     def question_view(session_id):
         """Card, progress and cleared answer for the session's current question, or the scorecard."""
@@ -479,7 +482,7 @@ def interview_tab(gr, answerer, bank) -> None:
                              elem_id="iv-review")
         begin = gr.Button("Start interview", variant="primary", elem_id="iv-start")
         with gr.Row():
-            resume_choice = gr.Dropdown(resumable()["choices"], label="Unfinished sessions", elem_id="iv-resume-choice")
+            resume_choice = gr.Dropdown(unfinished(), label="Unfinished sessions", elem_id="iv-resume-choice")
             resume_button = gr.Button("Resume", elem_id="iv-resume")
     status = gr.Markdown(elem_id="iv-status")
     with gr.Column(visible=False, elem_id="iv-card") as card_box:
@@ -532,8 +535,11 @@ def _with_feedback_cleared(view: tuple) -> tuple:
 def feedback_markdown(grade: dict) -> str:
     """A graded answer: score, covered and missing key points, feedback, follow-up, the cited model answer."""
     lines = [f"## {grade['score']:.1f} / 10", ""]
-    lines += [f"- ✅ {p}" for p in grade.get("covered", [])]
-    lines += [f"- ❌ {p}" for p in grade.get("missing", [])]
+    # Words rather than emoji marks: headless and minimal systems often lack an emoji font.
+    if grade.get("covered"):
+        lines += ["**Covered**", ""] + [f"- {p}" for p in grade["covered"]] + [""]
+    if grade.get("missing"):
+        lines += ["**Missing**", ""] + [f"- {p}" for p in grade["missing"]]
     lines += ["", grade.get("feedback", "")]
     if grade.get("followup"):
         lines += ["", f"**Follow-up:** {grade['followup']}"]
@@ -656,6 +662,12 @@ def _print_json(document: dict) -> None:
     sys.stdout.flush()
 
 
+def _add_filters(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--part", type=int, help="only this part of the bank (1-4)")
+    command.add_argument("--topic", help="only this topic, e.g. 'dropout'")
+    command.add_argument("--difficulty", choices=["easy", "medium", "hard"])
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python app.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -670,9 +682,7 @@ def parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="hybrid search over the bank (dense + BM25, fused)")
     search.add_argument("query", nargs="?", help="the question or keywords")
     search.add_argument("--k", type=int, default=5, help="number of results (default 5)")
-    search.add_argument("--part", type=int, help="only this part of the bank (1-4)")
-    search.add_argument("--topic", help="only this topic, e.g. 'dropout'")
-    search.add_argument("--difficulty", choices=["easy", "medium", "hard"])
+    _add_filters(search)
     search.add_argument("--json", action="store_true", help="print the contract's JSON")
     search.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line')
     search.set_defaults(run=cmd_search)
@@ -697,9 +707,7 @@ def parser() -> argparse.ArgumentParser:
     interview = sub.add_parser("interview", help="a mock interview in the terminal (graded, saved, resumable)",
                                description="Bank questions one at a time; each answer is graded and saved at "
                                "once. Finish an answer with an empty line; :skip skips, :end stops.")
-    interview.add_argument("--part", type=int, help="only this part of the bank (1-4)")
-    interview.add_argument("--topic", help="only this topic, e.g. 'dropout'")
-    interview.add_argument("--difficulty", choices=["easy", "medium", "hard"])
+    _add_filters(interview)
     interview.add_argument("--n", type=int, default=5, help="number of questions (default 5)")
     interview.add_argument("--review", action="store_true", help="spaced-repetition review: weak questions first")
     interview.add_argument("--resume", metavar="ID", help="continue an unfinished session")

@@ -135,10 +135,21 @@ def is_claim(sentence: str) -> bool:
     return not (len(items) >= 4 and np.mean([len(i.split()) for i in items]) <= 3 and function < 0.3)
 
 
+def clauses(sentence: str) -> list[str]:
+    """The separately checkable claims of a sentence ("..., so ...", "...; ..."), or the sentence itself."""
+    parts = [c for c in CLAUSE.split(sentence) if c and len(content_words(c)) >= 2]
+    return parts if len(parts) > 1 else [sentence]
+
+
 def contradicts(point: str, sentence: str) -> bool:
-    """A sentence that restates a key point (most of its words) but negates it, or puts an antonym in
-    place of one of its words ("raises variance" for "lowers variance"). Without an entailment model
-    this only catches the plain cases; swapped roles ("BERT generates, GPT fills in") pass unnoticed."""
+    """A clause of the sentence restates a clause of the key point (most of its words) but negates it, or
+    puts an antonym in place of one of its words ("raises variance" for "lowers variance"). Clause by
+    clause, so "no train/test mismatch" after a colon does not negate the claim before it. Without an
+    entailment model this catches only plain cases; swapped roles ("BERT generates, GPT fills in") pass."""
+    return any(_negates(p, s) for p in clauses(point) for s in clauses(sentence))
+
+
+def _negates(point: str, sentence: str) -> bool:
     if _recall(point, sentence) < CONTRADICTION_RECALL:
         return False
     p_words, s_words = set(re.findall(r"[a-z']+", point.lower())), set(re.findall(r"[a-z']+", sentence.lower()))
@@ -233,8 +244,8 @@ class Grader:
         claims = [is_claim(s) for s in sentences]
         units, owner = [], []   # each sentence, plus its clauses when it has several
         for j, sentence in enumerate(sentences):
-            clauses = [c for c in CLAUSE.split(sentence) if c and len(content_words(c)) >= 2]
-            for unit in [sentence, *(clauses if len(clauses) > 1 else [])]:
+            parts = clauses(sentence)
+            for unit in [sentence, *(parts if len(parts) > 1 else [])]:
                 units.append(unit)
                 owner.append(j)
         owner = np.array(owner)
@@ -252,12 +263,13 @@ class Grader:
                          / (CREDIT_FULL - CREDIT_FLOOR), 0.0, 1.0)
         contradicting = set()
         for i, point in enumerate(points):
-            for k, unit in enumerate(units):
-                if credit[i, k] > 0.2 and contradicts(point, unit):
-                    credit[i, k] = 0.0
-                    contradicting.add(int(owner[k]))
-                elif not claims[owner[k]]:
-                    credit[i, k] = min(credit[i, k], FRAGMENT_CAP)
+            for j, sentence in enumerate(sentences):
+                mine = owner == j
+                if credit[i, mine].max() > 0.2 and contradicts(point, sentence):
+                    credit[i, mine] = 0.0  # its clauses too: "XOR is linearly separable, so ..."
+                    contradicting.add(j)
+                elif not claims[j]:
+                    credit[i, mine] = np.minimum(credit[i, mine], FRAGMENT_CAP)
         results = []
         for i, point in enumerate(points):
             k = int(np.argmax(credit[i]))

@@ -141,10 +141,11 @@ class Interviewer:
                 "answered": answered}
 
     def history(self, limit: int = 50) -> list[dict]:
-        """Past sessions, newest first, with their mean score."""
+        """Past sessions, newest first, with their mean score (a skipped question counts as 0, as in the
+        scorecard)."""
         rows = self.db.execute(
             "SELECT s.id, s.created, s.mode, s.status, s.plan, COUNT(a.position) AS answered, "
-            "AVG(CASE WHEN a.skipped = 0 THEN a.score END) AS mean FROM sessions s "
+            "AVG(a.score) AS mean FROM sessions s "
             "LEFT JOIN answers a ON a.session_id = s.id GROUP BY s.id ORDER BY s.created DESC LIMIT ?", (limit,))
         return [{"id": r["id"], "created": r["created"], "mode": r["mode"], "status": r["status"],
                  "questions": len(json.loads(r["plan"])), "answered": r["answered"],
