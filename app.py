@@ -105,6 +105,8 @@ def cmd_grade(args) -> int:
         return 1
     print(f"Matched: {grade['matched_question']}")
     print(_grade_text(grade))
+    if grade.get("followup"):
+        print(f"Follow-up: {grade['followup']}")
     return 0
 
 
