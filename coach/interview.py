@@ -50,7 +50,8 @@ MIN_FUNCTION_SHARE = 0.15   # share of function words real prose has at least
 FUNCTION_WORDS = frozenset("""a an the of to in on at by for with from into onto over under as is are was were be been
 being has have had do does did can could may might must should would will shall it its this that these those
 which who whom whose what when where while because so than then there their they them he she we you i not no
-but or and if also each every all any some more most less such only just very how why once until about""".split())
+but or and if also each every all any some more most less such only just very how why once until about
+during after before between through per within across via among against without out up off down""".split())
 # Where a sentence splits into separately checkable claims: "…, which …", "…; …", "… because …".
 CLAUSE = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|because|where|since|then)\b)"
                     r"|\s+(?=(?:so that|because|whereas|while)\b)")
@@ -322,7 +323,7 @@ class Grader:
             return "No answer to grade: say in a few sentences what you know."
         parts = [f"{score:.1f}/10: you covered {covered} of {len(points)} key points."]
         if penalties["fragments"] == penalties["sentences"]:
-            parts.append("Answer in full sentences: a list of terms does not show you understand them.")
+            parts.append("Answer in full sentences: bare terms and fragments do not show you understand them.")
         if penalties["contradicting"]:
             parts.append("Some of what you said contradicts the model answer.")
         if penalties["off_topic"]:
