@@ -4,6 +4,8 @@
     python app.py search QUERY [--k N] [--part P] [--topic T] [--difficulty D] [--json] [--batch FILE]
     python app.py ask QUESTION [--json] [--batch FILE]
     python app.py bank [--json]
+    python app.py grade --question TEXT --answer TEXT [--json] [--batch FILE]
+    python app.py interview [--part P] [--topic T] [--difficulty D] [--n N] [--review] [--resume ID]
 
 With --json each command prints exactly one JSON document on stdout (JSON Lines with --batch);
 logs and progress go to stderr.
@@ -14,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -77,6 +80,146 @@ def cmd_bank(args) -> int:
             print(f"{e.id:40} part {e.part} #{e.number:<3} {e.difficulty:6} {e.topic:32} {e.question}")
         print(f"{len(entries)} questions", file=sys.stderr)
     return 0
+
+
+def cmd_grade(args) -> int:
+    from coach.guards import QuestionError
+    from coach.interview import AnswerError, Grader
+    from coach.llm import get_backend
+
+    grader = Grader(backend=_judge_backend(get_backend))
+
+    def run(question: str, answer: str) -> dict:
+        try:
+            return grader.grade(question, answer).as_json()
+        except (QuestionError, AnswerError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    if args.batch:
+        return _batch(args.batch, ["question"], lambda row: run(row["question"], row.get("answer") or ""), args.json)
+    grade = run(args.question, args.answer or "")
+    if args.json:
+        _print_json(grade)
+        return 0
+    if not grade["matched_question"]:
+        print(grade["feedback"])
+        return 1
+    print(f"Matched: {grade['matched_question']}")
+    print(_grade_text(grade))
+    if grade.get("followup"):
+        print(f"Follow-up: {grade['followup']}")
+    return 0
+
+
+def _judge_backend(get_backend):
+    """The configured backend, but only a capable one: the embedded 135M model never judges, so it is
+    not even loaded for grading."""
+    if get_settings().llm != "openai":
+        return None
+    try:
+        return get_backend()
+    except Exception as exc:  # noqa: BLE001 (a misconfigured server must not stop key-point grading)
+        log.warning("no LLM judge: %s", exc)
+        return None
+
+
+def _grade_text(grade: dict) -> str:
+    """A grade as the terminal shows it: score, covered and missing points, feedback, follow-up."""
+    lines = [f"Score: {grade['score']:.1f} / 10"]
+    lines += [f"  ✓ {p}" for p in grade["covered"]]
+    lines += [f"  ✗ {p}" for p in grade["missing"]]
+    lines.append(grade["feedback"])
+    for c in grade["citations"]:
+        lines.append(f"  [{c['n']}] {c['question']}  ({c['source']})")
+    return "\n".join(lines)
+
+
+def cmd_interview(args) -> int:
+    """An interactive mock interview in the terminal; works with piped stdin (one answer per paragraph)."""
+    from coach.interview import AnswerError, Grader
+    from coach.llm import get_backend
+    from coach.sessions import Interviewer, SessionError
+
+    engine = Interviewer(Grader(backend=_judge_backend(get_backend)))
+    try:
+        if args.history:
+            for s in engine.history():
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s["created"]))
+                mean = "–" if s["mean_score"] is None else f"{s['mean_score']:.1f}"
+                print(f"{s['id']}  {when}  {s['mode']:8} {s['status']:8} {s['answered']}/{s['questions']} answered, "
+                      f"mean {mean}")
+            return 0
+        if args.export:
+            text = engine.export_markdown(args.export)
+            if args.out:
+                Path(args.out).write_text(text, encoding="utf-8")
+                print(f"wrote {args.out}", file=sys.stderr)
+            else:
+                sys.stdout.write(text)
+            return 0
+        session_id = args.resume or engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty,
+                                                 n=args.n, review=args.review)
+    except SessionError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"Session {session_id}. Answer in a few sentences and finish with an empty line; "
+          "type :skip to skip a question, :end to stop (resume later with --resume).\n")
+    while (entry := engine.current(session_id)) is not None:
+        number, total = engine.progress(session_id)
+        print(f"Question {number} / {total}  ({entry.topic}, {entry.difficulty})\n{entry.question}")
+        answer = _read_paragraph("> ")
+        if answer is None or answer.strip() == ":end":
+            print(f"\nSaved. Resume with: python app.py interview --resume {session_id}")
+            return 0
+        if answer.strip() == ":skip":
+            engine.skip(session_id)
+            print("Skipped.\n")
+            continue
+        try:
+            turn = engine.answer(session_id, answer)
+        except AnswerError as exc:
+            print(f"error: {exc} Try again.\n")
+            continue
+        print(_grade_text(turn.grade))
+        if turn.grade.get("followup"):
+            print(f"\nFollow-up: {turn.grade['followup']}  (answer, or press Enter to go on)")
+            followup = _read_paragraph("> ")
+            if followup and followup.strip() not in (":skip", ":end"):
+                try:
+                    turn = engine.answer_followup(session_id, followup)
+                    print(turn.followup_grade["feedback"])
+                except AnswerError as exc:
+                    print(f"error: {exc}")
+        print()
+    card = engine.end(session_id)
+    print(_scorecard_text(card))
+    print(f"\nExport: python app.py interview --export {session_id} --out interview.md")
+    return 0
+
+
+def _read_paragraph(prompt: str) -> str | None:
+    """Lines up to an empty line (or a command such as :skip); None at end of input."""
+    lines = []
+    while True:
+        try:
+            line = input(prompt if not lines else "  ")
+        except EOFError:
+            return "\n".join(lines) if lines else None
+        if not line.strip():
+            return "\n".join(lines)
+        if not lines and line.strip().startswith(":"):
+            return line.strip()
+        lines.append(line)
+
+
+def _scorecard_text(card: dict) -> str:
+    mean = "–" if card["mean_score"] is None else f"{card['mean_score']:.1f} / 10"
+    lines = [f"Scorecard: {card['answered']} of {card['questions']} questions, {card['skipped']} skipped, "
+             f"mean score {mean}"]
+    for topic, score in card["per_topic"].items():
+        lines.append(f"  {topic:34} {'█' * round(score)}{'·' * (10 - round(score))} {score:.1f}")
+    if card["weakest"]:
+        lines.append("Review these (python app.py interview --review): " + "; ".join(card["weakest"]))
+    return "\n".join(lines)
 
 
 def cmd_serve(args) -> int:
@@ -187,6 +330,8 @@ def build_app(answerer):
             ask.click(respond, inputs, outputs, api_name=False)
             box.submit(respond, inputs, outputs, api_name=False)
             clear.click(lambda: ([], "", ""), None, [chatbot, box, sources], api_name=False)
+        with gr.Tab("Interview"):
+            interview_tab(gr, answerer, bank)
         with gr.Tab("Library") as library:
             library_tab(gr, retriever.store)
             flagged_passages(gr, retriever.store, library)
@@ -342,6 +487,190 @@ def rate_limited(answerer, question: str, request):
                   f"wait {wait:.0f} s and ask again.", blocked=True, guard="rate_limit",
                   backend=answerer.backend.describe())
 
+def interview_tab(gr, answerer, bank) -> None:
+    """Mock interview: set-up, question card with progress, graded feedback with citations, next / skip /
+    end, a scorecard with a per-topic chart, past sessions and a markdown export. Also the /grade endpoint."""
+    from coach.interview import AnswerError, Grader
+    from coach.sessions import Interviewer, SessionError
+
+    backend = answerer.backend if answerer.backend.capable else None  # the tiny model never judges
+    grader = Grader(retriever=answerer.retriever, backend=backend, bank=bank)
+    engine = Interviewer(grader)
+    topics = sorted({e.topic for e in bank})
+    hide, show = gr.update(visible=False), gr.update(visible=True)
+
+    def history_rows():
+        return [[h["id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(h["created"])), h["mode"], h["status"],
+                 f"{h['answered']} / {h['questions']}", "–" if h["mean_score"] is None else h["mean_score"]]
+                for h in engine.history()]
+
+    def unfinished() -> list[str]:
+        return [h["id"] for h in engine.history() if h["status"] == "active"]
+
+    def resumable():
+        return gr.update(choices=unfinished(), value=None)
+
+    def question_view(session_id):
+        """Card, progress and cleared answer for the session's current question, or the scorecard."""
+        entry = engine.current(session_id)
+        if entry is None:
+            return finish(session_id)
+        number, total = engine.progress(session_id)
+        card = (f"**Question {number} / {total}** · {entry.topic} · {entry.difficulty}\n\n### {entry.question}")
+        return (session_id, hide, show, card, gr.update(value="", interactive=True), "", show, show, hide,
+                hide, "", None, history_rows(), resumable())
+
+    def finish(session_id):
+        card = engine.end(session_id)
+        return (session_id, hide, hide, "", gr.update(value=""), "", hide, hide, hide, show,
+                scorecard_markdown(card), topic_chart(card), history_rows(), resumable())
+
+    def start(part, topic, difficulty, n, review):
+        try:
+            session_id = engine.start(part=None if part == ALL else int(part), topic=None if topic == ALL else topic,
+                                      difficulty=None if difficulty == ALL else difficulty, n=int(n),
+                                      review=bool(review))
+        except SessionError as exc:
+            return (None, show, hide, "", gr.update(), f"⚠️ {exc}", hide, hide, hide, hide, "", None,
+                    history_rows(), resumable())
+        return question_view(session_id)
+
+    def resume(session_id):
+        if not session_id:
+            return (None, show, hide, "", gr.update(), "Choose an unfinished session to resume.", hide, hide,
+                    hide, hide, "", None, history_rows(), resumable())
+        return question_view(session_id)
+
+    def submit(session_id, answer):
+        if not session_id:
+            return gr.update(), "Start an interview first.", gr.update(), gr.update(), gr.update()
+        try:
+            turn = engine.answer(session_id, answer)
+        except (AnswerError, SessionError) as exc:
+            return gr.update(), f"⚠️ {exc}", gr.update(), gr.update(), gr.update()  # the answer box keeps its text
+        return gr.update(interactive=False), feedback_markdown(turn.grade), hide, hide, show
+
+    def skip(session_id):
+        if session_id and engine.current(session_id) is not None:
+            engine.skip(session_id)
+        return question_view(session_id) if session_id else start(ALL, ALL, ALL, 5, False)
+
+    def export(session_id):
+        if not session_id:
+            return gr.update(value=None, visible=False)
+        path = Path(tempfile.mkdtemp(prefix="interview-")) / f"interview-{session_id}.md"
+        path.write_text(engine.export_markdown(session_id), encoding="utf-8")
+        return gr.update(value=str(path), visible=True)
+
+    with gr.Column(visible=True, elem_id="iv-setup") as setup:
+        gr.Markdown("Practise answering bank questions aloud-style: each answer is graded against the "
+                    "question's key points and saved at once; weak questions come back in review mode.")
+        with gr.Row():
+            part = gr.Dropdown([ALL, *map(str, sorted({e.part for e in bank}))], value=ALL, label="Part",
+                               elem_id="iv-part")
+            topic = gr.Dropdown([ALL, *topics], value=ALL, label="Topic", elem_id="iv-topic")
+            difficulty = gr.Dropdown([ALL, "easy", "medium", "hard"], value=ALL, label="Difficulty",
+                                     elem_id="iv-difficulty")
+            n = gr.Slider(1, 20, value=5, step=1, label="Questions", elem_id="iv-n")
+        review = gr.Checkbox(label="Review mode: weak and due questions first (spaced repetition)",
+                             elem_id="iv-review")
+        begin = gr.Button("Start interview", variant="primary", elem_id="iv-start")
+        with gr.Row():
+            resume_choice = gr.Dropdown(unfinished(), label="Unfinished sessions", elem_id="iv-resume-choice")
+            resume_button = gr.Button("Resume", elem_id="iv-resume")
+    status = gr.Markdown(elem_id="iv-status")
+    with gr.Column(visible=False, elem_id="iv-card") as card_box:
+        card = gr.Markdown(elem_id="iv-question")
+        answer = gr.Textbox(label="Your answer", lines=6, placeholder="Answer in a few full sentences.",
+                            elem_id="iv-answer")
+        with gr.Row():
+            submit_button = gr.Button("Submit answer", variant="primary", elem_id="iv-submit")
+            skip_button = gr.Button("Skip", elem_id="iv-skip")
+            next_button = gr.Button("Next question", variant="primary", visible=False, elem_id="iv-next")
+            end_button = gr.Button("End interview", variant="stop", elem_id="iv-end")
+        feedback = gr.Markdown(elem_id="iv-feedback")
+    with gr.Column(visible=False, elem_id="iv-scorecard-box") as score_box:
+        scorecard = gr.Markdown(elem_id="iv-scorecard")
+        chart = gr.Plot(label="Mean score per topic", elem_id="iv-chart")
+        with gr.Row():
+            export_button = gr.Button("Export as markdown", elem_id="iv-export")
+            again = gr.Button("New interview", variant="primary", elem_id="iv-again")
+        export_file = gr.File(label="Session export", visible=False, elem_id="iv-export-file")
+    with gr.Accordion("Past sessions", open=False, elem_id="iv-history-box"):
+        history = gr.Dataframe(history_rows(), headers=["session", "started", "mode", "status", "answered",
+                                                        "mean score"], interactive=False, elem_id="iv-history")
+    session = gr.State(None)
+
+    view = [session, setup, card_box, card, answer, status, submit_button, skip_button, next_button, score_box,
+            scorecard, chart, history, resume_choice]
+    # Every view function returns one value per component of `view`: a question card shows submit and
+    # skip, graded feedback shows next, the end shows the scorecard.
+    begin.click(start, [part, topic, difficulty, n, review], view, api_name=False)
+    resume_button.click(resume, resume_choice, view, api_name=False)
+    submit_button.click(submit, [session, answer], [answer, feedback, submit_button, skip_button, next_button],
+                        api_name=False)
+    next_button.click(lambda s: _with_feedback_cleared(question_view(s)), session, [*view, feedback],
+                      api_name=False)
+    skip_button.click(lambda s: _with_feedback_cleared(skip(s)), session, [*view, feedback], api_name=False)
+    end_button.click(lambda s: _with_feedback_cleared(finish(s)) if s else _with_feedback_cleared(resume(None)),
+                     session, [*view, feedback], api_name=False)
+    export_button.click(export, session, export_file, api_name=False)
+    again.click(lambda: (None, show, hide, hide, hide, gr.update(value=None, visible=False)), None,
+                [session, setup, card_box, score_box, next_button, export_file], api_name=False)
+    # Named API endpoint (contract): /grade returns the same JSON as `app.py grade --json`.
+    api_q, api_a, api_out = gr.Textbox(visible=False), gr.Textbox(visible=False), gr.JSON(visible=False)
+    api_a.submit(lambda q, a: grader.grade(q, a).as_json(), [api_q, api_a], api_out, api_name="grade")
+
+
+def _with_feedback_cleared(view: tuple) -> tuple:
+    return (*view, "")
+
+
+def feedback_markdown(grade: dict) -> str:
+    """A graded answer: score, covered and missing key points, feedback, follow-up, the cited model answer."""
+    lines = [f"## {grade['score']:.1f} / 10", ""]
+    # Words rather than emoji marks: headless and minimal systems often lack an emoji font.
+    if grade.get("covered"):
+        lines += ["**Covered**", ""] + [f"- {p}" for p in grade["covered"]] + [""]
+    if grade.get("missing"):
+        lines += ["**Missing**", ""] + [f"- {p}" for p in grade["missing"]]
+    lines += ["", grade.get("feedback", "")]
+    if grade.get("followup"):
+        lines += ["", f"**Follow-up:** {grade['followup']}"]
+    for c in grade.get("citations", []):
+        lines += ["", f"[{c['n']}] **{c['question']}** · `{c['source']}`"]
+    if grade.get("model_answer"):
+        lines += ["", "<details><summary>Model answer [1]</summary>", "", grade["model_answer"], "", "</details>"]
+    return "\n".join(lines)
+
+
+def scorecard_markdown(card: dict) -> str:
+    mean = "–" if card["mean_score"] is None else f"{card['mean_score']:.1f} / 10"
+    text = (f"## Scorecard\n\n**Mean score {mean}** · {card['answered']} of {card['questions']} questions · "
+            f"{card['skipped']} skipped")
+    if card["weakest"]:
+        text += "\n\nReview next (they come back first in review mode):\n" + "\n".join(f"- {q}" for q in card["weakest"])
+    return text
+
+
+def topic_chart(card: dict):
+    """Horizontal bars of the mean score per topic (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    topics = list(card["per_topic"]) or ["(no answers)"]
+    scores = list(card["per_topic"].values()) or [0]
+    figure, axes = plt.subplots(figsize=(6, 0.5 * len(topics) + 1.2))
+    axes.barh(topics, scores, color=["#d9534f" if s < 5 else "#f0ad4e" if s < 7 else "#5cb85c" for s in scores])
+    axes.set_xlim(0, 10)
+    axes.set_xlabel("mean score / 10")
+    axes.invert_yaxis()
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
 
 def chat_markdown(answer) -> str:
     """The answer as shown in the chat: [n] become links to the side panel; refusals and blocked
@@ -435,6 +764,12 @@ def _print_json(document: dict) -> None:
     sys.stdout.flush()
 
 
+def _add_filters(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--part", type=int, help="only this part of the bank (1-4)")
+    command.add_argument("--topic", help="only this topic, e.g. 'dropout'")
+    command.add_argument("--difficulty", choices=["easy", "medium", "hard"])
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python app.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -449,9 +784,7 @@ def parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="hybrid search over the bank (dense + BM25, fused)")
     search.add_argument("query", nargs="?", help="the question or keywords")
     search.add_argument("--k", type=int, default=5, help="number of results (default 5)")
-    search.add_argument("--part", type=int, help="only this part of the bank (1-4)")
-    search.add_argument("--topic", help="only this topic, e.g. 'dropout'")
-    search.add_argument("--difficulty", choices=["easy", "medium", "hard"])
+    _add_filters(search)
     search.add_argument("--json", action="store_true", help="print the contract's JSON")
     search.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line')
     search.set_defaults(run=cmd_search)
@@ -463,6 +796,27 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the contract's JSON")
     ask.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line; models load once')
     ask.set_defaults(run=cmd_ask)
+
+    grade = sub.add_parser("grade", help="grade an answer against the key points of the matching bank question",
+                           description="Score 0-10 from the key points the answer covers, with feedback, "
+                           "the missing points, a follow-up question and the cited model answer.")
+    grade.add_argument("--question", help="the interview question (matched to the bank)")
+    grade.add_argument("--answer", help="the candidate's answer")
+    grade.add_argument("--json", action="store_true", help="print the contract's JSON")
+    grade.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ..., "answer": ...} per line')
+    grade.set_defaults(run=cmd_grade)
+
+    interview = sub.add_parser("interview", help="a mock interview in the terminal (graded, saved, resumable)",
+                               description="Bank questions one at a time; each answer is graded and saved at "
+                               "once. Finish an answer with an empty line; :skip skips, :end stops.")
+    _add_filters(interview)
+    interview.add_argument("--n", type=int, default=5, help="number of questions (default 5)")
+    interview.add_argument("--review", action="store_true", help="spaced-repetition review: weak questions first")
+    interview.add_argument("--resume", metavar="ID", help="continue an unfinished session")
+    interview.add_argument("--history", action="store_true", help="list past sessions")
+    interview.add_argument("--export", metavar="ID", help="print a session as markdown")
+    interview.add_argument("--out", metavar="FILE.md", help="with --export: write to this file")
+    interview.set_defaults(run=cmd_interview)
 
     bank = sub.add_parser("bank", help="list the question bank as loaded")
     bank.add_argument("--json", action="store_true")
@@ -477,6 +831,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: give a QUERY or --batch FILE")
     if args.command == "ask" and args.question is None and not args.batch:
         raise SystemExit("error: give a QUESTION or --batch FILE")
+    if args.command == "grade" and args.question is None and not args.batch:
+        raise SystemExit("error: give --question TEXT --answer TEXT, or --batch FILE")
     return args.run(args)
 
 

@@ -36,6 +36,8 @@ class Settings:
     max_query_chars: int = 1000
     # Chat questions one browser session may ask per minute (a script hammering the model, not a person).
     questions_per_minute: int = 12
+    # Interview answers: about ten minutes of speech; longer is pasted text, not an answer.
+    max_answer_chars: int = 6000
 
     @property
     def chroma_dir(self) -> Path:
@@ -44,6 +46,10 @@ class Settings:
     @property
     def bm25_dir(self) -> Path:
         return self.data_dir / "bm25"
+
+    @property
+    def interviews_db(self) -> Path:
+        return self.data_dir / "interviews.sqlite3"
 
 
 def _env(name: str) -> str | None:

@@ -1,0 +1,102 @@
+"""How well do the grader's scores follow the expected bands of hand-written answers?
+
+    python -m evals.grading [--set evals/sets/grading.jsonl] [--limit N] [--json] [--show]
+
+Each row is a question, one candidate answer, the kind of answer (full, paraphrase, partial, wrong,
+off-topic, stuffed, empty, nonsense) and its expected band (good, partial, poor). Reported:
+- Spearman correlation of the scores with the bands (poor = 0, partial = 1, good = 2);
+- ordering: over every (good, partial, poor) triple of answers to the same question, how often
+  good > partial > poor holds; pairwise: the same over pairs of answers from different bands;
+- the mean score per kind, how often the question matched its bank entry, and grading latency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from itertools import combinations, product
+from pathlib import Path
+
+import numpy as np
+
+from evals.retrieval import load_jsonl
+
+GRADING = Path(__file__).parent / "sets" / "grading.jsonl"
+BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
+
+
+def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
+    from scipy.stats import spearmanr
+    from tqdm import tqdm
+
+    scored, latencies = [], []
+    grader.grade(rows[0]["question"], rows[0]["answer"]) if rows else None  # warm the models up
+    for row in tqdm(rows, desc="grading", disable=not progress, file=sys.stderr):
+        started = time.perf_counter()
+        grade = grader.grade(row["question"], row["answer"])
+        latencies.append((time.perf_counter() - started) * 1000)
+        scored.append({**row, "score": grade.score, "matched": grade.qid == row["qid"],
+                       "covered": len(grade.covered), "points": len(grade.covered) + len(grade.missing)})
+    scores = [r["score"] for r in scored]
+    bands = [BAND_RANK[r["band"]] for r in scored]
+    per_question = defaultdict(lambda: defaultdict(list))
+    for r in scored:
+        per_question[r["qid"]][r["band"]].append(r["score"])
+    triples = [g > p > q for by in per_question.values()
+               for g, p, q in product(by["good"], by["partial"], by["poor"])]
+    pairs = [hi > lo for by in per_question.values() for high, low in combinations(("good", "partial", "poor"), 2)
+             for hi, lo in product(by[high], by[low])]
+    per_kind = defaultdict(list)
+    for r in scored:
+        per_kind[r["kind"]].append(r["score"])
+    return {"n": len(scored),
+            "spearman": round(float(spearmanr(scores, bands).statistic), 4) if len(set(bands)) > 1 else float("nan"),
+            "ordering": round(float(np.mean(triples)), 4) if triples else float("nan"),
+            "ordering_triples": len(triples),
+            "pairwise": round(float(np.mean(pairs)), 4) if pairs else float("nan"),
+            "matched_entry": round(float(np.mean([r["matched"] for r in scored])), 4),
+            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
+            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1),
+            "per_kind": {kind: round(float(np.mean(s)), 2) for kind, s in sorted(per_kind.items())},
+            "per_band": {band: round(float(np.mean([r["score"] for r in scored if r["band"] == band])), 2)
+                         for band in BAND_RANK if any(r["band"] == band for r in scored)},
+            "rows": scored}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from coach.config import setup_logging
+    from coach.interview import Grader
+    from coach.llm import get_backend
+
+    p = argparse.ArgumentParser(prog="python -m evals.grading", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", default=str(GRADING), help="the graded answers (JSON Lines)")
+    p.add_argument("--limit", type=int, help="only the first N rows (quick runs while developing)")
+    p.add_argument("--backend", choices=["extractive", "llamacpp", "openai"], default="extractive",
+                   help="judge backend; only a capable one (openai) is asked (default: none, key points only)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--show", action="store_true", help="list every row with its score")
+    args = p.parse_args(argv)
+    setup_logging()
+    rows = load_jsonl(Path(args.set))[:args.limit]
+    grader = Grader(backend=get_backend(kind=args.backend))
+    result = evaluate(grader, rows, progress=not args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "rows" or args.show}, indent=2))
+        return 0
+    if args.show:
+        for r in result["rows"]:
+            print(f"{r['score']:4.1f}  {r['band']:7} {r['kind']:10} {r['qid']:34} {r['answer'][:60]!r}")
+    print(f"{result['n']} answers: Spearman {result['spearman']:.3f} with the bands; good > partial > poor "
+          f"in {result['ordering']:.1%} of {result['ordering_triples']} triples (pairwise {result['pairwise']:.1%}); "
+          f"question matched its entry {result['matched_entry']:.0%}; latency p50 {result['latency_ms_p50']:.0f} ms, "
+          f"p95 {result['latency_ms_p95']:.0f} ms")
+    for kind, mean in result["per_kind"].items():
+        print(f"  {kind:11} mean score {mean:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,299 @@
+"""The mock interviewer: grading against key points, sessions in SQLite, Leitner review, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, run_cli
+from test_answer import CITATION_KEYS
+
+GRADE_KEYS = {"question": str, "matched_question": str, "score": float, "covered": list, "missing": list,
+              "feedback": str, "citations": list}
+
+
+@pytest.fixture(scope="module")
+def grader(retriever):
+    from coach.interview import Grader
+
+    return Grader(retriever=retriever)  # no backend: key points only, as with the embedded model
+
+
+@pytest.fixture(scope="module")
+def bank(grader):
+    return grader.bank
+
+
+@pytest.fixture
+def engine(grader, tmp_path):
+    from coach.sessions import Interviewer
+
+    clock = FakeClock()
+    interviewer = Interviewer(grader, path=tmp_path / "interviews.sqlite3", clock=clock)
+    interviewer.fake_clock = clock
+    yield interviewer
+    interviewer.close()
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def sentences_of(entry, count: int | None = None) -> str:
+    """An answer that states the first `count` key points, each as a sentence of its own."""
+    points = entry.key_points[:count] if count else entry.key_points
+    return " ".join(f"In short, {p}." for p in points)
+
+
+# --- grading ---------------------------------------------------------------------------------------
+def test_grade_json_keeps_the_contract(grader, bank):
+    entry = bank["p1-dropout-ensemble"]
+    doc = grader.grade("how does dropout regularize a network?", sentences_of(entry)).as_json()
+    assert set(GRADE_KEYS) <= set(doc)
+    for key, kind in GRADE_KEYS.items():
+        assert isinstance(doc[key], kind), (key, doc[key])
+    assert doc["matched_question"] == entry.question and 0 <= doc["score"] <= 10
+    assert set(doc["covered"]) | set(doc["missing"]) == set(entry.key_points)
+    assert doc["citations"] and all(set(c) == set(CITATION_KEYS) for c in doc["citations"])
+    assert doc["citations"][0]["question"] == entry.question and "[1]" in doc["feedback"]
+
+
+def test_grading_order_on_crafted_answers(grader, bank):
+    """A complete answer and three key points > one key point > an answer to another question > nothing,
+    on entries from every part of the bank."""
+    entries = [bank[qid] for qid in ("p1-bias-variance", "p2-lstm-gates", "p3-rag-pipeline", "p4-kv-cache",
+                                     "p1-batch-norm", "p2-bert-vs-gpt")]
+    for n, entry in enumerate(entries):
+        other = entries[(n + 1) % len(entries)]
+        scores = [grader.grade_entry(entry, answer).score for answer in
+                  (entry.answer, sentences_of(entry, 3), sentences_of(entry, 1), other.answer, "")]
+        full, three, one, other_answer, empty = scores
+        assert min(full, three) > one > other_answer >= empty == 0.0, (entry.id, scores)
+        assert max(full, three) >= 6.5 and other_answer <= 2.0, (entry.id, scores)
+
+
+def test_keyword_stuffing_does_not_earn_a_high_score(grader, bank):
+    from coach.support import WORD, _stopwords
+
+    entries = list(bank.values())[::16]  # 11 entries across the four parts
+    for entry in entries:
+        terms = list(dict.fromkeys(w for p in entry.key_points for w in WORD.findall(p.lower())
+                                   if w not in _stopwords()))
+        for stuffed in (" ".join(terms), ", ".join(terms) + ".", ". ".join(terms[:12]) + "."):
+            grade = grader.grade_entry(entry, stuffed)
+            assert grade.score <= 3.0, (entry.id, stuffed, grade.score)
+        assert grader.grade_entry(entry, sentences_of(entry)).score >= 6.0, entry.id
+
+
+def test_empty_nonsense_and_off_topic_answers_score_near_zero(grader, bank):
+    entry = bank["p4-lora"]
+    for answer in ("", "   ", "asdf qwerty zxcv", "I don't know.",
+                   "The Eiffel Tower is in Paris and was finished in 1889 for the world fair."):
+        assert grader.grade_entry(entry, answer).score <= 1.0, answer
+
+
+def test_a_negated_key_point_is_not_covered(grader, bank):
+    entry = bank["p1-perceptron-xor"]
+    point = "XOR is not linearly separable, so one perceptron cannot represent it"
+    right = grader.grade_entry(entry, "XOR is not linearly separable, so a single perceptron cannot represent it.")
+    wrong = grader.grade_entry(entry, "XOR is linearly separable, so a single perceptron can represent it.")
+    assert point in right.covered and point in wrong.missing
+    assert wrong.score < right.score and wrong.penalties["contradicting"] == 1
+
+
+def test_llm_judge_only_for_a_capable_backend_and_never_without_evidence(retriever, bank, llama_server):
+    from coach.interview import Grader
+    from coach.llm import ExtractiveBackend, OpenAIBackend
+
+    entry = bank["p4-lora"]
+    answer = "LoRA freezes the pretrained weights and learns a low-rank update. The weather is nice today."
+    plain = Grader(retriever=retriever, backend=ExtractiveBackend()).grade_entry(entry, answer)
+    assert plain.judge == "key points" and all(p.judged is None for p in plain.points)
+    judged = Grader(retriever=retriever, backend=OpenAIBackend(llama_server, "smollm2", None)).grade_entry(
+        entry, answer)
+    unevidenced = {p.point for p in plain.points if p.credit == 0}
+    assert unevidenced, "the answer leaves some key points without any evidence"
+    assert all(p.credit == 0 for p in judged.points if p.point in unevidenced)
+    if judged.judge != "key points":  # the small served model may not answer in the asked format
+        assert "openai" in judged.judge and all(p.judged is not None for p in judged.points)
+
+
+def test_question_outside_the_bank_is_not_graded(grader):
+    grade = grader.grade("What is the capital of Australia?", "Canberra, not Sydney.")
+    assert grade.matched_question == "" and grade.score == 0.0 and not grade.citations
+    assert "no question like this" in grade.feedback
+
+
+def test_follow_up_asks_about_a_missing_point_without_giving_it_away(grader, bank):
+    entry = bank["p1-dropout-ensemble"]
+    grade = grader.grade_entry(entry, sentences_of(entry, 2))
+    assert grade.missing and grade.followup and grade.followup.endswith("?")
+    assert grade.missing[0] not in grade.followup
+    assert grade.followup != grader.grade_entry(bank["p4-lora"], "LoRA is a fine-tuning method.").followup
+
+
+def test_overlong_answer_is_refused_with_a_reason(grader, bank):
+    from coach.interview import AnswerError
+
+    with pytest.raises(AnswerError, match="limit"):
+        grader.grade_entry(bank["p4-lora"], "word " * 3000)
+
+
+def test_grading_set_floors(grader):
+    """The hand-written grading set: floors a few points under the figures in evals/README.md."""
+    from evals.grading import GRADING, evaluate
+    from evals.retrieval import load_jsonl
+
+    rows = load_jsonl(GRADING)
+    assert len(rows) >= 40 and {"full", "partial", "wrong", "off-topic", "paraphrase", "stuffed", "empty"} <= {
+        r["kind"] for r in rows}
+    result = evaluate(grader, rows)
+    assert result["spearman"] >= 0.72 and result["ordering"] >= 0.75, result
+    assert result["per_kind"]["stuffed"] < result["per_kind"]["partial"] < result["per_kind"]["full"]
+
+
+# --- sessions --------------------------------------------------------------------------------------
+def test_no_repeats_and_filters_apply(engine, bank):
+    part1 = [e for e in bank.values() if e.part == 1]
+    session = engine.start(part=1, n=len(part1) + 5, seed=3)
+    asked = []
+    while (entry := engine.current(session)) is not None:
+        asked.append(entry.id)
+        engine.skip(session)
+    assert len(asked) == len(part1) == len(set(asked)) and all(bank[q].part == 1 for q in asked)
+    hard = engine.start(difficulty="hard", topic="attention", n=3)
+    assert all(bank[q].difficulty == "hard" and bank[q].topic == "attention"
+               for q in engine.session(hard)["plan"])
+
+
+def test_each_answer_is_committed_and_a_new_engine_resumes(engine, grader, bank):
+    from coach.sessions import Interviewer
+
+    session = engine.start(n=4, seed=1)
+    first = engine.current(session)
+    engine.answer(session, first.answer)
+    engine.skip(session)
+    third = engine.current(session)
+    # Another connection (another process would see the same) already sees both turns.
+    with sqlite3.connect(engine.path) as other:
+        assert other.execute("SELECT COUNT(*) FROM answers WHERE session_id = ?", (session,)).fetchone()[0] == 2
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    restarted = Interviewer(grader, path=engine.path)
+    assert restarted.current(session).id == third.id and restarted.progress(session) == (3, 4)
+    assert [t.qid for t in restarted.turns(session)] == engine.session(session)["plan"][:2]
+    restarted.close()
+
+
+def test_review_brings_weak_items_back_first(engine, bank):
+    session = engine.start(part=2, n=3, seed=7)
+    plan = engine.session(session)["plan"]
+    strong, weak, middle = (bank[q] for q in plan)
+    engine.answer(session, strong.answer)             # full answer: promoted, due in a day
+    engine.answer(session, "I am not sure about this one.")   # weak: box 1, due now
+    engine.answer(session, sentences_of(middle, 2))
+    scores = {t.qid: t.score for t in engine.turns(session)}
+    assert scores[strong.id] >= 7 > 5 > scores[weak.id]
+    review = engine.session(engine.start(review=True, n=3))["plan"]
+    assert review[0] == weak.id and review[-1] == strong.id, (review, scores)
+    assert strong.id not in [r["qid"] for r in engine.schedule() if r["due_in_days"] <= 0]
+
+    # The weak item, now answered well, moves up a box: behind the item that is still weak.
+    again = engine.start(review=True, n=1)
+    assert engine.current(again).id == weak.id
+    engine.answer(again, weak.answer)
+    schedule = {r["qid"]: r for r in engine.schedule()}
+    assert schedule[weak.id]["box"] == 2 and schedule[weak.id]["due_in_days"] > 0
+    later = engine.session(engine.start(review=True, n=3))["plan"]
+    assert later.index(middle.id) < later.index(weak.id)
+    engine.fake_clock.now += 1.5 * 86400  # a day and a half later the promoted items are due again
+    assert all(r["due_in_days"] < 0 for r in engine.schedule())
+
+
+def test_scorecard_and_markdown_export(engine, bank):
+    session = engine.start(topic="dropout", n=2, seed=2)
+    entry = engine.current(session)
+    engine.answer(session, entry.answer)
+    engine.answer_followup(session, "It also keeps every unit at test time.")
+    engine.skip(session)
+    card = engine.scorecard(session)
+    assert card["answered"] == 2 and card["skipped"] == 1 and list(card["per_topic"]) == ["dropout"]
+    text = engine.export_markdown(session)
+    assert text.startswith(f"# Mock interview {session}") and entry.question in text
+    assert "(skipped)" in text and "## Scorecard" in text and "| dropout |" in text
+    assert engine.history()[0]["id"] == session
+
+
+def test_review_without_history_says_what_to_do(engine):
+    from coach.sessions import SessionError
+
+    with pytest.raises(SessionError, match="nothing to review"):
+        engine.start(review=True)
+    with pytest.raises(SessionError, match="no bank question matches"):
+        engine.start(topic="astrology")
+
+
+# --- command line ----------------------------------------------------------------------------------
+def test_grade_cli_json_and_batch(corpus_index, tmp_path, bank):
+    entry = bank["p4-lora"]
+    out = run_cli("app.py", "grade", "--question", "how does LoRA work?", "--answer", entry.answer, "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(GRADE_KEYS) <= set(doc) and doc["matched_question"] == entry.question and doc["score"] >= 7
+    batch = tmp_path / "answers.jsonl"
+    batch.write_text("\n".join(json.dumps(row) for row in [
+        {"question": "how does LoRA work?", "answer": "It freezes the base weights."},
+        {"question": "", "answer": "no question"},
+        {"question": "what is the KV cache?", "answer": ""}]) + "\n")
+    out = run_cli("app.py", "grade", "--batch", str(batch), "--json")
+    lines = [json.loads(line) for line in out.stdout.strip().split("\n")]
+    assert len(lines) == 3 and out.returncode == 1  # one bad line: reported, the others graded
+    assert lines[0]["matched_question"] == entry.question and 0 < lines[0]["score"] < 7
+    assert "error" in lines[1] and "answers.jsonl:2" in lines[1]["error"]
+    assert lines[2]["score"] == 0.0 and "KV cache" in lines[2]["matched_question"]
+
+
+def test_terminal_interview_through_stdin_survives_a_kill_and_resumes(corpus_index, bank):
+    env = {**os.environ, "COACH_LLM": "extractive"}
+    proc = subprocess.Popen([sys.executable, "app.py", "interview", "--topic", "dropout", "--n", "2"], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+    session = None
+    deadline = time.monotonic() + 180
+    output = ""
+    while time.monotonic() < deadline:  # read until the first question is asked
+        line = proc.stdout.readline()
+        output += line
+        session = session or (re.search(r"Session (\w+)\.", line) or [None, None])[1]
+        if line.startswith("Question 1 / 2"):
+            break
+    question = proc.stdout.readline().strip()
+    entry = next(e for e in bank.values() if e.question == question)
+    proc.stdin.write(entry.answer.replace("\n\n", "\n") + "\n\n")
+    proc.stdin.flush()
+    while "Score:" not in (line := proc.stdout.readline()):
+        assert line, "the interview ended before grading the answer"
+    proc.send_signal(signal.SIGKILL)  # the app dies while the user reads the feedback
+    proc.wait(timeout=30)
+
+    from coach.config import get_settings
+
+    with sqlite3.connect(get_settings().interviews_db) as db:
+        (answered,) = db.execute("SELECT COUNT(*) FROM answers WHERE session_id = ?", (session,)).fetchone()
+    assert answered == 1  # the graded answer survived the kill
+
+    out = run_cli("app.py", "interview", "--resume", session, input=":skip\n", env={"COACH_LLM": "extractive"})
+    assert out.returncode == 0, out.stderr
+    assert "Question 2 / 2" in out.stdout and "Skipped." in out.stdout
+    assert "Scorecard: 2 of 2 questions, 1 skipped" in out.stdout and "dropout" in out.stdout
+    exported = run_cli("app.py", "interview", "--export", session, env={"COACH_LLM": "extractive"})
+    assert question in exported.stdout and "(skipped)" in exported.stdout
