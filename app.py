@@ -239,6 +239,8 @@ def cmd_serve(args) -> int:
     return 0
 
 
+# The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 EXAMPLES = ["What is catastrophic forgetting?", "How does Adam correct the bias of its moment estimates?",
             "Why do transformers need positional encodings?", "How does LoRA work?",
             "What is the difference between a bi-encoder and a cross-encoder?"]
@@ -311,7 +313,7 @@ def build_app(answerer):
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=3, min_width=320):
-                    chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chat")
+                    chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chat", latex_delimiters=LATEX)
                     with gr.Row():
                         box = gr.Textbox(show_label=False, placeholder="Ask a deep-learning interview question",
                                          scale=5, elem_id="question", max_lines=4)
