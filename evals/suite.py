@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -281,7 +283,23 @@ def guards(answerer, limit: int, progress: bool) -> dict:
     if not benign_file.exists():
         return {"skipped": "evals/sets/benign_security.jsonl is missing"}
     attacks, benign = sample(load_jsonl(SETS / "attacks.jsonl"), limit), sample(load_jsonl(benign_file), limit)
-    return _summary(module.evaluate(answerer, attacks, benign, progress=progress))
+    # Indirect attacks ingest their document for a moment: do that in a copy of the index, never in the one a
+    # running app serves (it would show the attack to users, and a crash half way would leave it there).
+    from coach.answer import Answerer
+    from coach.retrieval import HybridRetriever
+    from coach.store import open_store
+
+    previous = os.environ.get("COACH_DATA_DIR")
+    scratch = module.scratch_index()
+    try:
+        isolated = Answerer(retriever=HybridRetriever(store=open_store()), backend=answerer.backend)
+        return _summary(module.evaluate(isolated, attacks, benign, progress=progress))
+    finally:
+        if previous is None:
+            os.environ.pop("COACH_DATA_DIR", None)
+        else:
+            os.environ["COACH_DATA_DIR"] = previous
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def grading(answerer, backend, limit: int, progress: bool) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
@@ -111,12 +112,19 @@ def test_baseline_searches_with_our_embedder_and_answers_in_the_ask_shape(baseli
 
 
 # --- the harness end to end ------------------------------------------------------------------------
+def indexed_sources(store) -> set[str]:
+    return {meta.get("source") for meta in store.metadatas().values()}
+
+
 @pytest.fixture(scope="module")
 def suite_run(corpus_index, tmp_path_factory):
     from evals.__main__ import main
 
     out = tmp_path_factory.mktemp("eval-run")
+    data_dir, sources = os.environ["COACH_DATA_DIR"], indexed_sources(corpus_index)
     assert main(["--backend", "extractive", "--limit", "10", "--out", str(out), "--no-progress"]) == 0
+    # The red team's indirect documents went into a copy of the index: the real one and its setting are as before.
+    assert os.environ["COACH_DATA_DIR"] == data_dir and indexed_sources(corpus_index) == sources
     return out, json.loads((out / "metrics.json").read_text())
 
 
