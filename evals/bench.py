@@ -121,48 +121,6 @@ def bench_ingest(work: Path, figures: dict, details: dict) -> None:
 
 
 # --- retrieval on the bank -------------------------------------------------------------------------
-def corpus_sections() -> dict[str, tuple[str, list[tuple[int, str]]]]:
-    """file name -> (text, [(offset where a bank question starts, its id)]), to tell which bank
-    entries a baseline chunk (cut at 1000 characters, blind to questions) overlaps."""
-    from coach.bank import HEADING
-    from coach.config import get_settings
-
-    out = {}
-    for path in sorted(get_settings().corpus_dir.glob("*.md")):
-        text, offset, starts, pending = path.read_text(encoding="utf-8"), 0, [], None
-        for line in text.splitlines(keepends=True):
-            if HEADING.match(line):
-                pending = offset
-            elif pending is not None and line.startswith("id:"):
-                starts.append((pending, line.split(":", 1)[1].strip()))
-                pending = None
-            offset += len(line)
-        out[path.name] = (text, starts)
-    return out
-
-
-def baseline_ids(docs, sections) -> list[str]:
-    """Bank ids a ranked list of baseline chunks covers, best first (a chunk spanning two questions
-    counts for both: generous to the baseline)."""
-    ranked = []
-    for doc in docs:
-        name = Path(str(doc.metadata.get("source", ""))).name
-        candidates = [name] if name in sections else list(sections)
-        for file in candidates:
-            text, starts = sections[file]
-            start = doc.metadata.get("start_index")
-            start = text.find(doc.page_content) if start is None or start < 0 else start
-            if start < 0:
-                continue
-            end = start + len(doc.page_content)
-            bounds = starts + [(len(text), None)]
-            for (begin, qid), (finish, _) in zip(bounds, bounds[1:]):
-                if begin < end and finish > start and qid not in ranked:
-                    ranked.append(qid)
-            break
-    return ranked
-
-
 def time_searches(search, queries: list[dict], to_ids, clear) -> dict:
     """Latency of search(query) over the queries (query cache cleared first) and hit@4/hit@5 of its ids."""
     clear()
@@ -182,7 +140,7 @@ def bench_bank(work: Path, queries: list[dict], figures: dict, details: dict) ->
     from coach.llm import get_backend
     from coach.retrieval import HybridRetriever
     from coach.store import open_store
-    from evals.baseline import Baseline
+    from evals.baseline import Baseline, qids_of
 
     store = open_store(bank_settings(work))
     retriever = HybridRetriever(store=store)
@@ -192,9 +150,10 @@ def bench_bank(work: Path, queries: list[dict], figures: dict, details: dict) ->
     say(f"bank: hybrid search, {len(queries)} gold queries, {store.count()} chunks")
     ours = evaluate(retriever, queries, "hybrid")
     say(f"bank: the baseline's similarity search, {baseline.chunks} chunks")
-    sections = corpus_sections()
-    # The recipe's top 4; k=5 only so hit@5 compares like with like (latency is the same).
-    base = time_searches(lambda q, k: baseline.search(q, k=k), queries, lambda docs: baseline_ids(docs, sections),
+    # The recipe's top 4; k=5 only so hit@5 compares like with like (latency is the same). A chunk's bank ids
+    # were stored when the baseline indexed it (evals.baseline.qids_of), the same mapping the eval suite uses.
+    base = time_searches(lambda q, k: baseline.search(q, k=k), queries,
+                         lambda docs: list(dict.fromkeys(qid for doc in docs for qid in qids_of(doc))),
                          store.vectors.embeddings.clear_cache)
     better = ours["hit@5"] > base["hit@5"]
     ratio = ours["latency_ms"]["p50"] / base["p50"]
