@@ -4,7 +4,8 @@
    already knows its entry and skips this step).
 2. Every key point is compared with every sentence of the answer, and with each clause of a compound
    sentence: MiniLM cosine (meaning) blended with the share of the key point's own words the piece uses
-   (lexical evidence). A key point's credit is the best piece's, in [0, 1]; covered from COVERED on.
+   (lexical evidence), or by meaning alone for the key point the piece is closest to (answers in other
+   words). A key point's credit is the best piece's, in [0, 1]; covered from COVERED on.
 3. Keyword stuffing earns little: a "sentence" without the function words of real prose (a bag of key
    terms, a comma list, a 2-word fragment) can contribute at most FRAGMENT_CAP of a point, and an answer
    made only of fragments is capped at STUFFED_CAP.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -36,10 +38,16 @@ from coach.support import WORD, _stopwords, content_words, split_sentences
 # often closer to that than to the terse key point), blended with lexical evidence: the share of the key
 # point's own words (those not already in the question: "BERT" and "GPT" say nothing about which fact
 # about them was stated) found in the piece. The blend maps linearly from CREDIT_FLOOR (none) to
-# CREDIT_FULL (full credit). Chosen by a grid search on evals/sets/grading.jsonl (evals/README.md).
+# CREDIT_FULL (full credit). An answer in other words shares few of those words, so a piece also earns
+# credit from meaning alone, from SEMANTIC_FLOOR to SEMANTIC_FULL, but only for the one key point it is
+# closest to: the key points of one question are all about the same thing, and one on-topic sentence sits
+# at cosine 0.35-0.45 from every one of them. Chosen by a grid search on evals/sets/grading.jsonl and
+# checked once on evals/sets/grading_holdout.jsonl, written blind by another author (evals/README.md).
 LEXICAL_WEIGHT = 0.45
 ANCHOR_WEIGHT = 0.85
 CREDIT_FLOOR, CREDIT_FULL = 0.30, 0.60
+SEMANTIC_FLOOR, SEMANTIC_FULL = 0.35, 0.50
+SPECIFIC_MARGIN = 0.1     # how much nearer another entry's key point must be to withhold that credit
 COVERED = 0.5               # credit from which a key point is listed as covered
 FRAGMENT_CAP = 0.2          # most a non-sentence (bag of terms, fragment) can earn for one key point
 STUFFED_CAP = 2.5           # score cap when the answer holds no real sentence at all
@@ -61,7 +69,10 @@ NEGATION = {"not", "no", "never", "cannot", "can't", "doesn't", "don't", "isn't"
 ANTONYMS = [("increase", "decrease"), ("increases", "decreases"), ("raise", "lower"), ("raises", "lowers"),
             ("more", "less"), ("more", "fewer"), ("larger", "smaller"), ("higher", "lower"),
             ("faster", "slower"), ("before", "after"), ("maximize", "minimize"), ("maximizes", "minimizes"),
-            ("overfitting", "underfitting"), ("shrinks", "grows"), ("always", "never")]
+            ("overfitting", "underfitting"), ("shrinks", "grows"), ("always", "never"), ("upper", "lower"),
+            ("minimum", "maximum"), ("first", "last"), ("positive", "negative"), ("forward", "backward"),
+            ("adds", "removes"), ("low", "high"), ("reduces", "increases"), ("sparse", "dense"),
+            ("small", "large"), ("slow", "fast"), ("encoder", "decoder"), ("input", "output")]
 ANTONYM_OF = {a: b for a, b in ANTONYMS} | {b: a for a, b in ANTONYMS}
 
 
@@ -172,8 +183,20 @@ class Grader:
         self.embeddings = self.retriever.store.vectors.embeddings
         entries = bank if bank is not None else load_bank(get_settings().corpus_dir)
         self.bank = {entry.id: entry for entry in entries}
+        self._points, self._lock = None, threading.Lock()
         self.templates = [line.strip()[2:] for line in prompt("followup").splitlines()
                           if line.strip().startswith("- ")]
+
+    def key_point_vectors(self, exclude: str | None = None) -> np.ndarray:
+        """Vectors of the bank's key points (of every entry but `exclude`), embedded on first use: a few
+        seconds for the whole bank, which the app spends in its background warm-up."""
+        with self._lock:
+            if self._points is None:
+                owners = np.array([e.id for e in self.bank.values() for _ in e.key_points])
+                texts = [p for e in self.bank.values() for p in e.key_points]
+                self._points = owners, np.asarray(self.embeddings.embed_documents(texts))
+        owners, vectors = self._points
+        return vectors[owners != exclude]
 
     # --- matching -------------------------------------------------------------------------------
     def match(self, question: str):
@@ -260,8 +283,14 @@ class Grader:
         cosine = np.maximum(keys @ said.T, ANCHOR_WEIGHT * (model_vectors[anchors] @ said.T))
         asked = content_words(entry.question)
         lexical = np.array([[_recall(p, u, ignore=asked) for u in units] for p in points])
-        credit = np.clip(((1 - LEXICAL_WEIGHT) * cosine + LEXICAL_WEIGHT * lexical - CREDIT_FLOOR)
-                         / (CREDIT_FULL - CREDIT_FLOOR), 0.0, 1.0)
+        blended = ((1 - LEXICAL_WEIGHT) * cosine + LEXICAL_WEIGHT * lexical - CREDIT_FLOOR) / (CREDIT_FULL - CREDIT_FLOOR)
+        semantic = (cosine - SEMANTIC_FLOOR) / (SEMANTIC_FULL - SEMANTIC_FLOOR)
+        semantic[cosine < cosine.max(axis=0)] = 0.0  # a piece earns it only for the key point it is closest to
+        # ... and only when no other bank entry has a key point clearly nearer to the piece: a sentence from
+        # another answer ("GPT predicts the next token") sits at 0.4 from key points about batch norm too
+        elsewhere = (self.key_point_vectors(exclude=entry.id) @ said.T).max(axis=0)
+        semantic[:, (keys @ said.T).max(axis=0) < elsewhere - SPECIFIC_MARGIN] = 0.0
+        credit = np.clip(np.maximum(blended, semantic), 0.0, 1.0)
         contradicting = set()
         for i, point in enumerate(points):
             for j, sentence in enumerate(sentences):

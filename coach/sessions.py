@@ -97,6 +97,8 @@ class Interviewer:
     def start(self, part: int | None = None, topic: str | None = None, difficulty: str | None = None,
               n: int = 10, review: bool = False, seed: int | None = None) -> str:
         """Create a session and return its id; raise SessionError when no question fits."""
+        # the grader's bank-wide key-point vectors, while the user reads the first question
+        threading.Thread(target=self.grader.key_point_vectors, name="grader-warm-up", daemon=True).start()
         with self._lock:
             if n < 1:
                 raise SessionError("a session needs at least one question")

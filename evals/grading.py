@@ -1,6 +1,10 @@
 """How well do the grader's scores follow the expected bands of hand-written answers?
 
-    python -m evals.grading [--set evals/sets/grading.jsonl] [--limit N] [--json] [--show]
+    python -m evals.grading [--set FILE ...] [--limit N] [--json] [--show]
+
+Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
+sets/grading_holdout.jsonl, written blind by another author for other bank questions, which says how
+the grader does on answers it was not tuned on.
 
 Each row is a question, one candidate answer, the kind of answer (full, paraphrase, partial, wrong,
 off-topic, stuffed, empty, nonsense) and its expected band (good, partial, poor). Reported:
@@ -24,6 +28,7 @@ import numpy as np
 from evals.retrieval import load_jsonl
 
 GRADING = Path(__file__).parent / "sets" / "grading.jsonl"
+HOLDOUT = Path(__file__).parent / "sets" / "grading_holdout.jsonl"
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
 
 
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m evals.grading", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--set", default=str(GRADING), help="the graded answers (JSON Lines)")
+    p.add_argument("--set", action="append", help="graded answers (JSON Lines); repeatable "
+                   "(default: grading.jsonl and grading_holdout.jsonl)")
     p.add_argument("--limit", type=int, help="only the first N rows (quick runs while developing)")
     p.add_argument("--backend", choices=["extractive", "llamacpp", "openai"], default="extractive",
                    help="judge backend; only a capable one (openai) is asked (default: none, key points only)")
@@ -80,23 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show", action="store_true", help="list every row with its score")
     args = p.parse_args(argv)
     setup_logging()
-    rows = load_jsonl(Path(args.set))[:args.limit]
     grader = Grader(backend=get_backend(kind=args.backend))
-    result = evaluate(grader, rows, progress=not args.json)
+    results = {}
+    for path in map(Path, args.set or [GRADING, HOLDOUT]):
+        result = evaluate(grader, load_jsonl(path)[:args.limit], progress=not args.json)
+        results[path.stem] = {k: v for k, v in result.items() if k != "rows" or args.show}
+        if not args.json:
+            report(path.stem, result, args.show)
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "rows" or args.show}, indent=2))
-        return 0
-    if args.show:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def report(name: str, result: dict, show: bool) -> None:
+    if show:
         for r in result["rows"]:
             print(f"{r['score']:4.1f}  {r['band']:7} {r['kind']:10} {r['qid']:34} {r['answer'][:60]!r}")
-    print(f"{result['n']} answers: Spearman {result['spearman']:.3f} with the bands; good > partial > poor "
+    print(f"{name}: {result['n']} answers: Spearman {result['spearman']:.3f} with the bands; good > partial > poor "
           f"in {result['ordering']:.1%} of {result['ordering_triples']} triples (pairwise {result['pairwise']:.1%}); "
           f"question matched its entry {result['matched_entry']:.0%}; latency p50 {result['latency_ms_p50']:.0f} ms, "
           f"p95 {result['latency_ms_p95']:.0f} ms")
     for kind, mean in result["per_kind"].items():
         print(f"  {kind:11} mean score {mean:.1f}")
-    return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -34,6 +34,7 @@ SINGLE = {
     "attack_success_rate": ("guards: attack success rate", ("guards", "attack_success_rate"), False),
     "false_positive_rate": ("guards: false-positive rate", ("guards", "false_positive_rate"), False),
     "grader_spearman": ("grader: Spearman vs bands", ("grading", "spearman"), True),
+    "grader_spearman_holdout": ("grader: Spearman vs bands, held-out set", ("grading", "holdout", "spearman"), True),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one
@@ -209,7 +210,7 @@ def _other_sections(metrics: dict) -> list[str]:
         lines += [f"| {rule} | {v['pairs']} | {v['supported_kept']:.3f} | {v['unsupported_dropped']:.3f} |"
                   for rule, v in metrics["support"].items()] + [""]
     for section, title in (("guards", "Guards (attacks.jsonl)"),
-                           ("grading", "Grader (grading.jsonl)"), ("judge", "LLM judge (reported apart)")):
+                           ("grading", "Grader (grading.jsonl; holdout: grading_holdout.jsonl)"), ("judge", "LLM judge (reported apart)")):
         if section in metrics:
             lines += [f"## {title}\n", "```json", json.dumps(metrics[section], indent=1), "```", ""]
     return lines

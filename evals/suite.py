@@ -9,7 +9,7 @@ Sets and what they measure (`--sets` takes these names; default: every one whose
     out_of_scope   out_of_scope.jsonl: refusals (precision and recall of refusing what the bank lacks)
     support_pairs  support_pairs.jsonl: the sentence support check that faithfulness rests on
     attacks        attacks.jsonl + benign_security.jsonl, through evals.guards (issue 7) when present
-    grading        grading.jsonl, through evals.grading and coach.interview.Grader (issue 6) when present
+    grading        grading.jsonl and grading_holdout.jsonl, through evals.grading and coach.interview.Grader (issue 6) when present
 
 Answer metrics (RAGAS / DeepEval definitions, judged locally by coach.support and the embedder):
     faithfulness        share of answer sentences supported by the passages the sentence cites (ours) or,
@@ -307,7 +307,10 @@ def grading(answerer, backend, limit: int, progress: bool) -> dict:
     if module is None or interview is None or not hasattr(interview, "Grader"):
         return {"skipped": "evals/grading.py or coach.interview.Grader is not there yet (issue 6)"}
     grader = interview.Grader(retriever=answerer.retriever, backend=backend)
-    return _summary(module.evaluate(grader, sample(load_jsonl(SETS / "grading.jsonl"), limit), progress=progress))
+    tuned = _summary(module.evaluate(grader, sample(load_jsonl(module.GRADING), limit), progress=progress))
+    # the honest figure: answers to other questions, written blind, that the parameters were not chosen on
+    return {**tuned, "holdout": _summary(module.evaluate(grader, sample(load_jsonl(module.HOLDOUT), limit),
+                                                         progress=progress))}
 
 
 def _optional(name: str):

@@ -150,7 +150,8 @@ def test_overlong_answer_is_refused_with_a_reason(grader, bank):
 
 
 def test_grading_set_floors(grader):
-    """The hand-written grading set: floors a few points under the figures in evals/README.md."""
+    """The hand-written grading set the parameters were chosen on: floors a few points under the figures
+    in evals/README.md."""
     from evals.grading import GRADING, evaluate
     from evals.retrieval import load_jsonl
 
@@ -158,8 +159,23 @@ def test_grading_set_floors(grader):
     assert len(rows) >= 40 and {"full", "partial", "wrong", "off-topic", "paraphrase", "stuffed", "empty"} <= {
         r["kind"] for r in rows}
     result = evaluate(grader, rows)
-    assert result["spearman"] >= 0.72 and result["ordering"] >= 0.75, result
+    assert result["spearman"] >= 0.75 and result["ordering"] >= 0.65, result
     assert result["per_kind"]["stuffed"] < result["per_kind"]["partial"] < result["per_kind"]["full"]
+
+
+def test_held_out_answers_in_other_words_score_high_and_junk_near_zero(grader):
+    """The issue's promises, on answers written blind to other bank questions (never tuned on): a complete
+    answer in other words scores high, empty / nonsense / off-topic near 0, keyword stuffing low."""
+    from evals.grading import GRADING, HOLDOUT, evaluate
+    from evals.retrieval import load_jsonl
+
+    rows = load_jsonl(HOLDOUT)
+    assert not {r["qid"] for r in rows} & {r["qid"] for r in load_jsonl(GRADING)}, "the sets share questions"
+    result = evaluate(grader, rows)
+    kinds = result["per_kind"]
+    assert kinds["paraphrase"] >= 6.0 and kinds["full"] >= 8.0, kinds
+    assert max(kinds["off-topic"], kinds["empty"], kinds["nonsense"]) <= 1.5 and kinds["stuffed"] <= 2.5, kinds
+    assert kinds["partial"] < kinds["paraphrase"] and result["spearman"] >= 0.5, result
 
 
 # --- sessions --------------------------------------------------------------------------------------
