@@ -224,8 +224,10 @@ def _scorecard_text(card: dict) -> str:
 
 def cmd_serve(args) -> int:
     from coach.answer import Answerer
+    from coach.store import limit_heap_fragmentation
 
     started = time.perf_counter()
+    limit_heap_fragmentation()  # before the models allocate: a server lives long, its peak memory counts
     answerer = Answerer()  # loads the configured backend once; it stays warm
     retriever = answerer.retriever
     retriever.search("warm up the models")  # load the embedder and BM25 index before the first user

@@ -39,7 +39,9 @@ class Backend:
 class LlamaCppBackend(Backend):
     name = "llamacpp"
 
-    def __init__(self, model_path: Path | None = None, n_ctx: int = 4096):
+    # 2,048 tokens hold the longest prompt sent here (the baseline's four stuffed chunks, ~1,300 tokens
+    # with its answer; ours are ~500) and cost 45 MB less resident memory than 4,096.
+    def __init__(self, model_path: Path | None = None, n_ctx: int = 2048):
         from llama_cpp import Llama
 
         self.path = Path(model_path or smollm2_path())
@@ -52,11 +54,14 @@ class LlamaCppBackend(Backend):
 
     def stream(self, messages, max_tokens=256):
         with self._lock:
-            for chunk in self.llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.1,
-                                                         repeat_penalty=1.15, stream=True):
-                text = chunk["choices"][0]["delta"].get("content")
-                if text:
-                    yield text
+            try:
+                for chunk in self.llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.1,
+                                                             repeat_penalty=1.15, stream=True):
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+            except ValueError as exc:  # "Requested tokens exceed context window": callers fall back
+                raise BackendUnavailable(f"the prompt does not fit the model's context: {exc}") from None
 
 
 class OpenAIBackend(Backend):

