@@ -189,12 +189,13 @@ class Grader:
 
     def key_point_vectors(self, exclude: str | None = None) -> np.ndarray:
         """Vectors of the bank's key points (of every entry but `exclude`), embedded on first use: a few
-        seconds for the whole bank, which the app spends in its background warm-up."""
+        seconds for the whole bank, which `Interviewer.start` spends in a background thread. They go
+        through the sentence cache, so grading an entry finds its own key points there."""
         with self._lock:
             if self._points is None:
                 owners = np.array([e.id for e in self.bank.values() for _ in e.key_points])
                 texts = [p for e in self.bank.values() for p in e.key_points]
-                self._points = owners, np.asarray(self.embeddings.embed_documents(texts))
+                self._points = owners, np.asarray(self.embeddings.embed_sentences(texts))
         owners, vectors = self._points
         return vectors[owners != exclude]
 
@@ -280,7 +281,8 @@ class Grader:
         model_vectors = np.asarray(self.embeddings.embed_sentences(model))
         anchors = [int(np.argmax(model_vectors @ keys[i] + np.array([_recall(p, m) for m in model])))
                    for i, p in enumerate(points)]
-        cosine = np.maximum(keys @ said.T, ANCHOR_WEIGHT * (model_vectors[anchors] @ said.T))
+        direct = keys @ said.T
+        cosine = np.maximum(direct, ANCHOR_WEIGHT * (model_vectors[anchors] @ said.T))
         asked = content_words(entry.question)
         lexical = np.array([[_recall(p, u, ignore=asked) for u in units] for p in points])
         blended = ((1 - LEXICAL_WEIGHT) * cosine + LEXICAL_WEIGHT * lexical - CREDIT_FLOOR) / (CREDIT_FULL - CREDIT_FLOOR)
@@ -289,7 +291,7 @@ class Grader:
         # ... and only when no other bank entry has a key point clearly nearer to the piece: a sentence from
         # another answer ("GPT predicts the next token") sits at 0.4 from key points about batch norm too
         elsewhere = (self.key_point_vectors(exclude=entry.id) @ said.T).max(axis=0)
-        semantic[:, (keys @ said.T).max(axis=0) < elsewhere - SPECIFIC_MARGIN] = 0.0
+        semantic[:, direct.max(axis=0) < elsewhere - SPECIFIC_MARGIN] = 0.0
         credit = np.clip(np.maximum(blended, semantic), 0.0, 1.0)
         contradicting = set()
         for i, point in enumerate(points):

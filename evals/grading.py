@@ -109,5 +109,6 @@ def report(name: str, result: dict, show: bool) -> None:
     for kind, mean in result["per_kind"].items():
         print(f"  {kind:11} mean score {mean:.1f}")
 
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -210,7 +210,8 @@ def _other_sections(metrics: dict) -> list[str]:
         lines += [f"| {rule} | {v['pairs']} | {v['supported_kept']:.3f} | {v['unsupported_dropped']:.3f} |"
                   for rule, v in metrics["support"].items()] + [""]
     for section, title in (("guards", "Guards (attacks.jsonl)"),
-                           ("grading", "Grader (grading.jsonl; holdout: grading_holdout.jsonl)"), ("judge", "LLM judge (reported apart)")):
+                           ("grading", "Grader (grading.jsonl; holdout: grading_holdout.jsonl)"),
+                           ("judge", "LLM judge (reported apart)")):
         if section in metrics:
             lines += [f"## {title}\n", "```json", json.dumps(metrics[section], indent=1), "```", ""]
     return lines
