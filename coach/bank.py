@@ -32,6 +32,11 @@ import yaml
 
 DIFFICULTIES = ("easy", "medium", "hard")
 ENTRY_KEYS = {"id", "topic", "difficulty", "key_points"}
+# Optional fields (second round): how interviewers phrase the question, what learners get wrong, where
+# the facts were checked. Real questions are phrased far from our headings; `asked_as` gives retrieval
+# keys in our own words, `misconceptions` let the grader name a mistake instead of merely missing a point.
+OPTIONAL_KEYS = {"asked_as", "misconceptions", "references"}
+MAX_ASKED_AS = 12
 MIN_KEY_POINTS, MAX_KEY_POINTS = 3, 6
 # Interview-quality answers: long enough to hold the facts, short enough to say aloud.
 MIN_WORDS, MAX_WORDS = 120, 300
@@ -54,6 +59,13 @@ class BankError(ValueError):
 
 
 @dataclass(frozen=True)
+class Misconception:
+    """A wrong statement learners make about an entry, and the correct statement the answer supports."""
+    wrong: str
+    right: str
+
+
+@dataclass(frozen=True)
 class Entry:
     id: str
     part: int
@@ -65,11 +77,21 @@ class Entry:
     answer: str
     source: str
     line: int = field(compare=False)
+    # key_point_alternatives[i]: other ways a correct answer may state key_points[i]
+    key_point_alternatives: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
+    asked_as: tuple[str, ...] = field(default=(), compare=False)
+    misconceptions: tuple[Misconception, ...] = field(default=(), compare=False)
+    references: tuple[str, ...] = field(default=(), compare=False)
 
     def as_json(self) -> dict:
         return {"id": self.id, "part": self.part, "number": self.number, "topic": self.topic,
                 "difficulty": self.difficulty, "question": self.question,
-                "key_points": list(self.key_points)}
+                "key_points": list(self.key_points),
+                "key_point_alternatives": [list(alts) for alts in self.key_point_alternatives],
+                "asked_as": list(self.asked_as),
+                "misconceptions": [m.wrong for m in self.misconceptions],
+                "misconception_corrections": [m.right for m in self.misconceptions],
+                "references": list(self.references)}
 
     @property
     def words(self) -> int:
@@ -151,9 +173,9 @@ def _parse_entry(lines: list[str], start: int, end: int, part: int, source: str)
         return block_line + 1 + found if found is not None else block_line
 
     problems: list[tuple[str | None, str]] = []
-    unknown = set(meta) - ENTRY_KEYS
+    unknown = set(meta) - ENTRY_KEYS - OPTIONAL_KEYS
     for key in sorted(unknown):
-        problems.append((key, f"unknown key '{key}' (allowed: {', '.join(sorted(ENTRY_KEYS))})"))
+        problems.append((key, f"unknown key '{key}' (allowed: {', '.join(sorted(ENTRY_KEYS | OPTIONAL_KEYS))})"))
     missing = ENTRY_KEYS - set(meta)
     if missing:
         problems.append((None, f"missing key(s) {', '.join(sorted(missing))}"))
@@ -168,20 +190,56 @@ def _parse_entry(lines: list[str], start: int, end: int, part: int, source: str)
         problems.append(("difficulty", f"difficulty {difficulty!r} must be one of {', '.join(DIFFICULTIES)}"))
     points = meta.get("key_points")
     if "key_points" in meta:
-        if not (isinstance(points, list) and all(isinstance(p, str) and p.strip() for p in points)):
-            problems.append(("key_points", "key_points must be a list of non-empty strings "
-                                           "(quote an item that contains ': ')"))
+        if not (isinstance(points, list) and all(_key_point(p) for p in points)):
+            problems.append(("key_points", "key_points must be a list of non-empty strings, or of "
+                                           "{point: str, also: [str]} mappings (quote an item that contains ': ')"))
         elif not MIN_KEY_POINTS <= len(points) <= MAX_KEY_POINTS:
             problems.append(("key_points", f"key_points has {len(points)} items; "
                                            f"give {MIN_KEY_POINTS} to {MAX_KEY_POINTS}"))
+    problems += _optional_field_problems(meta)
     if problems:
         raise BankError("\n".join(f"{source}:{line_of(key)}: {message}" for key, message in problems))
     answer = "\n".join(lines[close + 1:end]).strip()
     if not answer:
         raise BankError(f"{where}: question '{question}' has no answer text")
+    parsed_points = [_key_point(p) for p in points]
     return Entry(id=entry_id, part=part, number=int(number_text), topic=topic.strip().lower(),
-                 difficulty=difficulty, question=question, key_points=tuple(p.strip() for p in points),
-                 answer=answer, source=source, line=start + 1)
+                 difficulty=difficulty, question=question, key_points=tuple(p for p, _ in parsed_points),
+                 answer=answer, source=source, line=start + 1,
+                 key_point_alternatives=tuple(alts for _, alts in parsed_points),
+                 asked_as=tuple(a.strip() for a in meta.get("asked_as") or ()),
+                 misconceptions=tuple(Misconception(m["wrong"].strip(), m["right"].strip())
+                                      for m in meta.get("misconceptions") or ()),
+                 references=tuple(r.strip() for r in meta.get("references") or ()))
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+def _key_point(item) -> tuple[str, tuple[str, ...]] | None:
+    """A key point as (statement, alternative phrasings), or None when malformed."""
+    if isinstance(item, str) and item.strip():
+        return item.strip(), ()
+    if isinstance(item, dict) and set(item) <= {"point", "also"} and isinstance(item.get("point"), str) \
+            and item["point"].strip() and _strings(item.get("also", [])):
+        return item["point"].strip(), tuple(a.strip() for a in item.get("also", []))
+    return None
+
+
+def _optional_field_problems(meta: dict) -> list[tuple[str, str]]:
+    problems = []
+    asked_as = meta.get("asked_as")
+    if "asked_as" in meta and not (_strings(asked_as) and len(asked_as) <= MAX_ASKED_AS):
+        problems.append(("asked_as", f"asked_as must be a list of up to {MAX_ASKED_AS} non-empty strings"))
+    wrongs = meta.get("misconceptions")
+    if "misconceptions" in meta and not (isinstance(wrongs, list) and all(
+            isinstance(m, dict) and set(m) == {"wrong", "right"} and _strings([m["wrong"], m["right"]])
+            for m in wrongs)):
+        problems.append(("misconceptions", "misconceptions must be a list of {wrong: str, right: str} mappings"))
+    if "references" in meta and not _strings(meta.get("references")):
+        problems.append(("references", "references must be a list of non-empty strings"))
+    return problems
 
 
 def load_bank(folder: Path | str) -> list[Entry]:
@@ -207,11 +265,17 @@ def load_bank(folder: Path | str) -> list[Entry]:
     return sorted(entries, key=lambda e: (e.part, e.number))
 
 
+MIN_ASKED_AS = 5
+
+
 def style_warnings(entries: list[Entry]) -> list[str]:
     """Checks of quality rather than form; the shipped bank must pass them."""
-    return [f"{e.source}:{e.line}: answer to '{e.question}' has {e.words} words "
-            f"(aim for {MIN_WORDS}-{MAX_WORDS})"
-            for e in entries if not MIN_WORDS <= e.words <= MAX_WORDS]
+    warnings = [f"{e.source}:{e.line}: answer to '{e.question}' has {e.words} words "
+                f"(aim for {MIN_WORDS}-{MAX_WORDS})"
+                for e in entries if not MIN_WORDS <= e.words <= MAX_WORDS]
+    warnings += [f"{e.source}:{e.line}: '{e.id}' has {len(e.asked_as)} asked_as phrasings "
+                 f"(give {MIN_ASKED_AS}-{MAX_ASKED_AS})" for e in entries if e.asked_as and len(e.asked_as) < MIN_ASKED_AS]
+    return warnings
 
 
 def _display(path: Path) -> str:
