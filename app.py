@@ -84,7 +84,7 @@ def cmd_bank(args) -> int:
 
 def cmd_grade(args) -> int:
     from coach.guards import QuestionError
-    from coach.interview import AnswerError, Grader
+    from coach.grader import AnswerError, Grader
     from coach.llm import get_backend
 
     grader = Grader(backend=_judge_backend(get_backend))
@@ -136,9 +136,9 @@ def _grade_text(grade: dict) -> str:
 
 def cmd_interview(args) -> int:
     """An interactive mock interview in the terminal; works with piped stdin (one answer per paragraph)."""
-    from coach.interview import AnswerError, Grader
+    from coach.grader import AnswerError, Grader
     from coach.llm import get_backend
-    from coach.sessions import Interviewer, SessionError
+    from coach.interviewer import Interviewer, SessionError
 
     engine = Interviewer(Grader(backend=_judge_backend(get_backend)))
     try:
@@ -494,8 +494,8 @@ def rate_limited(answerer, question: str, request):
 def interview_tab(gr, answerer, bank) -> None:
     """Mock interview: set-up, question card with progress, graded feedback with citations, next / skip /
     end, a scorecard with a per-topic chart, past sessions and a markdown export. Also the /grade endpoint."""
-    from coach.interview import AnswerError, Grader
-    from coach.sessions import Interviewer, SessionError
+    from coach.grader import AnswerError, Grader
+    from coach.interviewer import Interviewer, SessionError
 
     backend = answerer.backend if answerer.backend.capable else None  # the tiny model never judges
     grader = Grader(retriever=answerer.retriever, backend=backend, bank=bank)

@@ -9,7 +9,7 @@ Sets and what they measure (`--sets` takes these names; default: every one whose
     out_of_scope   out_of_scope.jsonl: refusals (precision and recall of refusing what the bank lacks)
     support_pairs  support_pairs.jsonl: the sentence support check that faithfulness rests on
     attacks        attacks.jsonl + benign_security.jsonl, through evals.guards (issue 7) when present
-    grading        grading.jsonl and grading_holdout.jsonl, through evals.grading and coach.interview.Grader (issue 6) when present
+    grading        grading.jsonl and grading_holdout.jsonl, through evals.grader and coach.grader.Grader (issue 6) when present
 
 Answer metrics (RAGAS / DeepEval definitions, judged locally by coach.support and the embedder):
     faithfulness        share of answer sentences supported by the passages the sentence cites (ours) or,
@@ -303,9 +303,9 @@ def guards(answerer, limit: int, progress: bool) -> dict:
 
 
 def grading(answerer, backend, limit: int, progress: bool) -> dict:
-    module, interview = _optional("evals.grading"), _optional("coach.interview")
+    module, interview = _optional("evals.grader"), _optional("coach.grader")
     if module is None or interview is None or not hasattr(interview, "Grader"):
-        return {"skipped": "evals/grading.py or coach.interview.Grader is not there yet (issue 6)"}
+        return {"skipped": "evals/grader.py or coach.grader.Grader is not there yet (issue 6)"}
     grader = interview.Grader(retriever=answerer.retriever, backend=backend)
     tuned = _summary(module.evaluate(grader, sample(load_jsonl(module.GRADING), limit), progress=progress))
     # the honest figure: answers to other questions, written blind, that the parameters were not chosen on

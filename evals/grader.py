@@ -1,6 +1,6 @@
 """How well do the grader's scores follow the expected bands of hand-written answers?
 
-    python -m evals.grading [--set FILE ...] [--limit N] [--json] [--show]
+    python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
 
 Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
 sets/grading_holdout.jsonl, written blind by another author for other bank questions, which says how
@@ -72,10 +72,10 @@ def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from coach.config import setup_logging
-    from coach.interview import Grader
+    from coach.grader import Grader
     from coach.llm import get_backend
 
-    p = argparse.ArgumentParser(prog="python -m evals.grading", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m evals.grader", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", action="append", help="graded answers (JSON Lines); repeatable "
                    "(default: grading.jsonl and grading_holdout.jsonl)")

@@ -20,7 +20,7 @@ GRADE_KEYS = {"question": str, "matched_question": str, "score": float, "covered
 
 @pytest.fixture(scope="module")
 def grader(retriever):
-    from coach.interview import Grader
+    from coach.grader import Grader
 
     return Grader(retriever=retriever)  # no backend: key points only, as with the embedded model
 
@@ -32,7 +32,7 @@ def bank(grader):
 
 @pytest.fixture
 def engine(grader, tmp_path):
-    from coach.sessions import Interviewer
+    from coach.interviewer import Interviewer
 
     clock = FakeClock()
     interviewer = Interviewer(grader, path=tmp_path / "interviews.sqlite3", clock=clock)
@@ -112,7 +112,7 @@ def test_a_negated_key_point_is_not_covered(grader, bank):
 
 
 def test_llm_judge_only_for_a_capable_backend_and_never_without_evidence(retriever, bank, llama_server):
-    from coach.interview import Grader
+    from coach.grader import Grader
     from coach.llm import ExtractiveBackend, OpenAIBackend
 
     entry = bank["p4-lora"]
@@ -143,7 +143,7 @@ def test_follow_up_asks_about_a_missing_point_without_giving_it_away(grader, ban
 
 
 def test_overlong_answer_is_refused_with_a_reason(grader, bank):
-    from coach.interview import AnswerError
+    from coach.grader import AnswerError
 
     with pytest.raises(AnswerError, match="limit"):
         grader.grade_entry(bank["p4-lora"], "word " * 3000)
@@ -152,7 +152,7 @@ def test_overlong_answer_is_refused_with_a_reason(grader, bank):
 def test_grading_set_floors(grader):
     """The hand-written grading set the parameters were chosen on: floors a few points under the figures
     in evals/README.md."""
-    from evals.grading import GRADING, evaluate
+    from evals.grader import GRADING, evaluate
     from evals.retrieval import load_jsonl
 
     rows = load_jsonl(GRADING)
@@ -166,7 +166,7 @@ def test_grading_set_floors(grader):
 def test_held_out_answers_in_other_words_score_high_and_junk_near_zero(grader):
     """The issue's promises, on answers written blind to other bank questions (never tuned on): a complete
     answer in other words scores high, empty / nonsense / off-topic near 0, keyword stuffing low."""
-    from evals.grading import GRADING, HOLDOUT, evaluate
+    from evals.grader import GRADING, HOLDOUT, evaluate
     from evals.retrieval import load_jsonl
 
     rows = load_jsonl(HOLDOUT)
@@ -193,7 +193,7 @@ def test_no_repeats_and_filters_apply(engine, bank):
 
 
 def test_each_answer_is_committed_and_a_new_engine_resumes(engine, grader, bank):
-    from coach.sessions import Interviewer
+    from coach.interviewer import Interviewer
 
     session = engine.start(n=4, seed=1)
     first = engine.current(session)
@@ -250,7 +250,7 @@ def test_scorecard_and_markdown_export(engine, bank):
 
 
 def test_review_without_history_says_what_to_do(engine):
-    from coach.sessions import SessionError
+    from coach.interviewer import SessionError
 
     with pytest.raises(SessionError, match="nothing to review"):
         engine.start(review=True)
