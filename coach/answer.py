@@ -29,7 +29,8 @@ from coach.guards import (OUTPUT_BLOCKED, InputGuard, QuestionError, Spotlight, 
                           flag_reason, output_violation, quarantine, undatamark)
 from coach.llm import Backend, BackendUnavailable, get_backend
 from coach.retrieval import Hit, HybridRetriever
-from coach.support import SupportChecker, citations_of, split_sentences, strip_citations
+from coach.support import SupportChecker
+from coach.text import citations_of, split_sentences, strip_citations
 
 PASSAGES = 3               # retrieved passages the evidence is drawn from
 EVIDENCE_SENTENCES = 5     # sentences shown to the model
@@ -69,11 +70,32 @@ class Answer:
                 "fallback": self.fallback, "suggestions": self.suggestions, "backend": self.backend}
 
 
+@dataclass
+class Request:
+    """One question on its way through the stages: what each stage found, for the next one."""
+    answer: Answer
+    started: float                      # perf_counter() when the question arrived
+    hits: list[Hit]                     # retrieved, best first
+    relevant: list[Hit]                 # those above the refusal threshold (empty: refuse)
+    retrieve_ms: float
+    spotlight: Spotlight = field(default_factory=Spotlight.new)
+    texts: list[str] = field(default_factory=list)      # the relevant whole answers, instructions taken out
+    dictated: list[str] = field(default_factory=list)   # strings an instruction dictates: never repeated
+    passages: list[tuple[Hit, str]] = field(default_factory=list)   # numbered 1..n as the model sees them
+    chosen: list[evidence.Sentence] = field(default_factory=list)   # evidence sentences, in that numbering
+    flagged: set[int] = field(default_factory=set)      # passage numbers sent datamarked
+    raw: str = ""                                       # what the model wrote, markers removed
+    first_token_ms: float | None = None
+
+    def timings(self) -> dict:
+        return _timings(self.started, self.retrieve_ms, self.first_token_ms)
+
+
 class Answerer:
     def __init__(self, retriever: HybridRetriever | None = None, backend: Backend | None = None):
         self.retriever = retriever or HybridRetriever()
         self.backend = backend or get_backend()
-        self.embeddings = self.retriever.store.vectors.embeddings
+        self.embeddings = self.retriever.embeddings
         self.checker = SupportChecker(self.embeddings, strict=not self.backend.capable)
         self.template = ChatPromptTemplate.from_messages([("system", prompt("answer_system")),
                                                           ("human", prompt("answer_user"))])
@@ -98,39 +120,56 @@ class Answerer:
             yield Answer(question=question or "", answer=str(exc), blocked=True, guard=exc.guard,
                          backend=self.backend.describe(), timings=_timings(started, 0.0, None))
             return
+        request = self.retrieve(question, history, started, part=part, topic=topic)
+        if not request.relevant:
+            yield self._refuse(request)
+            return
+        self.prepare_evidence(request)
+        yield from self.generate_under_guard(request)
+        yield self.check_and_finish(request)
+
+    # --- the stages of one answer ----------------------------------------------------------------
+    def retrieve(self, question: str, history: Sequence[dict], started: float, **filters) -> Request:
+        """Make the question standalone and retrieve; keep the hits above the refusal threshold."""
         standalone = self.standalone(question, history)
-        hits = self.retriever.search(standalone, k=PASSAGES, part=part, topic=topic)
+        hits = self.retriever.search(standalone, k=PASSAGES, **filters)
+        threshold = self.retriever.calibration.threshold
+        relevant = [hit for hit in hits if hit.score >= threshold] if hits and hits[0].score >= threshold else []
         answer = Answer(question=question, answer="", standalone_question=standalone,
                         backend=self.backend.describe())
-        retrieve_ms = (time.perf_counter() - started) * 1000
-        threshold = self.retriever.calibration.threshold
-        if not hits or hits[0].score < threshold:
-            yield self._refuse(answer, hits, started, retrieve_ms)
-            return
-        relevant = [hit for hit in hits if hit is hits[0] or hit.score >= threshold]
-        texts, flagged, dictated = self.screen(relevant, question)
-        spotlight = Spotlight.new()
-        answer.canary = spotlight.canary
-        answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
-                            "question": hit.metadata.get("question"), "text": text}
-                           for hit, text in zip(relevant, texts)]
-        chosen = evidence.select(standalone, texts, self.embeddings, EVIDENCE_SENTENCES)
-        # Number only the passages that contributed evidence, so the model sees [1], [2] ... without gaps.
-        used = sorted({s.passage for s in chosen}) or [1]
-        passages = [(relevant[n - 1], texts[n - 1]) for n in used]
-        flagged = {used.index(n) + 1 for n in flagged if n in used}
-        chosen = [evidence.Sentence(used.index(s.passage) + 1, s.position, s.text, s.relevance) for s in chosen]
+        return Request(answer=answer, started=started, hits=hits, relevant=relevant,
+                       retrieve_ms=(time.perf_counter() - started) * 1000)
 
-        raw, first_token_ms, violation = [], None, None
-        tokens = self.backend.stream(self.messages(standalone, chosen, spotlight, flagged), max_tokens=MAX_TOKENS)
+    def prepare_evidence(self, request: Request) -> None:
+        """Screen the relevant answers for instructions, choose the evidence sentences, and number the
+        passages that contributed, so the model sees [1], [2] ... without gaps."""
+        texts, flagged, request.dictated = self.screen(request.relevant, request.answer.question)
+        request.texts = texts
+        request.answer.canary = request.spotlight.canary
+        request.answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
+                                    "question": hit.metadata.get("question"), "text": text}
+                                   for hit, text in zip(request.relevant, texts)]
+        chosen = evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES)
+        used = sorted({s.passage for s in chosen}) or [1]
+        request.passages = [(request.relevant[n - 1], texts[n - 1]) for n in used]
+        request.flagged = {used.index(n) + 1 for n in flagged if n in used}
+        request.chosen = [evidence.Sentence(used.index(s.passage) + 1, s.position, s.text, s.relevance)
+                          for s in chosen]
+
+    def generate_under_guard(self, request: Request) -> Iterator[str]:
+        """Stream the model's tokens. The first token that leaks (canary, dictated string, prompt text)
+        stops the model unshown: a hijacked model's other sentences are suspect too, so the answer is
+        then composed from the bank instead."""
+        answer, raw = request.answer, []
+        messages = self.messages(answer.standalone_question, request.chosen, request.spotlight, request.flagged)
+        tokens = self.backend.stream(messages, max_tokens=MAX_TOKENS)
         try:
             for token in tokens:
-                if first_token_ms is None:
-                    first_token_ms = (time.perf_counter() - started) * 1000
+                if request.first_token_ms is None:
+                    request.first_token_ms = (time.perf_counter() - request.started) * 1000
                 raw.append(token)
-                # Stop the model the moment it starts leaking, before the token is shown. A hijacked
-                # model's other sentences are suspect too: the answer is composed from the bank instead.
-                if violation := output_violation("".join(raw), spotlight, dictated, texts, self.prompt_texts):
+                if violation := output_violation("".join(raw), request.spotlight, request.dictated,
+                                                 request.texts, self.prompt_texts):
                     answer.fallback = f"the model's output was stopped because {violation[1]}; answered extractively"
                     raw = []
                     break
@@ -139,25 +178,27 @@ class Answerer:
             answer.fallback = f"{exc}; answered extractively from the bank instead"
         finally:
             getattr(tokens, "close", lambda: None)()  # releases the model's lock when we stop early
-        raw_text = undatamark("".join(raw)).strip()
-        if self.backend.capable and MODEL_REFUSAL.search(raw_text) and len(raw_text.split()) < 15:
-            # A capable model read the passages and found no answer: trust it over retrieval alone.
-            yield self._refuse(answer, hits, started, retrieve_ms, first_token_ms)
-            return
-        text, cited, answer.generated_sentences, answer.dropped_sentences = self.keep_supported(raw_text, passages)
+        request.raw = undatamark("".join(raw)).strip()
+
+    def check_and_finish(self, request: Request) -> Answer:
+        """Keep the supported sentences, re-cited; fall back to the evidence when too little survives;
+        run the output guard on what would be shown."""
+        answer, raw = request.answer, request.raw
+        if self.backend.capable and MODEL_REFUSAL.search(raw) and len(raw.split()) < 15:
+            return self._refuse(request)  # a capable model read the passages and found no answer
+        text, cited, answer.generated_sentences, answer.dropped_sentences = self.keep_supported(raw, request.passages)
         if len(strip_citations(text).split()) < MIN_SUPPORTED_WORDS:
-            if answer.fallback is None and raw_text:
+            if answer.fallback is None and raw:
                 answer.fallback = "too little of the model's answer was supported by the bank; answered extractively"
             elif answer.fallback is None and self.backend.name != "extractive":
                 answer.fallback = "the model returned nothing; answered extractively"
-            text, cited = self.extractive(chosen)
-        if violation := output_violation(text, spotlight, dictated, texts, self.prompt_texts):
-            yield self._withhold(answer, violation, started, retrieve_ms, first_token_ms)
-            return
+            text, cited = self.extractive(request.chosen)
+        if violation := output_violation(text, request.spotlight, request.dictated, request.texts, self.prompt_texts):
+            return self._withhold(request, violation)
         answer.answer = text
-        answer.citations = [citation(n, passages[n - 1][0]) for n in sorted(cited)]
-        answer.timings = _timings(started, retrieve_ms, first_token_ms)
-        yield answer
+        answer.citations = [citation(n, request.passages[n - 1][0]) for n in sorted(cited)]
+        answer.timings = request.timings()
+        return answer
 
     def warm_up(self, limit: int = 4000) -> int:
         """Embed the sentences of the indexed answers before users ask: evidence selection and the support
@@ -176,7 +217,7 @@ class Answerer:
             self.embeddings.embed_sentences(batch[start:start + 256])
         return len(batch)
 
-    # --- steps ---------------------------------------------------------------------------------
+    # --- helpers of the stages ---------------------------------------------------------------------
     def standalone(self, question: str, history: Sequence[dict]) -> str:
         """Rewrite a follow-up into a standalone question. A capable model rewrites it; with the tiny
         embedded model, the previous question is prepended, which is what retrieval needs."""
@@ -251,20 +292,22 @@ class Answerer:
         best.sort(key=lambda s: (s.passage, s.position))
         return " ".join(with_citation(s.text, [s.passage]) for s in best), {s.passage for s in best}
 
-    def _withhold(self, answer: Answer, violation: tuple[str, str], started: float, retrieve_ms: float,
-                  first_token_ms: float | None) -> Answer:
+    @staticmethod
+    def _withhold(request: Request, violation: tuple[str, str]) -> Answer:
         """The output guard fired: the answer is replaced by a refusal that says why."""
+        answer = request.answer
         answer.blocked, answer.guard = True, violation[0]
         answer.answer = OUTPUT_BLOCKED.format(reason=violation[1])
-        answer.timings = _timings(started, retrieve_ms, first_token_ms)
+        answer.timings = request.timings()
         return answer
 
-    def _refuse(self, answer: Answer, hits: list[Hit], started: float, retrieve_ms: float,
-                first_token_ms: float | None = None) -> Answer:
+    @staticmethod
+    def _refuse(request: Request) -> Answer:
+        answer = request.answer
         answer.refused = True
-        answer.suggestions = [hit.metadata.get("question") for hit in hits if hit.metadata.get("question")]
+        answer.suggestions = [hit.metadata.get("question") for hit in request.hits if hit.metadata.get("question")]
         answer.answer = refusal_message(answer.suggestions)
-        answer.timings = _timings(started, retrieve_ms, first_token_ms)
+        answer.timings = request.timings()
         return answer
 
 

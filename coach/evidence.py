@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coach.support import content_words, split_sentences
+from coach.text import content_words, split_sentences
 
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; "**LoRA** learns ..." does not.
 LABEL = re.compile(r"^(?:\*\*[^*]{1,60}[.:]\*\*|\*\*[^*]{1,60}\*\*[.:]|[A-Z][A-Za-z ]{2,30} note:)\s*")

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coach.config import get_settings, prompt
-from coach.support import WORD, _stopwords, content_words, split_sentences
+from coach.llm import may_judge
+from coach.text import WORD, content_words, split_sentences, stopwords
 
 # Credit of a key point from one piece of the answer (a sentence or one of its clauses): the cosine with
 # the key point, or with the model-answer sentence that states it (a paraphrase of the explanation is
@@ -61,7 +62,7 @@ which who whom whose what when where while because so than then there their they
 but or and if also each every all any some more most less such only just very how why once until about
 during after before between through per within across via among against without out up off down""".split())
 # Where a sentence splits into separately checkable claims: "…, which …", "…; …", "… because …".
-CLAUSE = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|because|where|since|then)\b)"
+CLAUSE_BREAK = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|because|where|since|then)\b)"
                     r"|\s+(?=(?:so that|because|whereas|while)\b)")
 NEGATION = {"not", "no", "never", "cannot", "can't", "doesn't", "don't", "isn't", "aren't", "won't",
             "without", "neither", "nor"}
@@ -119,7 +120,8 @@ class Grade:
     followup: str | None = None
     model_answer: str = ""
     points: list[PointResult] = field(default_factory=list)
-    penalties: dict = field(default_factory=dict)
+    # sentences in the answer, and how many were fragments, off-topic or contradicting a key point
+    sentence_counts: dict = field(default_factory=dict)
     judge: str = "key points"
     timings: dict = field(default_factory=dict)
 
@@ -130,7 +132,7 @@ class Grade:
                 "model_answer": self.model_answer,
                 "points": [{"point": p.point, "credit": round(p.credit, 3), "covered": p.covered,
                             "evidence": p.evidence, "judged": p.judged} for p in self.points],
-                "penalties": self.penalties, "judge": self.judge, "timings": self.timings}
+                "penalties": self.sentence_counts, "judge": self.judge, "timings": self.timings}
 
 
 def is_claim(sentence: str) -> bool:
@@ -149,7 +151,7 @@ def is_claim(sentence: str) -> bool:
 
 def clauses(sentence: str) -> list[str]:
     """The separately checkable claims of a sentence ("..., so ...", "...; ..."), or the sentence itself."""
-    parts = [c for c in CLAUSE.split(sentence) if c and len(content_words(c)) >= 2]
+    parts = [c for c in CLAUSE_BREAK.split(sentence) if c and len(content_words(c)) >= 2]
     return parts if len(parts) > 1 else [sentence]
 
 
@@ -180,7 +182,7 @@ class Grader:
 
         self.retriever = retriever or HybridRetriever()
         self.backend = backend
-        self.embeddings = self.retriever.store.vectors.embeddings
+        self.embeddings = self.retriever.embeddings
         entries = bank if bank is not None else load_bank(get_settings().corpus_dir)
         self.bank = {entry.id: entry for entry in entries}
         self._points, self._lock = None, threading.Lock()
@@ -244,20 +246,20 @@ class Grader:
         answer = validate_answer(answer)
         hit = hit or self.hit_for(entry)
         cites = [citation(1, hit)] if hit is not None else []
-        points, penalties = self.assess(entry, answer or "")
-        score = self.score(points, penalties)
+        points, counts = self.assess(entry, answer or "")
+        score = self.score(points, counts)
         judge = "key points"
-        if self.backend is not None and getattr(self.backend, "capable", False) and (answer or "").strip():
+        if may_judge(self.backend) and (answer or "").strip():
             if self.judge(entry, answer, points):
                 judge = f"key points + {self.backend.describe()}"
-                score = self.score(points, penalties)
+                score = self.score(points, counts)
         covered = [p.point for p in points if p.covered]
         missing = [p.point for p in points if not p.covered]
         followup = self.followup(entry, missing, answer) if missing else None
         return Grade(question=question or entry.question, matched_question=entry.question, score=score,
-                     covered=covered, missing=missing, feedback=self.feedback(score, points, penalties, cites),
+                     covered=covered, missing=missing, feedback=self.feedback(score, points, counts, cites),
                      citations=cites, qid=entry.id, topic=entry.topic, followup=followup,
-                     model_answer=entry.answer, points=points, penalties=penalties, judge=judge,
+                     model_answer=entry.answer, points=points, sentence_counts=counts, judge=judge,
                      timings=_ms(started))
 
     def assess(self, entry, answer: str) -> tuple[list[PointResult], dict]:
@@ -314,14 +316,14 @@ class Grader:
         return results, counts
 
     @staticmethod
-    def score(points: list[PointResult], penalties: dict) -> float:
-        n = penalties["sentences"]
+    def score(points: list[PointResult], counts: dict) -> float:
+        n = counts["sentences"]
         if not n:
             return 0.0
         coverage = float(np.mean([p.credit for p in points]))
-        penalty = (OFF_TOPIC_WEIGHT * penalties["off_topic"] + WRONG_WEIGHT * penalties["contradicting"]) / n
+        penalty = (OFF_TOPIC_WEIGHT * counts["off_topic"] + WRONG_WEIGHT * counts["contradicting"]) / n
         score = 10.0 * coverage * max(0.0, 1.0 - penalty)
-        if penalties["fragments"] == n:
+        if counts["fragments"] == n:
             score = min(score, STUFFED_CAP)
         return round(score, 1)
 
@@ -348,16 +350,16 @@ class Grader:
 
     # --- feedback -------------------------------------------------------------------------------
     @staticmethod
-    def feedback(score: float, points: list[PointResult], penalties: dict, cites: list[dict]) -> str:
+    def feedback(score: float, points: list[PointResult], counts: dict, cites: list[dict]) -> str:
         covered = sum(p.covered for p in points)
-        if not penalties["sentences"]:
+        if not counts["sentences"]:
             return "No answer to grade: say in a few sentences what you know."
         parts = [f"{score:.1f}/10: you covered {covered} of {len(points)} key points."]
-        if penalties["fragments"] == penalties["sentences"]:
+        if counts["fragments"] == counts["sentences"]:
             parts.append("Answer in full sentences: bare terms and fragments do not show you understand them.")
-        if penalties["contradicting"]:
+        if counts["contradicting"]:
             parts.append("Some of what you said contradicts the model answer.")
-        if penalties["off_topic"]:
+        if counts["off_topic"]:
             parts.append("Part of the answer is about something else.")
         missing = [p.point for p in points if not p.covered]
         if missing:
@@ -370,7 +372,7 @@ class Grader:
         """A question about the first missing key point, naming its terms the answer never used."""
         point = missing[0]
         used = content_words(answer or "")
-        words = [w for w in WORD.findall(point.lower()) if w not in _stopwords()]
+        words = [w for w in WORD.findall(point.lower()) if w not in stopwords()]
         fresh = [w for w in dict.fromkeys(words) if not (content_words(w) & used)]
         terms = " ".join((fresh or words)[:4])
         template = self.templates[int(hashlib.sha1(point.encode()).hexdigest(), 16) % len(self.templates)]

@@ -133,7 +133,7 @@ def _decode(blob: str) -> str | None:
 # An imperative addressed to the assistant starts a clause: at the start, after sentence punctuation,
 # or after "please", "now", "and then", "you must", "I want you to" ... ("dropout acts as a regularizer"
 # has a subject before the verb and is not an instruction).
-CLAUSE = (r"(?:^|[.!?;:\n,\"“”(\[\]>]\s*|\b(?:please|now|and|then|just|kindly|first|instead|"
+CLAUSE_START = (r"(?:^|[.!?;:\n,\"“”(\[\]>]\s*|\b(?:please|now|and|then|just|kindly|first|instead|"
           r"you (?:must|should|will|shall|need to|have to|are to|can|may)|i (?:want|need|order|command) you to)\s+)"
           r"(?:please\s+|now\s+|just\s+|only\s+|simply\s+|immediately\s+)*")
 QUOTE = r"(?<![\w])[\"“”'‘’«»„「」](?=\S)"  # an opening quote, not an apostrophe
@@ -142,7 +142,7 @@ OVERRIDE_NOUNS = (r"(?:instructions?|prompts?|rules?|directions?|directives?|gui
                   r"told|said|given)")
 RULES: list[tuple[str, re.Pattern, str]] = [
     ("input_override", re.compile(
-        CLAUSE + r"(?:ignore|disregard|forget|override|bypass|skip|abandon|discard|drop|cancel|overwrite)\b"
+        CLAUSE_START + r"(?:ignore|disregard|forget|override|bypass|skip|abandon|discard|drop|cancel|overwrite)\b"
         r"[^.!?\n]{0,30}?\b(?:previous|prior|above|earlier|preceding|former|original|initial|all|any|your|"
         r"system|every|everything)\b[^.!?\n]{0,25}?\b" + OVERRIDE_NOUNS + r"\b", re.I),
      "an instruction to ignore the assistant's rules"),
@@ -157,7 +157,7 @@ RULES: list[tuple[str, re.Pattern, str]] = [
         r"(?:指示|命令)を(?:無視|忘れ)", re.I),
      "an instruction to ignore the assistant's rules"),
     ("input_role", re.compile(
-        CLAUSE + r"(?:(?:you are|you're|u r)\s+(?:now|no longer|from now on)\b|"
+        CLAUSE_START + r"(?:(?:you are|you're|u r)\s+(?:now|no longer|from now on)\b|"
         r"from now on,?\s+(?:you|your)\b|(?:act|behave|speak|talk)\s+(?:as|like)\s+(?:if you were|though you were|my|"
         r"(?:an?|the)\s+(?:\w+\s+){0,2}(?:ai|assistant|chatbot|bot|model|character|persona|pirate|hacker|person|"
         r"human|admin|administrator|developer|grandmother|grandma|villain|criminal))\b|pretend\b[^.!?\n]{0,15}\b(?:to be|you are|"
@@ -173,9 +173,9 @@ RULES: list[tuple[str, re.Pattern, str]] = [
         r"copy|translate|summari[sz]e|list|quote|what(?:'s| is| are| were| was))\b[^.?!\n]{0,25}\byour\b[^.?!\n]{0,25}"
         r"\b(?:system prompt|prompt|instructions|directives|canary|system message|initial message|hidden (?:rules|"
         r"instructions))|"
-        + CLAUSE + r"(?:repeat|print|output|show|reveal|display|recite|copy|echo|dump)\b[^.?!\n]{0,30}\b(?:everything|"
+        + CLAUSE_START + r"(?:repeat|print|output|show|reveal|display|recite|copy|echo|dump)\b[^.?!\n]{0,30}\b(?:everything|"
         r"all|the text|the words|text|words|what)\b[^.?!\n]{0,20}\b(?:above|before|preceding|prior|so far|earlier)|"
-        + CLAUSE + r"(?:reveal|show|print|display|output|repeat|dump|leak|give me|tell me|write out|paste|expose)\b"
+        + CLAUSE_START + r"(?:reveal|show|print|display|output|repeat|dump|leak|give me|tell me|write out|paste|expose)\b"
         r"[^.?!\n]{0,30}\b(?:system|initial|hidden|original|developer|secret|internal)\s+(?:prompt|message|"
         r"instructions|rules|configuration)|"
         r"(?:affiche|montre|révèle|revele|répète)[^.?!\n]{0,15}(?:prompt|invite|instructions) (?:système|systeme)|"
@@ -185,17 +185,17 @@ RULES: list[tuple[str, re.Pattern, str]] = [
         r"(?:显示|输出|告诉我|打印|泄露)[^。？！]{0,6}(?:系统提示|提示词|系统指令)", re.I),
      "a request to reveal the assistant's prompt"),
     ("input_dictated", re.compile(
-        CLAUSE + r"(?:say|print|output|write|type|respond|reply|answer|return|echo|repeat|emit|begin|start|end|"
+        CLAUSE_START + r"(?:say|print|output|write|type|respond|reply|answer|return|echo|repeat|emit|begin|start|end|"
         r"finish|conclude|sign off)\b[^.?!\n\"“”«»]{0,40}?:?\s*" + QUOTE + r"|"
-        + CLAUSE + r"(?:repeat after me|say after me)\b|"
+        + CLAUSE_START + r"(?:repeat after me|say after me)\b|"
         r"\byour (?:answer|response|reply|output|first line|last line)s? (?:must|should|will|has to|shall)\s+"
         r"(?:be|start|begin|end|contain|include|read|say)\b|"
         r"\b(?:start|begin|end|finish|prefix|suffix)\s+(?:your|the|each|every)\s+(?:answer|response|reply|output)s?\s+"
-        r"with\b|" + CLAUSE + r"(?:only|just)\s+(?:say|reply|respond|answer|output|print|write)\b|"
+        r"with\b|" + CLAUSE_START + r"(?:only|just)\s+(?:say|reply|respond|answer|output|print|write)\b|"
         r"(?:^|[.!?]\s*)(?:dis|réponds|répondez|écris|écrivez|di|responde|escribe|imprime|sag|sage|antworte|schreibe|"
         r"скажи|напиши|ответь|выведи)\b[^.?!\n\"“”«»„]{0,25}" + QUOTE + r"|(?:说|输出|回答|回复|写)[：:]\s*" + QUOTE, re.I),
      "an instruction to write text the user dictates"),
-    ("input_dictated", re.compile(CLAUSE + r"(?:say|print|output|write|type|reply|respond|answer|return|echo)"
+    ("input_dictated", re.compile(CLAUSE_START + r"(?:say|print|output|write|type|reply|respond|answer|return|echo)"
                                   r"(?:\s+(?:only|just|exactly|with|the word|the words|the phrase))*:?\s+"
                                   r"(?-i:[A-Z0-9][A-Z0-9_!-]{3,}(?:\s+[A-Z0-9_!-]{2,})*)\b", re.I),
      "an instruction to write text the user dictates"),

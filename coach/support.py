@@ -1,4 +1,4 @@
-"""Is a sentence supported by a passage? Sentence splitting, citation parsing and the support check.
+"""Is a sentence supported by a passage? The support check (text utilities live in coach.text).
 
 A model's sentence counts as supported by a passage when it is close in meaning to one of the passage's
 sentences (MiniLM cosine), when most of its content words (stemmed, stopwords removed) occur in the
@@ -12,16 +12,11 @@ replace `SupportChecker.check` without changing its callers.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-CITATION = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
-ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|vs|cf|al|approx|Fig|Eq|No)\.", re.I)
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
-WORD = re.compile(r"[a-z][a-z0-9'-]+")
+from coach.text import NUMBER, content_words, split_sentences, strip_citations
 
 # Chosen on evals/sets/support_pairs.jsonl (trade-off table in evals/README.md): keeps 95% of supported
 # sentences and drops 65% of unsupported ones; stricter overlap drops a few more fakes but also the
@@ -44,47 +39,6 @@ class Support:
     @property
     def supported(self) -> bool:
         return self.passage is not None
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a model answer or a passage; list items and lines count as sentences too."""
-    sentences = []
-    for line in text.split("\n"):
-        line = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", line).strip()
-        if not line or line.startswith("#"):
-            continue
-        protected = ABBREVIATIONS.sub(lambda m: m.group(0).replace(".", "\x00"), line)
-        # Keep a sentence's trailing citation markers with it: "… loss. [2] Next …" splits after [2].
-        for part in re.split(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[A-Z0-9\"'(*$`])", protected):
-            if part is None:
-                continue
-            if CITATION.fullmatch(part) and sentences:
-                sentences[-1] += part
-            elif part.strip():
-                sentences.append(part.replace("\x00", ".").strip())
-    return sentences
-
-
-def citations_of(sentence: str) -> list[int]:
-    return [int(n) for group in CITATION.findall(sentence) for n in re.split(r"\s*,\s*", group)]
-
-
-def strip_citations(sentence: str) -> str:
-    return CITATION.sub("", sentence).strip()
-
-
-def content_words(text: str) -> set[str]:
-    from coach.store import _stemmer
-
-    words = [w for w in WORD.findall(text.lower()) if w not in _stopwords()]
-    return set(_stemmer().stemWords(words))
-
-
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN) | {"also", "can", "use", "used", "uses", "using", "one", "two", "like"}
 
 
 class SupportChecker:

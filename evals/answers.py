@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from coach.support import citations_of, split_sentences
-from evals.retrieval import GOLD, SETS, load_jsonl
+from coach.text import citations_of, split_sentences
+from evals.datasets import GOLD, OUT_OF_SCOPE, load_jsonl
 from evals.suite import ours_record
 
-OUT_OF_SCOPE = SETS / "out_of_scope.jsonl"
 
 
 def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:

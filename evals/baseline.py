@@ -36,7 +36,7 @@ class Baseline:
     def __init__(self, backend=None, persist_dir: Path | str | None = None, corpus_dir: Path | str | None = None):
         from langchain_chroma import Chroma
 
-        from coach.store import embedder
+        from coach.embedder import embedder
 
         settings = get_settings()
         self.backend = backend or get_backend()

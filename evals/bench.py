@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.retrieval import GOLD, evaluate, load_jsonl
+from evals.datasets import GOLD, load_jsonl
+from evals.retrieval import evaluate
 from evals.metrics import hit_at_k
 from evals.servers import ROOT, app_server, chroma_server, llama_server
 
@@ -157,7 +158,7 @@ def bench_bank(work: Path, queries: list[dict], figures: dict, details: dict) ->
     # were stored when the baseline indexed it (evals.baseline.qids_of), the same mapping the eval suite uses.
     base = time_searches(lambda q, k: baseline.search(q, k=k), queries,
                          lambda docs: list(dict.fromkeys(qid for doc in docs for qid in qids_of(doc))),
-                         store.vectors.embeddings.clear_cache)
+                         store.embeddings.clear_cache)
     better = ours["hit@5"] > base["hit@5"]
     ratio = ours["latency_ms"]["p50"] / base["p50"]
     figures["bank_retrieval_p50_ms"] = figure(ours["latency_ms"]["p50"], "ms", base["p50"], more_accurate=better)
@@ -243,7 +244,7 @@ def bench_scale(work: Path, queries: list[dict], sizes: list[int], figures: dict
                 ours = evaluate(retriever, queries, "hybrid")
                 base = time_searches(lambda q, k, s=store: s.vectors.similarity_search(q, k=k), queries,
                                      lambda docs: [d.metadata.get("qid") for d in docs],
-                                     store.vectors.embeddings.clear_cache)
+                                     store.embeddings.clear_cache)
                 label = "bank" if size <= len(bank["ids"]) else f"{size // 1000}k"
                 target = SCALE_P95_MAX_MS if size >= 100_000 else None
                 figures[f"retrieval_{label}_{kind}_p50_ms"] = figure(ours["latency_ms"]["p50"], "ms", base["p50"])
@@ -294,7 +295,7 @@ def bench_answers(work: Path, questions: list[dict], backends: list[str], figure
 def clear_queries() -> None:
     """Forget cached query vectors (each pass embeds its questions), keep the warmed sentence vectors."""
     from coach.config import get_settings
-    from coach.store import embedder
+    from coach.embedder import embedder
 
     embedder(get_settings().embedder).embed_query.cache_clear()
 
@@ -324,7 +325,8 @@ def answer_pass(kind: str, answerer, baseline, questions: list[dict], figures: d
 # --- model throughput ---------------------------------------------------------------------------------
 def bench_tokens(work: Path, figures: dict, details: dict) -> None:
     from coach.llm import get_backend
-    from coach.store import embedder, open_store
+    from coach.embedder import embedder
+    from coach.store import open_store
 
     llm = get_backend(bank_settings(work), kind="llamacpp").llm
     store = open_store(bank_settings(work))

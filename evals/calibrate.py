@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.retrieval import GOLD, SETS, load_jsonl
+from evals.datasets import GOLD, OUT_OF_SCOPE, load_jsonl
 
-OUT_OF_SCOPE = SETS / "out_of_scope.jsonl"
 K = 1  # the best result per query: P(it is the passage that answers the question)
 
 

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.retrieval import load_jsonl
+from evals.datasets import GRADING, GRADING_HOLDOUT, load_jsonl
 
-GRADING = Path(__file__).parent / "sets" / "grading.jsonl"
-HOLDOUT = Path(__file__).parent / "sets" / "grading_holdout.jsonl"
+HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
 
 

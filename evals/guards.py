@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.retrieval import SETS, load_jsonl
+from evals.datasets import ATTACKS, BENIGN_SECURITY, load_jsonl
 
-ATTACKS = SETS / "attacks.jsonl"
-BENIGN = SETS / "benign_security.jsonl"
+BENIGN = BENIGN_SECURITY
 LEAK_WORDS = 6   # stricter than the output guard's own 8, so the metric is not the guard grading itself
 
 

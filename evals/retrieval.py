@@ -12,22 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.datasets import GOLD, load_jsonl
 from evals.metrics import ranking_scores
-
-SETS = Path(__file__).with_name("sets")
-GOLD = SETS / "retrieval.jsonl"
-
-
-def load_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                raise ValueError(f"{path}:{line_no}: not valid JSON: {exc}") from None
-    return rows
-
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
 
@@ -36,7 +22,7 @@ def evaluate(retriever, gold: list[dict], mode: str = "hybrid", k: int = 5, topi
     """Aggregate metrics plus per-style, per-part and per-topic breakdowns and search latency."""
     topics = topics if topics is not None else bank_topics()
     rows, latencies = [], []
-    retriever.store.vectors.embeddings.clear_cache()  # time real query embedding, not cache hits
+    retriever.embeddings.clear_cache()  # time real query embedding, not cache hits
     for item in gold:
         hits = retriever.search(item["query"], k=k, mode=mode)
         latencies.append(retriever.last_timing_ms)

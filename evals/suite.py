@@ -34,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from evals import metrics as m
-from evals.retrieval import SETS, load_jsonl, score, summarize
+from evals.datasets import ATTACKS, BENIGN_SECURITY, GOLD, OUT_OF_SCOPE, SETS, load_jsonl
+from evals.retrieval import score, summarize
 
 SET_NAMES = ("retrieval", "out_of_scope", "support_pairs", "attacks", "grading")
 # Answer metrics averaged over answered in-scope questions, in the order the report shows them.
@@ -105,8 +106,8 @@ def run(options: Options, progress: bool = True) -> Run:
                               "chunks": answerer.retriever.store.count(),
                               "threshold": answerer.retriever.calibration.threshold}}
     records: list[dict] = []
-    gold = sample(load_jsonl(SETS / "retrieval.jsonl"), options.limit) if "retrieval" in sets else []
-    outside = sample(load_jsonl(SETS / "out_of_scope.jsonl"), options.limit) if "out_of_scope" in sets else []
+    gold = sample(load_jsonl(GOLD), options.limit) if "retrieval" in sets else []
+    outside = sample(load_jsonl(OUT_OF_SCOPE), options.limit) if "out_of_scope" in sets else []
     if gold:
         metrics["retrieval"] = retrieval(answerer.retriever, baseline, gold, bank, progress)
     if gold or outside:
@@ -142,7 +143,7 @@ def retrieval(retriever, baseline, gold: list[dict], bank: dict, progress: bool)
         systems["baseline"] = lambda q: baseline.ranked_ids(q, k=5)
     out = {}
     for system, ranked_ids in systems.items():
-        retriever.store.vectors.embeddings.clear_cache()  # time real query embedding, not cache hits
+        retriever.embeddings.clear_cache()  # time real query embedding, not cache hits
         rows, latencies = [], []
         for item in _bar(gold, progress, f"retrieval ({system})"):
             t0 = time.perf_counter()
@@ -206,7 +207,7 @@ class Scorer:
         self.checker, self.embeddings, self.bank = checker, embeddings, bank
 
     def score(self, record: dict) -> dict:
-        from coach.support import citations_of, content_words, split_sentences, strip_citations
+        from coach.text import citations_of, content_words, split_sentences, strip_citations
 
         expected = record["expected"]
         answered = not (record["refused"] or record["blocked"]) and bool(record["answer"].strip())
@@ -277,12 +278,12 @@ def support(embeddings, bank: dict, limit: int) -> dict:
 
 def guards(answerer, limit: int, progress: bool) -> dict:
     module = _optional("evals.guards")
-    benign_file = SETS / "benign_security.jsonl"
+    benign_file = BENIGN_SECURITY
     if module is None or not hasattr(module, "evaluate"):
         return {"skipped": "evals/guards.py is not there yet (issue 7)"}
     if not benign_file.exists():
         return {"skipped": "evals/sets/benign_security.jsonl is missing"}
-    attacks, benign = sample(load_jsonl(SETS / "attacks.jsonl"), limit), sample(load_jsonl(benign_file), limit)
+    attacks, benign = sample(load_jsonl(ATTACKS), limit), sample(load_jsonl(benign_file), limit)
     # Indirect attacks ingest their document for a moment: do that in a copy of the index, never in the one a
     # running app serves (it would show the attack to users, and a crash half way would leave it there).
     from coach.answer import Answerer
@@ -334,7 +335,7 @@ def judge(records: list[dict], progress: bool) -> dict:
     statement is supported by the context it was given. Reported apart from the local metrics."""
     from coach.config import get_settings, prompt
     from coach.llm import BackendUnavailable, get_backend
-    from coach.support import strip_citations
+    from coach.text import strip_citations
 
     settings = get_settings()
     if not (settings.openai_base_url or settings.openai_api_key):

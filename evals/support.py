@@ -13,9 +13,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from evals.retrieval import load_jsonl
+from evals.datasets import SUPPORT_PAIRS, load_jsonl
 
-PAIRS = Path(__file__).parent / "sets" / "support_pairs.jsonl"
+PAIRS = SUPPORT_PAIRS
 
 
 def evaluate(pairs: list[dict], checker, bank: dict) -> dict:
@@ -44,7 +44,7 @@ def evaluate(pairs: list[dict], checker, bank: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from coach.bank import load_bank
     from coach.config import get_settings, setup_logging
-    from coach.store import embedder
+    from coach.embedder import embedder
     from coach.support import SupportChecker
 
     p = argparse.ArgumentParser(prog="python -m evals.support", description=__doc__,

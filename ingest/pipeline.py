@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coach.config import ROOT, Settings, get_settings
-from coach.store import Store, embedder, open_store
+from coach.embedder import embedder
+from coach.store import Store, open_store
 from ingest.chunking import Chunk, chunk_section, section_hash, section_key
 from ingest.loaders import SUPPORTED, LoadError, load_file
 from ingest.sections import Section

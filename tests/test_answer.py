@@ -8,7 +8,8 @@ import time
 import pytest
 from conftest import ROOT, free_port, run_cli
 
-from coach.support import citations_of, split_sentences
+from coach.text import citations_of, split_sentences
+from evals import datasets
 
 ASK_KEYS = {"question", "answer", "refused", "blocked", "guard", "citations", "timings"}
 CITATION_KEYS = {"n": int, "chunk_id": str, "source": str, "question": str, "score": float}
@@ -23,7 +24,7 @@ def extractive(retriever):
 
 
 def load_set(name: str) -> list[dict]:
-    return [json.loads(line) for line in (ROOT / "evals" / "sets" / name).read_text().splitlines() if line.strip()]
+    return datasets.load_jsonl(datasets.SETS / name)
 
 
 def assert_grounded(doc: dict) -> None:

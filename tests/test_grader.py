@@ -83,12 +83,12 @@ def test_grading_order_on_crafted_answers(grader, bank):
 
 
 def test_keyword_stuffing_does_not_earn_a_high_score(grader, bank):
-    from coach.support import WORD, _stopwords
+    from coach.text import WORD, stopwords
 
     entries = list(bank.values())[::16]  # 11 entries across the four parts
     for entry in entries:
         terms = list(dict.fromkeys(w for p in entry.key_points for w in WORD.findall(p.lower())
-                                   if w not in _stopwords()))
+                                   if w not in stopwords()))
         for stuffed in (" ".join(terms), ", ".join(terms) + ".", ". ".join(terms[:12]) + "."):
             grade = grader.grade_entry(entry, stuffed)
             assert grade.score <= 3.0, (entry.id, stuffed, grade.score)
@@ -108,7 +108,7 @@ def test_a_negated_key_point_is_not_covered(grader, bank):
     right = grader.grade_entry(entry, "XOR is not linearly separable, so a single perceptron cannot represent it.")
     wrong = grader.grade_entry(entry, "XOR is linearly separable, so a single perceptron can represent it.")
     assert point in right.covered and point in wrong.missing
-    assert wrong.score < right.score and wrong.penalties["contradicting"] == 1
+    assert wrong.score < right.score and wrong.sentence_counts["contradicting"] == 1
 
 
 def test_llm_judge_only_for_a_capable_backend_and_never_without_evidence(retriever, bank, llama_server):
@@ -153,7 +153,7 @@ def test_grading_set_floors(grader):
     """The hand-written grading set the parameters were chosen on: floors a few points under the figures
     in evals/README.md."""
     from evals.grader import GRADING, evaluate
-    from evals.retrieval import load_jsonl
+    from evals.datasets import load_jsonl
 
     rows = load_jsonl(GRADING)
     assert len(rows) >= 40 and {"full", "partial", "wrong", "off-topic", "paraphrase", "stuffed", "empty"} <= {
@@ -167,7 +167,7 @@ def test_held_out_answers_in_other_words_score_high_and_junk_near_zero(grader):
     """The issue's promises, on answers written blind to other bank questions (never tuned on): a complete
     answer in other words scores high, empty / nonsense / off-topic near 0, keyword stuffing low."""
     from evals.grader import GRADING, HOLDOUT, evaluate
-    from evals.retrieval import load_jsonl
+    from evals.datasets import load_jsonl
 
     rows = load_jsonl(HOLDOUT)
     assert not {r["qid"] for r in rows} & {r["qid"] for r in load_jsonl(GRADING)}, "the sets share questions"

@@ -4,10 +4,12 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT
-from evals.retrieval import evaluate, load_jsonl
 
-GOLD = load_jsonl(ROOT / "evals" / "sets" / "retrieval.jsonl")
-OUT_OF_SCOPE = load_jsonl(ROOT / "evals" / "sets" / "out_of_scope.jsonl")
+from evals import datasets
+from evals.retrieval import evaluate
+
+GOLD = datasets.load_jsonl(datasets.GOLD)
+OUT_OF_SCOPE = datasets.load_jsonl(datasets.OUT_OF_SCOPE)
 
 
 def test_gold_set_is_big_and_varied_and_points_at_real_questions():

@@ -19,7 +19,7 @@ from conftest import ROOT, run_cli
 from test_answer import ASK_KEYS, assert_grounded
 
 from evals import servers
-from evals.retrieval import load_jsonl
+from evals.datasets import load_jsonl
 
 CHATS, IN_SCOPE, IN_FLIGHT = 50, 35, 6
 # gradio_client gives up on a request after 20 s by default; on 2 cores shared with other work a

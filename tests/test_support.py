@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from coach.support import SupportChecker, citations_of, split_sentences, strip_citations
+from coach.support import SupportChecker
+from coach.text import citations_of, split_sentences, strip_citations
 
 DROPOUT = ("What does dropout do?\n\nDropout zeroes each unit with probability p at every training step. "
            "At test time dropout is switched off and all units are used. Units cannot co-adapt because any "
@@ -28,7 +29,7 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def checker():
-    from coach.store import embedder
+    from coach.embedder import embedder
 
     return SupportChecker(embedder())
 
@@ -55,7 +56,7 @@ def test_strict_check_for_models_that_invent_keeps_copies_and_drops_more(checker
     from coach.bank import load_bank
     from coach.support import SupportChecker
     from conftest import ROOT
-    from evals.retrieval import load_jsonl
+    from evals.datasets import load_jsonl
     from evals.support import PAIRS, evaluate
 
     bank = {entry.id: entry for entry in load_bank(ROOT / "corpus")}
@@ -74,7 +75,7 @@ def test_support_check_on_the_crafted_pair_set(checker):
     from coach.bank import load_bank
     from conftest import ROOT
     from evals.support import PAIRS, evaluate
-    from evals.retrieval import load_jsonl
+    from evals.datasets import load_jsonl
 
     bank = {entry.id: entry for entry in load_bank(ROOT / "corpus")}
     result = evaluate(load_jsonl(PAIRS), checker, bank)

@@ -1,0 +1,100 @@
+"""The BM25 index (bm25s, English stop words, Snowball stemming), derived from Chroma's chunks.
+
+It is saved beside the Chroma store and rebuilt whenever its fingerprint no longer matches Chroma's
+contents (coach.store decides when). It keeps each chunk's filter and grouping fields in memory, so
+filtered searches and per-question de-duplication need no round trip to Chroma.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from coach.text import stemmer
+
+
+class Bm25Index:
+    """bm25s over chunk texts, with each chunk's filter fields (part, topic, source, ...)."""
+    FIELDS = ("part", "topic", "difficulty", "source", "qid")
+    FORMAT = 1  # bump when what is saved changes; an index of another format is rebuilt
+
+    def __init__(self, model, ids: list[str], fields: dict[str, list], fingerprint: str):
+        self.model, self.ids, self.fingerprint = model, ids, fingerprint  # model: a bm25s.BM25
+        self.fields = {name: np.array(values, dtype=object) for name, values in fields.items()}
+        self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+
+    def field(self, chunk_id: str, name: str):
+        """A chunk's metadata field, or None for a chunk this index has not seen."""
+        i = self.position.get(chunk_id)
+        return None if i is None else self.fields[name][i]
+
+    @staticmethod
+    def tokenize(texts: list[str]) -> list[list[str]]:
+        return _bm25s().tokenize(texts, stemmer=stemmer(), return_ids=False, show_progress=False)
+
+    @classmethod
+    def build(cls, ids: list[str], texts: list[str], metadatas: list[dict], fingerprint: str) -> "Bm25Index":
+        model = _bm25s().BM25()
+        if texts:
+            model.index(cls.tokenize(texts), show_progress=False)
+        fields = {name: [m.get(name) for m in metadatas] for name in cls.FIELDS}
+        return cls(model, list(ids), fields, fingerprint)
+
+    def save(self, folder: Path) -> None:
+        """Write to a sibling temp folder and swap it in, so a kill never leaves half an index."""
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=folder.parent))
+        if self.ids:
+            self.model.save(str(tmp))
+        meta = {"format": self.FORMAT, "fingerprint": self.fingerprint, "ids": self.ids,
+                "fields": {name: values.tolist() for name, values in self.fields.items()}}
+        (tmp / "coach.json").write_text(json.dumps(meta))
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Bm25Index | None":
+        bm25s = _bm25s()
+        try:
+            meta = json.loads((folder / "coach.json").read_text())
+            if meta.get("format") != cls.FORMAT:
+                return None
+            model = bm25s.BM25.load(str(folder)) if meta["ids"] else bm25s.BM25()
+            return cls(model, meta["ids"], meta["fields"], meta["fingerprint"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def search(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
+        """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`."""
+        if not self.ids:
+            return []
+        tokens = self.tokenize([query])
+        if not tokens[0]:
+            return []
+        mask = None
+        if where:
+            mask = np.ones(len(self.ids), dtype=bool)
+            for name, value in where.items():
+                mask &= self.fields[name] == value
+            mask = mask.astype(np.float32)
+        docs, scores = self.model.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False,
+                                               weight_mask=mask, n_threads=1)
+        return [(self.ids[d], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+
+
+@lru_cache(maxsize=1)
+def _bm25s():
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+    return bm25s

@@ -1,0 +1,65 @@
+"""Text utilities every stage shares: sentences, citation markers, content words.
+
+Retrieval (BM25), evidence selection, the support check and the grader must agree on what a sentence
+and a word are, or a sentence kept by one stage is read differently by the next; so the splitting,
+the stop words and the Snowball stemmer live here, once.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+CITATION = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
+ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|vs|cf|al|approx|Fig|Eq|No)\.", re.I)
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+WORD = re.compile(r"[a-z][a-z0-9'-]+")
+LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# A sentence ends at . ! or ?, keeping any citation markers that follow it ("… loss. [2] Next …").
+SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[A-Z0-9\"'(*$`])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a model answer or a passage; list items and lines count as sentences too."""
+    sentences = []
+    for line in text.split("\n"):
+        line = LIST_MARK.sub("", line).strip()
+        if not line or line.startswith("#"):
+            continue
+        protected = ABBREVIATIONS.sub(lambda m: m.group(0).replace(".", "\x00"), line)
+        for part in SENTENCE_END.split(protected):
+            if part is None:
+                continue
+            if CITATION.fullmatch(part) and sentences:
+                sentences[-1] += part
+            elif part.strip():
+                sentences.append(part.replace("\x00", ".").strip())
+    return sentences
+
+
+def citations_of(sentence: str) -> list[int]:
+    return [int(n) for group in CITATION.findall(sentence) for n in re.split(r"\s*,\s*", group)]
+
+
+def strip_citations(sentence: str) -> str:
+    return CITATION.sub("", sentence).strip()
+
+
+def content_words(text: str) -> set[str]:
+    """Stemmed words of `text` without stop words: what two texts must share to say the same thing."""
+    words = [w for w in WORD.findall(text.lower()) if w not in stopwords()]
+    return set(stemmer().stemWords(words))
+
+
+@lru_cache(maxsize=1)
+def stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN) | {"also", "can", "use", "used", "uses", "using", "one", "two", "like"}
+
+
+@lru_cache(maxsize=1)
+def stemmer():
+    """English Snowball stemmer (PyStemmer), shared by BM25 and content words."""
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
