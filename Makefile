@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test index clean browser bench
+.PHONY: setup run test lint index clean browser bench
 
 ## setup: virtual environment + requirements + index (idempotent; seconds when done)
 setup: $(STAMP) index
@@ -28,6 +28,10 @@ run: setup
 ## test: set up, then the whole test suite
 test: setup browser
 	$(PY) -m pytest
+
+## lint: ruff over the project (rules in ruff.toml); CI runs it before the tests
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 ## bench: set up, then the benchmarks against the naive baseline -> benchmarks/latest/bench.json
 ## (BENCH_ARGS=--quick for a short run; the full run takes tens of minutes on 2 cores)

@@ -25,8 +25,18 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from coach import evidence
 from coach.config import prompt
-from coach.guards import (OUTPUT_BLOCKED, InputGuard, QuestionError, Spotlight, datamark, dictated_strings,
-                          flag_reason, output_violation, quarantine, undatamark)
+from coach.guards import (
+    OUTPUT_BLOCKED,
+    InputGuard,
+    QuestionError,
+    Spotlight,
+    datamark,
+    dictated_strings,
+    flag_reason,
+    output_violation,
+    quarantine,
+    undatamark,
+)
 from coach.llm import Backend, BackendUnavailable, get_backend
 from coach.retrieval import Hit, HybridRetriever
 from coach.support import SupportChecker
@@ -148,7 +158,7 @@ class Answerer:
         request.answer.canary = request.spotlight.canary
         request.answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
                                     "question": hit.metadata.get("question"), "text": text}
-                                   for hit, text in zip(request.relevant, texts)]
+                                   for hit, text in zip(request.relevant, texts, strict=True)]
         chosen = evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES)
         used = sorted({s.passage for s in chosen}) or [1]
         request.passages = [(request.relevant[n - 1], texts[n - 1]) for n in used]

@@ -39,7 +39,7 @@ class Bm25Index:
         return _bm25s().tokenize(texts, stemmer=stemmer(), return_ids=False, show_progress=False)
 
     @classmethod
-    def build(cls, ids: list[str], texts: list[str], metadatas: list[dict], fingerprint: str) -> "Bm25Index":
+    def build(cls, ids: list[str], texts: list[str], metadatas: list[dict], fingerprint: str) -> Bm25Index:
         model = _bm25s().BM25()
         if texts:
             model.index(cls.tokenize(texts), show_progress=False)
@@ -63,7 +63,7 @@ class Bm25Index:
         shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: Path) -> "Bm25Index | None":
+    def load(cls, folder: Path) -> Bm25Index | None:
         bm25s = _bm25s()
         try:
             meta = json.loads((folder / "coach.json").read_text())
@@ -89,7 +89,7 @@ class Bm25Index:
             mask = mask.astype(np.float32)
         docs, scores = self.model.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False,
                                                weight_mask=mask, n_threads=1)
-        return [(self.ids[d], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+        return [(self.ids[d], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ def _env(name: str) -> str | None:
     return value or None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _settings(data_dir: str, chroma_url, llm, base_url, model, key) -> Settings:
     return Settings(data_dir=Path(data_dir).resolve(), chroma_url=chroma_url, llm=llm,
                     openai_base_url=base_url, openai_model=model, openai_api_key=key)

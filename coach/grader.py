@@ -56,11 +56,7 @@ OFF_TOPIC_COSINE = 0.25     # a sentence this far from the question, key points 
 OFF_TOPIC_WEIGHT, WRONG_WEIGHT = 0.6, 0.8  # share of the score lost per off-topic / contradicting sentence
 CONTRADICTION_RECALL = 0.75  # share of a key point's words a sentence must reuse to be read as negating it
 MIN_FUNCTION_SHARE = 0.15   # share of function words real prose has at least
-FUNCTION_WORDS = frozenset("""a an the of to in on at by for with from into onto over under as is are was were be been
-being has have had do does did can could may might must should would will shall it its this that these those
-which who whom whose what when where while because so than then there their they them he she we you i not no
-but or and if also each every all any some more most less such only just very how why once until about
-during after before between through per within across via among against without out up off down""".split())
+FUNCTION_WORDS = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "over", "under", "as", "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "do", "does", "did", "can", "could", "may", "might", "must", "should", "would", "will", "shall", "it", "its", "this", "that", "these", "those", "which", "who", "whom", "whose", "what", "when", "where", "while", "because", "so", "than", "then", "there", "their", "they", "them", "he", "she", "we", "you", "i", "not", "no", "but", "or", "and", "if", "also", "each", "every", "all", "any", "some", "more", "most", "less", "such", "only", "just", "very", "how", "why", "once", "until", "about", "during", "after", "before", "between", "through", "per", "within", "across", "via", "among", "against", "without", "out", "up", "off", "down"])
 # Where a sentence splits into separately checkable claims: "…, which …", "…; …", "… because …".
 CLAUSE_BREAK = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|because|where|since|then)\b)"
                     r"|\s+(?=(?:so that|because|whereas|while)\b)")
@@ -249,10 +245,9 @@ class Grader:
         points, counts = self.assess(entry, answer or "")
         score = self.score(points, counts)
         judge = "key points"
-        if may_judge(self.backend) and (answer or "").strip():
-            if self.judge(entry, answer, points):
-                judge = f"key points + {self.backend.describe()}"
-                score = self.score(points, counts)
+        if may_judge(self.backend) and (answer or "").strip() and self.judge(entry, answer, points):
+            judge = f"key points + {self.backend.describe()}"
+            score = self.score(points, counts)
         covered = [p.point for p in points if p.covered]
         missing = [p.point for p in points if not p.covered]
         followup = self.followup(entry, missing, answer) if missing else None

@@ -374,7 +374,7 @@ class Spotlight:
     canary: str
 
     @classmethod
-    def new(cls) -> "Spotlight":
+    def new(cls) -> Spotlight:
         return cls(nonce=secrets.token_hex(4), canary="cnry-" + secrets.token_hex(8))
 
 

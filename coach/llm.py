@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from coach.config import Settings, get_settings
@@ -126,7 +126,7 @@ def backend_class(kind: str) -> type[Backend]:
         raise BackendUnavailable(f"unknown COACH_LLM={kind!r}; choose one of {', '.join(BACKENDS)}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _backend(kind: str, base_url, model, api_key) -> Backend:
     cls = backend_class(kind)
     return cls(base_url, model, api_key) if cls is OpenAIBackend else cls()

@@ -58,7 +58,7 @@ class Calibration:
     info: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def load(cls, path: Path = CALIBRATION_FILE) -> "Calibration":
+    def load(cls, path: Path = CALIBRATION_FILE) -> Calibration:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -151,7 +151,7 @@ class HybridRetriever(BaseRetriever):
         result = self.store.collection.query(query_embeddings=[vector], n_results=fetch_k,
                                              where=_chroma_where(where), include=["distances"])
         # Cosine space: Chroma's distance is 1 - cosine similarity.
-        return {chunk_id: 1.0 - dist for chunk_id, dist in zip(result["ids"][0], result["distances"][0])}
+        return {chunk_id: 1.0 - dist for chunk_id, dist in zip(result["ids"][0], result["distances"][0], strict=True)}
 
     def _hydrate(self, ids: list[str], vector: list[float], dense: dict[str, float]) -> dict[str, Hit]:
         """Texts and metadata of the chosen chunks; exact cosine for those dense search did not return."""

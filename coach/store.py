@@ -12,7 +12,7 @@ import logging
 import shutil
 import threading
 import time
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 
 from coach.bm25 import Bm25Index
 from coach.config import Settings, get_settings
@@ -86,7 +86,7 @@ class Store:
     def metadatas(self) -> dict[str, dict]:
         """chunk id -> metadata for every chunk."""
         got = self.everything(["metadatas"])
-        return dict(zip(got["ids"], got["metadatas"]))
+        return dict(zip(got["ids"], got["metadatas"], strict=True))
 
     def everything(self, include: list[str]) -> dict[str, list]:
         """Every chunk's id and the fields asked for, paged: asked for 100k chunks at once, Chroma fails
@@ -111,7 +111,7 @@ class Store:
                                   include=["documents", "metadatas"])
         if not got["ids"]:
             return None
-        pieces = sorted(zip(got["metadatas"], got["documents"]), key=lambda pair: pair[0].get("piece") or 0)
+        pieces = sorted(zip(got["metadatas"], got["documents"], strict=True), key=lambda pair: pair[0].get("piece") or 0)
         question = pieces[0][0].get("question") or ""
         bodies = [text[len(question):].strip() if question and text.startswith(question) else text
                   for _, text in pieces]
@@ -172,7 +172,7 @@ class Store:
         return index
 
 
-@lru_cache(maxsize=None)
+@cache
 def open_store(settings: Settings | None = None) -> Store:
     """The process's one Store per configuration, so ingest and search share a fresh BM25 index."""
     return Store(settings or get_settings())

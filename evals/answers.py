@@ -24,7 +24,6 @@ from evals.datasets import GOLD, OUT_OF_SCOPE, load_jsonl
 from evals.suite import ours_record
 
 
-
 def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:
     """The pipeline's own counters per backend; the suite (`python -m evals`) adds the quality metrics."""
     records = [ours_record(answerer.ask(item["query"]), item, scope)

@@ -32,14 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from evals.datasets import GOLD, load_jsonl
-from evals.retrieval import evaluate
 from evals.metrics import hit_at_k
+from evals.retrieval import evaluate
 from evals.servers import ROOT, app_server, chroma_server, llama_server
 
 SECTIONS = ("ingest", "bank", "scale", "answers", "tokens", "app")
@@ -324,8 +324,8 @@ def answer_pass(kind: str, answerer, baseline, questions: list[dict], figures: d
 
 # --- model throughput ---------------------------------------------------------------------------------
 def bench_tokens(work: Path, figures: dict, details: dict) -> None:
-    from coach.llm import get_backend
     from coach.embedder import embedder
+    from coach.llm import get_backend
     from coach.store import open_store
 
     llm = get_backend(bank_settings(work), kind="llamacpp").llm
@@ -388,7 +388,7 @@ def peak_rss_mib(pid: int) -> float:
 # --- main ----------------------------------------------------------------------------------------------
 def machine() -> dict:
     return {"cores": os.cpu_count(), "load_average_start": [round(x, 2) for x in os.getloadavg()],
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
             "platform": platform.platform()}
 
 

@@ -84,7 +84,7 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 def refusal_scores(refused: Sequence[bool], out_of_scope: Sequence[bool]) -> dict[str, float | None]:
     """Refusal as a classifier of out-of-scope questions: precision = share of refusals that were
     out of scope, recall = share of out-of-scope questions refused."""
-    pairs = list(zip(refused, out_of_scope))
+    pairs = list(zip(refused, out_of_scope, strict=True))
     true_positive = sum(r and o for r, o in pairs)
     n_refused, n_outside = sum(r for r, _ in pairs), sum(o for _, o in pairs)
     return {"precision": true_positive / n_refused if n_refused else None,

@@ -23,7 +23,7 @@ atexit.register(shutil.rmtree, os.environ["COACH_DATA_DIR"], ignore_errors=True)
 os.environ.pop("COACH_CHROMA_URL", None)
 sys.path.insert(0, str(ROOT))
 
-import pytest  # noqa: E402
+import pytest  # imported after the environment above is set, as every project import must be
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,7 @@ def llama_server(tmp_path_factory):
 
     port = free_port()
     # llama.cpp logs a lot: to a file, since a full pipe would block the server.
-    log = open(tmp_path_factory.mktemp("llama-server") / "server.log", "w+b")
+    log = open(tmp_path_factory.mktemp("llama-server") / "server.log", "w+b")  # noqa: SIM115 (open while the server lives)
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
                              "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
                              "--n_ctx", "4096", "--n_threads", "2"],
@@ -85,7 +85,7 @@ def llama_server(tmp_path_factory):
 def served_app(corpus_index, tmp_path_factory):
     """`python app.py serve` on 127.0.0.1 with the default (llamacpp) backend; stopped after the tests."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("app") / "serve.log", "w+b")
+    log = open(tmp_path_factory.mktemp("app") / "serve.log", "w+b")  # noqa: SIM115 (open while the server lives)
     proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port)], cwd=ROOT,
                             env={**os.environ, "COACH_LLM": "llamacpp"}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

@@ -6,9 +6,9 @@ import random
 import time
 
 import pytest
-from conftest import ROOT, free_port, run_cli
 
 from coach.text import citations_of, split_sentences
+from conftest import free_port, run_cli
 from evals import datasets
 
 ASK_KEYS = {"question", "answer", "refused", "blocked", "guard", "citations", "timings"}
@@ -45,7 +45,7 @@ def test_ask_json_keeps_the_contract(corpus_index):
     out = run_cli("app.py", "ask", "what is catastrophic forgetting?", "--json", env={"COACH_LLM": "extractive"})
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert ASK_KEYS <= set(doc)
+    assert set(doc) >= ASK_KEYS
     assert_grounded(doc)
     assert any("forgetting" in c["question"].lower() for c in doc["citations"])
     assert doc["timings"]["retrieve_ms"] > 0 and doc["timings"]["total_ms"] >= doc["timings"]["retrieve_ms"]

@@ -7,6 +7,7 @@ import shutil
 import time
 
 import pytest
+
 from conftest import ARTIFACTS
 
 CHROMIUM = "/usr/bin/chromium"
@@ -48,7 +49,7 @@ def ask(page, question: str) -> list[str]:
             text = bot.inner_text()
             if not seen or text != seen[-1]:
                 seen.append(text)
-            if re.search(r"\[\d+\]", text) and "▌" not in text and "…" != text.strip():
+            if re.search(r"\[\d+\]", text) and "▌" not in text and text.strip() != "…":
                 return seen
         time.sleep(0.05)
     raise AssertionError(f"no cited answer within 120 s; saw {seen[-3:]}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ARTIFACTS, ROOT
 from test_browser import CHROMIUM, browser, open_app, wait_for_text  # noqa: F401 (fixture)
 from test_interview import GRADE_KEYS
+
+from conftest import ARTIFACTS, ROOT
 
 pytestmark = pytest.mark.skipif(not __import__("shutil").which(CHROMIUM), reason="make test installs chromium")
 

@@ -37,7 +37,7 @@ def test_search_batch_prints_one_line_per_input_in_order(corpus_index, tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().split("\n")
     assert len(lines) == 3
-    for line, query in zip(lines, queries):
+    for line, query in zip(lines, queries, strict=True):
         doc = json.loads(line)
         check_search_document(doc, query)
         assert {r["part"] for r in doc["results"]} == {1}  # the filter applies to every line

@@ -11,8 +11,9 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, run_cli
 from test_answer import CITATION_KEYS
+
+from conftest import ROOT, run_cli
 
 GRADE_KEYS = {"question": str, "matched_question": str, "score": float, "covered": list, "missing": list,
               "feedback": str, "citations": list}
@@ -152,8 +153,8 @@ def test_overlong_answer_is_refused_with_a_reason(grader, bank):
 def test_grading_set_floors(grader):
     """The hand-written grading set the parameters were chosen on: floors a few points under the figures
     in evals/README.md."""
-    from evals.grader import GRADING, evaluate
     from evals.datasets import load_jsonl
+    from evals.grader import GRADING, evaluate
 
     rows = load_jsonl(GRADING)
     assert len(rows) >= 40 and {"full", "partial", "wrong", "off-topic", "paraphrase", "stuffed", "empty"} <= {
@@ -166,8 +167,8 @@ def test_grading_set_floors(grader):
 def test_held_out_answers_in_other_words_score_high_and_junk_near_zero(grader):
     """The issue's promises, on answers written blind to other bank questions (never tuned on): a complete
     answer in other words scores high, empty / nonsense / off-topic near 0, keyword stuffing low."""
-    from evals.grader import GRADING, HOLDOUT, evaluate
     from evals.datasets import load_jsonl
+    from evals.grader import GRADING, HOLDOUT, evaluate
 
     rows = load_jsonl(HOLDOUT)
     assert not {r["qid"] for r in rows} & {r["qid"] for r in load_jsonl(GRADING)}, "the sets share questions"

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import re
 
 import pytest
-from conftest import ROOT, SEED
 
-from coach.guards import (InputGuard, QuestionError, RateLimiter, Spotlight, dictated_strings, flag_reason,
-                          normalize, output_violation, rule_findings)
+from coach.guards import (
+    InputGuard,
+    QuestionError,
+    RateLimiter,
+    Spotlight,
+    dictated_strings,
+    flag_reason,
+    normalize,
+    output_violation,
+    rule_findings,
+)
 from coach.llm import Backend
+from conftest import SEED
 from evals import datasets
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import free_port
 
 from coach.llm import BackendUnavailable, ExtractiveBackend, LlamaCppBackend, OpenAIBackend
+from conftest import free_port
 
 MESSAGES = [{"role": "user", "content": "Name three colours, separated by commas."}]
 

@@ -43,7 +43,7 @@ def test_seed_article_keeps_inner_numbered_steps_and_drops_orphan_list_intros():
     assert re.search(r"^\s+1\. ", diffusion.text, re.M)  # indented steps stay inside the answer
     for section in sections:
         lines = [line for line in section.text.split("\n") if line.strip()]
-        for line, following in zip(lines, lines[1:] + [""]):
+        for line, following in zip(lines, lines[1:] + [""], strict=True):
             if line.rstrip().endswith(":") and len(line) < 80:
                 # A list introduction must still have its list; the scraper lost several.
                 assert re.match(r"^\s+\S|^\s*([-*]|\d+\.)\s", following), (section.number, line)

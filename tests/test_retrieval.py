@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT
-
 from evals import datasets
 from evals.retrieval import evaluate
 

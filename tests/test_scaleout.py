@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
-from conftest import ROOT, run_cli
 from test_answer import ASK_KEYS, assert_grounded
 
+from conftest import ROOT, run_cli
 from evals import servers
 from evals.datasets import load_jsonl
 
@@ -78,13 +78,13 @@ def test_fifty_concurrent_chats_across_two_replicas(replicas):
     errors = [(questions[n], repr(a)) for n, a in enumerate(answers) if isinstance(a, Exception)]
     assert not errors, errors
     assert len(answers) == CHATS
-    for question, doc in zip(questions, answers):
-        assert ASK_KEYS <= set(doc) and doc["question"] == question, doc  # nothing lost or swapped
+    for question, doc in zip(questions, answers, strict=True):
+        assert set(doc) >= ASK_KEYS and doc["question"] == question, doc  # nothing lost or swapped
         assert not doc["blocked"] and doc["backend"].startswith("openai"), doc
         if not doc["refused"]:
             assert_grounded(doc)
-    answered = [d for q, d in zip(questions, answers) if q in in_scope and not d["refused"]]
-    refused = [d for q, d in zip(questions, answers) if q in off_topic and d["refused"]]
+    answered = [d for q, d in zip(questions, answers, strict=True) if q in in_scope and not d["refused"]]
+    refused = [d for q, d in zip(questions, answers, strict=True) if q in off_topic and d["refused"]]
     # Both replicas read the shared index (an empty or unreachable one would refuse everything) ...
     assert len(answered) >= 0.8 * IN_SCOPE and len(refused) >= 0.8 * (CHATS - IN_SCOPE)
     # ... and the model server really wrote answers (not only the extractive fall-back).

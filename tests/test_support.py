@@ -74,8 +74,8 @@ def test_support_check_on_the_crafted_pair_set(checker):
     under the measured figures (95% kept, 65% dropped; invented, vague and off-topic 95-100% dropped)."""
     from coach.bank import load_bank
     from conftest import ROOT
-    from evals.support import PAIRS, evaluate
     from evals.datasets import load_jsonl
+    from evals.support import PAIRS, evaluate
 
     bank = {entry.id: entry for entry in load_bank(ROOT / "corpus")}
     result = evaluate(load_jsonl(PAIRS), checker, bank)
