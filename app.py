@@ -224,7 +224,7 @@ def _scorecard_text(card: dict) -> str:
 
 def cmd_serve(args) -> int:
     from coach.answer import Answerer
-    from coach.store import limit_heap_fragmentation
+    from coach.embedder import limit_heap_fragmentation
 
     started = time.perf_counter()
     limit_heap_fragmentation()  # before the models allocate: a server lives long, its peak memory counts

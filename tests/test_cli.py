@@ -54,7 +54,10 @@ def test_bank_json_matches_the_loaded_bank(corpus_index):
     bank = load_bank(ROOT / "corpus")
     assert [q["id"] for q in doc["questions"]] == [e.id for e in bank]
     for q in doc["questions"]:
-        assert set(q) == {"id", "part", "number", "topic", "difficulty", "question", "key_points"}
+        # the contract's fields, plus the second round's additions
+        assert {"id", "part", "number", "topic", "difficulty", "question", "key_points"} <= set(q)
+        assert all(isinstance(q[name], list) for name in ("asked_as", "misconceptions", "references"))
+        assert len(q["key_point_alternatives"]) == len(q["key_points"])
         assert isinstance(q["part"], int) and isinstance(q["number"], int)
         assert q["difficulty"] in ("easy", "medium", "hard") and 3 <= len(q["key_points"]) <= 6
 
