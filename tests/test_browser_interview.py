@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import ARTIFACTS, ROOT
 from test_browser import CHROMIUM, browser, open_app, wait_for_text  # noqa: F401 (fixture)
-from test_interview import GRADE_KEYS
+from test_grader import GRADE_KEYS
 
 pytestmark = pytest.mark.skipif(not __import__("shutil").which(CHROMIUM), reason="make test installs chromium")
 
