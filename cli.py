@@ -140,7 +140,7 @@ def cmd_interview(args) -> int:
                                                  n=args.n, review=args.review)
     except SessionError as exc:
         raise SystemExit(f"error: {exc}") from None
-    return _interview(engine, session_id)
+    return _run_interview(engine, session_id)
 
 
 def _export(text: str, out: str | None) -> None:
@@ -151,7 +151,7 @@ def _export(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
-def _interview(engine, session_id: str) -> int:
+def _run_interview(engine, session_id: str) -> int:
     """Ask the session's questions one by one until it is over (scorecard) or the user stops (saved)."""
     print(f"Session {session_id}. Answer in a few sentences and finish with an empty line; "
           "type :skip to skip a question, :end to stop (resume later with --resume).\n")

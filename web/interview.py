@@ -56,7 +56,7 @@ class InterviewTab:
                 self.topic = gr.Dropdown([ALL, *topics], value=ALL, label="Topic", elem_id="iv-topic")
                 self.difficulty = gr.Dropdown([ALL, "easy", "medium", "hard"], value=ALL, label="Difficulty",
                                               elem_id="iv-difficulty")
-                self.n = gr.Slider(1, 20, value=5, step=1, label="Questions", elem_id="iv-n")
+                self.n_questions = gr.Slider(1, 20, value=5, step=1, label="Questions", elem_id="iv-n")
             self.review = gr.Checkbox(label="Review mode: weak and due questions first (spaced repetition)",
                                       elem_id="iv-review")
             self.begin = gr.Button("Start interview", variant="primary", elem_id="iv-start")
@@ -90,7 +90,7 @@ class InterviewTab:
         screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status, self.submit_button,
                   self.skip_button, self.next_button, self.score_box, self.scorecard, self.chart, self.feedback,
                   self.history, self.resume_choice]
-        choices = [self.part, self.topic, self.difficulty, self.n, self.review]
+        choices = [self.part, self.topic, self.difficulty, self.n_questions, self.review]
         self.begin.click(self.start, choices, screen, api_name=False)
         self.resume_button.click(self.resume, self.resume_choice, screen, api_name=False)
         self.submit_button.click(self.submit, [self.session, self.answer], [self.answer, self.feedback,
