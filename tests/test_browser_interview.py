@@ -6,7 +6,7 @@ import re
 
 import pytest
 from test_browser import CHROMIUM, browser, open_app, wait_for_text  # noqa: F401 (fixture)
-from test_interview import GRADE_KEYS
+from test_grader import GRADE_KEYS
 
 from conftest import ARTIFACTS, ROOT
 
