@@ -25,6 +25,7 @@ from pathlib import Path
 
 from coach import render
 from coach.config import get_settings, setup_logging
+from coach.llm import judge_backend
 
 log = logging.getLogger("coach")
 
@@ -107,21 +108,6 @@ def cmd_grade(args) -> int:
     return 0
 
 
-def judge_backend():
-    """The configured backend when it may act as an LLM judge, else None: the embedded 135M model never
-    judges, so it is not even loaded for grading.
-    TEMPORARY (issue 14): `coach.llm.judge_backend` replaces this once the backend registry is merged."""
-    if get_settings().llm != "openai":
-        return None
-    from coach.llm import get_backend
-
-    try:
-        return get_backend()
-    except Exception as exc:  # noqa: BLE001 (a misconfigured server must not stop key-point grading)
-        log.warning("no LLM judge: %s", exc)
-        return None
-
-
 def cmd_interview(args) -> int:
     """An interactive mock interview in the terminal; works with piped stdin (one answer per paragraph)."""
     from coach.grader import Grader
@@ -195,7 +181,7 @@ def _answer_question(engine, session_id: str, answer: str) -> None:
 
 def cmd_serve(args) -> int:
     from coach.answer import Answerer
-    from coach.store import limit_heap_fragmentation
+    from coach.embedder import limit_heap_fragmentation
 
     started = time.perf_counter()
     limit_heap_fragmentation()  # before the models allocate: a server lives long, its peak memory counts

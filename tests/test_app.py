@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from test_answer import assert_grounded
-from test_cli import check_search_document
+
+from helpers import assert_grounded, check_search_document
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from coach.answer import Answer
 from coach.config import get_settings
 from coach.guards import RateLimiter
 from coach.render import chat_markdown, sources_html
-from web import ALL, _store_shim, unless_all  # noqa: F401 (_store_shim: see its docstring)
+from web import ALL, unless_all
 
 # The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
