@@ -273,16 +273,14 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("query", nargs="?", help="the question or keywords")
     search.add_argument("--k", type=int, default=5, help="number of results (default 5)")
     _add_filters(search)
-    search.add_argument("--json", action="store_true", help="print the contract's JSON")
-    search.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line')
+    _add_output(search, 'one {"question": ...} per line')
     search.set_defaults(run=cmd_search)
 
     ask = sub.add_parser("ask", help="a grounded answer from the bank, with [n] citations, or a refusal",
                          description="Answer from the question bank only. Sentences the bank does not "
                          "support are removed; the backend is chosen by COACH_LLM (llamacpp, openai, extractive).")
     ask.add_argument("question", nargs="?", help="the question")
-    ask.add_argument("--json", action="store_true", help="print the contract's JSON")
-    ask.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line; models load once')
+    _add_output(ask, 'one {"question": ...} per line; models load once')
     ask.set_defaults(run=cmd_ask)
 
     _add_grade_and_interview(sub)
@@ -293,14 +291,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_output(command: argparse.ArgumentParser, batch_help: str) -> None:
+    """--json (the contract's document) and --batch FILE.jsonl, which search, ask and grade share."""
+    command.add_argument("--json", action="store_true", help="print the contract's JSON")
+    command.add_argument("--batch", metavar="FILE.jsonl", help=batch_help)
+
+
 def _add_grade_and_interview(sub) -> None:
     grade = sub.add_parser("grade", help="grade an answer against the key points of the matching bank question",
                            description="Score 0-10 from the key points the answer covers, with feedback, "
                            "the missing points, a follow-up question and the cited model answer.")
     grade.add_argument("--question", help="the interview question (matched to the bank)")
     grade.add_argument("--answer", help="the candidate's answer")
-    grade.add_argument("--json", action="store_true", help="print the contract's JSON")
-    grade.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ..., "answer": ...} per line')
+    _add_output(grade, 'one {"question": ..., "answer": ...} per line')
     grade.set_defaults(run=cmd_grade)
 
     interview = sub.add_parser("interview", help="a mock interview in the terminal (graded, saved, resumable)",
