@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coach.config import get_settings
+from coach.render import describe_filters, interview_markdown
 
 INTERVAL_DAYS = {1: 0.0, 2: 1.0, 3: 3.0, 4: 7.0, 5: 21.0}
 PROMOTE, DEMOTE = 7.0, 5.0
@@ -105,7 +106,7 @@ class Interviewer:
             candidates = [e for e in self.bank.values() if (part is None or e.part == part)
                           and (topic is None or e.topic == topic.lower()) and (difficulty is None or e.difficulty == difficulty)]
             if not candidates:
-                raise SessionError("no bank question matches " + _describe(part, topic, difficulty))
+                raise SessionError("no bank question matches " + describe_filters(part, topic, difficulty))
             plan = self._review_plan(candidates, n) if review else self._practice_plan(candidates, n, seed)
             if not plan:
                 raise SessionError("nothing to review yet: answer some questions first (weak ones come back here)")
@@ -263,33 +264,8 @@ class Interviewer:
                 "weakest": [t.question for t in sorted(turns, key=lambda t: t.score)[:3] if t.score < PROMOTE]}
 
     def export_markdown(self, session_id: str) -> str:
-        """The whole session as markdown: each question, the answer, score, covered / missing points,
-        feedback and the cited model answer; the scorecard at the end."""
-        info, card = self.session(session_id), self.scorecard(session_id)
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["created"]))
-        lines = [f"# Mock interview {session_id}", "",
-                 f"{created} · {info['mode']} · {_describe(**{k: info['filters'].get(k) for k in ('part', 'topic', 'difficulty')})}"
-                 f" · {card['answered']} / {card['questions']} answered", ""]
-        for t in self.turns(session_id):
-            g = t.grade
-            lines += [f"## {t.position + 1}. {t.question}", "", f"*Topic: {t.topic} · score {t.score:.1f} / 10*", ""]
-            lines += ["**Your answer**", "", "_(skipped)_" if t.skipped else _quote(t.answer), ""]
-            if g.get("covered"):
-                lines += ["**Covered**", ""] + [f"- {p}" for p in g["covered"]] + [""]
-            if g.get("missing"):
-                lines += ["**Missing**", ""] + [f"- {p}" for p in g["missing"]] + [""]
-            lines += [f"**Feedback.** {g.get('feedback', '')}", ""]
-            if g.get("followup"):
-                lines += [f"**Follow-up.** {g['followup']}", ""]
-                if t.followup_answer:
-                    lines += [_quote(t.followup_answer), "", f"_{t.followup_grade['feedback']}_", ""]
-            for c in g.get("citations", []):
-                lines += [f"[{c['n']}] {c['question']} (`{c['source']}`)", ""]
-            lines += ["<details><summary>Model answer</summary>", "", g.get("model_answer", ""), "", "</details>", ""]
-        lines += ["## Scorecard", "", f"Mean score: {card['mean_score'] if card['mean_score'] is not None else '–'}"
-                  f" / 10 · skipped {card['skipped']}", "", "| topic | mean score |", "|---|---|"]
-        lines += [f"| {topic} | {score:.1f} |" for topic, score in card["per_topic"].items()]
-        return "\n".join(lines) + "\n"
+        """The whole session as markdown (rendered by `coach.render.interview_markdown`)."""
+        return interview_markdown(self.session(session_id), self.scorecard(session_id), self.turns(session_id))
 
 
 def next_box(box: int | None, score: float) -> int:
@@ -298,12 +274,3 @@ def next_box(box: int | None, score: float) -> int:
     if score >= PROMOTE:
         return min(box + 1, max(INTERVAL_DAYS))
     return 1 if score < DEMOTE else box
-
-
-def _describe(part=None, topic=None, difficulty=None) -> str:
-    bits = [f"part {part}" if part else "", f"topic '{topic}'" if topic else "", difficulty or ""]
-    return ", ".join(b for b in bits if b) or "the whole bank"
-
-
-def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" for line in (text or "").splitlines()) or "> "

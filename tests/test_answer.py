@@ -10,9 +10,7 @@ import pytest
 from coach.text import citations_of, split_sentences
 from conftest import free_port, run_cli
 from evals import datasets
-
-ASK_KEYS = {"question", "answer", "refused", "blocked", "guard", "citations", "timings"}
-CITATION_KEYS = {"n": int, "chunk_id": str, "source": str, "question": str, "score": float}
+from helpers import ASK_KEYS, assert_grounded
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +23,6 @@ def extractive(retriever):
 
 def load_set(name: str) -> list[dict]:
     return datasets.load_jsonl(datasets.SETS / name)
-
-
-def assert_grounded(doc: dict) -> None:
-    """Every sentence of an answer cites a passage that the citations list describes, and nothing else."""
-    assert not doc["refused"] and not doc["blocked"] and doc["answer"].strip(), doc
-    listed = {c["n"] for c in doc["citations"]}
-    used = set()
-    for sentence in split_sentences(doc["answer"]):
-        numbers = citations_of(sentence)
-        assert numbers, f"sentence without a citation: {sentence!r}"
-        used.update(numbers)
-    assert used == listed, (used, listed)
-    for c in doc["citations"]:
-        assert set(c) == set(CITATION_KEYS) and all(isinstance(c[k], t) for k, t in CITATION_KEYS.items())
 
 
 def test_ask_json_keeps_the_contract(corpus_index):

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from test_answer import assert_grounded
-from test_cli import check_search_document
+
+from helpers import assert_grounded, check_search_document
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,8 @@ def test_ask_endpoint_answers_with_citations_and_refuses_off_topic(client):
 
 
 def test_passages_render_markdown_but_never_raw_html():
-    from app import _markdown
+    from coach.render import markdown_html
 
-    html = _markdown("**Why.**\n\n- first\n- second <script>alert(1)</script> <img src=x onerror=alert(1)>")
+    html = markdown_html("**Why.**\n\n- first\n- second <script>alert(1)</script> <img src=x onerror=alert(1)>")
     assert "<strong>Why.</strong>" in html and html.count("<li>") == 2
     assert "<script>" not in html and "<img" not in html

@@ -9,33 +9,9 @@ import time
 import pytest
 
 from conftest import ARTIFACTS
+from helpers import CHROMIUM, open_app, wait_for_text
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="make test installs Debian's chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking"])
-        yield browser
-        browser.close()
-
-
-def open_app(browser, url, **context):
-    page = browser.new_context(**context).new_page()
-    page.goto(url)
-    page.locator("#question textarea").wait_for()
-    return page
-
-
-def wait_for_text(page, selector: str, text: str, seconds: float) -> None:
-    page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
-                           arg=[selector, text], timeout=seconds * 1000)
 
 
 def ask(page, question: str) -> list[str]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_browser import CHROMIUM, browser, open_app, wait_for_text  # noqa: F401 (fixture)
-from test_interview import GRADE_KEYS
 
 from conftest import ARTIFACTS, ROOT
+from helpers import CHROMIUM, GRADE_KEYS, open_app, wait_for_text
 
 pytestmark = pytest.mark.skipif(not __import__("shutil").which(CHROMIUM), reason="make test installs chromium")
 
 
-def test_interview_tab_runs_a_session_to_the_scorecard(browser, served_app):  # noqa: F811
+def test_interview_tab_runs_a_session_to_the_scorecard(browser, served_app):
     from gradio_client import Client
 
     from coach.bank import load_bank

@@ -4,19 +4,7 @@ from __future__ import annotations
 import json
 
 from conftest import run_cli
-
-RESULT_KEYS = {"rank": int, "score": float, "chunk_id": str, "source": str, "question": str,
-               "part": (int, type(None)), "topic": (str, type(None)), "text": str}
-
-
-def check_search_document(doc: dict, query: str) -> None:
-    assert set(doc) == {"query", "results"} and doc["query"] == query
-    assert doc["results"], "an in-scope query returns results"
-    for n, result in enumerate(doc["results"], start=1):
-        assert set(result) == set(RESULT_KEYS)
-        for key, kind in RESULT_KEYS.items():
-            assert isinstance(result[key], kind), (key, result[key])
-        assert result["rank"] == n and 0.0 <= result["score"] <= 1.0
+from helpers import check_search_document
 
 
 def test_search_json(corpus_index):
@@ -54,7 +42,10 @@ def test_bank_json_matches_the_loaded_bank(corpus_index):
     bank = load_bank(ROOT / "corpus")
     assert [q["id"] for q in doc["questions"]] == [e.id for e in bank]
     for q in doc["questions"]:
-        assert set(q) == {"id", "part", "number", "topic", "difficulty", "question", "key_points"}
+        # the contract's fields, plus the second round's additions
+        assert {"id", "part", "number", "topic", "difficulty", "question", "key_points"} <= set(q)
+        assert all(isinstance(q[name], list) for name in ("asked_as", "misconceptions", "references"))
+        assert len(q["key_point_alternatives"]) == len(q["key_points"])
         assert isinstance(q["part"], int) and isinstance(q["number"], int)
         assert q["difficulty"] in ("easy", "medium", "hard") and 3 <= len(q["key_points"]) <= 6
 

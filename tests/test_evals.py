@@ -176,11 +176,11 @@ def test_evaluate_tab_runs_the_suite_and_shows_report_and_plots(corpus_index, tm
     import gradio as gr
     from playwright.sync_api import sync_playwright
 
-    import app
     from conftest import free_port
+    from web.evaluate import EvaluateTab
 
     with gr.Blocks() as demo:
-        app.evaluate_tab(gr, out=tmp_path / "run")
+        EvaluateTab(out=tmp_path / "run")
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
     try:

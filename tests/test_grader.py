@@ -11,12 +11,9 @@ import sys
 import time
 
 import pytest
-from test_answer import CITATION_KEYS
 
 from conftest import ROOT, run_cli
-
-GRADE_KEYS = {"question": str, "matched_question": str, "score": float, "covered": list, "missing": list,
-              "feedback": str, "citations": list}
+from helpers import CITATION_KEYS, GRADE_KEYS
 
 
 @pytest.fixture(scope="module")

@@ -244,23 +244,25 @@ def test_rate_limiter_per_session():
 def test_chat_rate_limit_blocks_the_session_with_a_clear_message(retriever):
     import gradio as gr
 
-    import app
     from coach.answer import Answerer
     from coach.config import get_settings
     from coach.llm import ExtractiveBackend
+    from coach.render import chat_markdown
+    from web.assembly import build_app
+    from web.chat import rate_limited
 
     answerer = Answerer(retriever=retriever, backend=ExtractiveBackend())
     me, other = gr.Request(session_hash="test-session-me"), gr.Request(session_hash="test-session-other")
     per_minute = get_settings().questions_per_minute
-    assert all(app.rate_limited(answerer, "q", me) is None for _ in range(per_minute))
-    limited = app.rate_limited(answerer, "q", me)
+    assert all(rate_limited(answerer, "q", me) is None for _ in range(per_minute))
+    limited = rate_limited(answerer, "q", me)
     assert limited.blocked and limited.guard == "rate_limit" and "wait" in limited.answer
-    assert app.rate_limited(answerer, "q", other) is None
-    assert "Blocked" in app.chat_markdown(limited)
+    assert rate_limited(answerer, "q", other) is None
+    assert "Blocked" in chat_markdown(limited)
     # The chat handler must receive the session (Gradio injects it by type hint), or all would share one.
     from gradio.utils import get_type_hints
 
-    demo = app.build_app(answerer)
+    demo = build_app(answerer)
     respond = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "respond")
     assert get_type_hints(respond)["request"] is gr.Request
 

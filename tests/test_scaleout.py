@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import pytest
-from test_answer import ASK_KEYS, assert_grounded
 
 from conftest import ROOT, run_cli
 from evals import servers
 from evals.datasets import load_jsonl
+from helpers import ASK_KEYS, assert_grounded
 
 CHATS, IN_SCOPE, IN_FLIGHT = 50, 35, 6
 # gradio_client gives up on a request after 20 s by default; on 2 cores shared with other work a

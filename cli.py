@@ -1,0 +1,328 @@
+"""Interview coach: the command line.
+
+    python app.py serve [--host H] [--port P]
+    python app.py search QUERY [--k N] [--part P] [--topic T] [--difficulty D] [--json] [--batch FILE]
+    python app.py ask QUESTION [--json] [--batch FILE]
+    python app.py bank [--json]
+    python app.py grade --question TEXT --answer TEXT [--json] [--batch FILE]
+    python app.py interview [--part P] [--topic T] [--difficulty D] [--n N] [--review] [--resume ID]
+
+With --json each command prints exactly one JSON document on stdout (JSON Lines with --batch);
+logs and progress go to stderr.
+"""
+# This is the edge where text typed by a person becomes a call into coach/: bad input ends the process
+# here with `SystemExit("error: ...")`, and nowhere else. Each command imports what it needs when it runs,
+# so `bank` or `--help` do not load the models, and only `serve` imports Gradio (the `web` package).
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+from coach import render
+from coach.config import get_settings, setup_logging
+from coach.llm import judge_backend
+
+log = logging.getLogger("coach")
+
+
+# --- commands --------------------------------------------------------------------------------
+def cmd_search(args) -> int:
+    from coach.retrieval import HybridRetriever
+
+    retriever = HybridRetriever()
+    filters = {"part": args.part, "topic": args.topic, "difficulty": args.difficulty}
+
+    def run(query: str) -> dict:
+        hits = retriever.search(query, k=args.k, **filters)
+        return {"query": query, "results": [hit.as_json() for hit in hits]}
+
+    if args.batch:
+        return _batch(args.batch, ["question"], lambda row: run(row["question"]), args.json)
+    result = run(_require_query(args.query))
+    if args.json:
+        _print_json(result)
+    else:
+        print(render.search_text(result["results"]))
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from coach.answer import Answerer
+
+    answerer = Answerer()
+    if args.batch:
+        return _batch(args.batch, ["question"], lambda row: answerer.ask(row["question"]).as_json(), args.json)
+    answer = answerer.ask(args.question)
+    if args.json:
+        _print_json(answer.as_json())
+        return 0
+    print(render.answer_text(answer))
+    if answer.fallback:
+        print(f"note: {answer.fallback}", file=sys.stderr)
+    return 2 if answer.blocked else 0
+
+
+def cmd_bank(args) -> int:
+    from coach.bank import load_bank
+
+    entries = load_bank(get_settings().corpus_dir)
+    if args.json:
+        _print_json({"questions": [e.as_json() for e in entries]})
+    else:
+        for e in entries:
+            print(f"{e.id:40} part {e.part} #{e.number:<3} {e.difficulty:6} {e.topic:32} {e.question}")
+        print(f"{len(entries)} questions", file=sys.stderr)
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from coach.grader import AnswerError, Grader
+    from coach.guards import QuestionError
+
+    grader = Grader(backend=judge_backend())
+
+    def run(question: str, answer: str) -> dict:
+        try:
+            return grader.grade(question, answer).as_json()
+        except (QuestionError, AnswerError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+    if args.batch:
+        return _batch(args.batch, ["question"], lambda row: run(row["question"], row.get("answer") or ""), args.json)
+    grade = run(args.question, args.answer or "")
+    if args.json:
+        _print_json(grade)
+        return 0
+    if not grade["matched_question"]:
+        print(grade["feedback"])
+        return 1
+    print(f"Matched: {grade['matched_question']}")
+    print(render.grade_text(grade))
+    if grade.get("followup"):
+        print(f"Follow-up: {grade['followup']}")
+    return 0
+
+
+def cmd_interview(args) -> int:
+    """An interactive mock interview in the terminal; works with piped stdin (one answer per paragraph)."""
+    from coach.grader import Grader
+    from coach.interviewer import Interviewer, SessionError
+
+    engine = Interviewer(Grader(backend=judge_backend()))
+    try:
+        if args.history:
+            for session in engine.history():
+                print(render.session_line(session))
+            return 0
+        if args.export:
+            _export(engine.export_markdown(args.export), args.out)
+            return 0
+        session_id = args.resume or engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty,
+                                                 n=args.n, review=args.review)
+    except SessionError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return _run_interview(engine, session_id)
+
+
+def _export(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def _run_interview(engine, session_id: str) -> int:
+    """Ask the session's questions one by one until it is over (scorecard) or the user stops (saved)."""
+    print(f"Session {session_id}. Answer in a few sentences and finish with an empty line; "
+          "type :skip to skip a question, :end to stop (resume later with --resume).\n")
+    while (entry := engine.current(session_id)) is not None:
+        print(render.question_text(entry, *engine.progress(session_id)))
+        answer = _read_paragraph("> ")
+        if answer is None or answer.strip() == ":end":
+            print(f"\nSaved. Resume with: python app.py interview --resume {session_id}")
+            return 0
+        if answer.strip() == ":skip":
+            engine.skip(session_id)
+            print("Skipped.\n")
+            continue
+        _answer_question(engine, session_id, answer)
+    print(render.scorecard_text(engine.end(session_id)))
+    print(f"\nExport: python app.py interview --export {session_id} --out interview.md")
+    return 0
+
+
+def _answer_question(engine, session_id: str, answer: str) -> None:
+    """Grade one answer and show the grade; then offer the follow-up question, which may be left out."""
+    from coach.grader import AnswerError
+
+    try:
+        turn = engine.answer(session_id, answer)
+    except AnswerError as exc:
+        print(f"error: {exc} Try again.\n")
+        return
+    print(render.grade_text(turn.grade))
+    if turn.grade.get("followup"):
+        print(f"\nFollow-up: {turn.grade['followup']}  (answer, or press Enter to go on)")
+        followup = _read_paragraph("> ")
+        if followup and followup.strip() not in (":skip", ":end"):
+            try:
+                turn = engine.answer_followup(session_id, followup)
+                print(turn.followup_grade["feedback"])
+            except AnswerError as exc:
+                print(f"error: {exc}")
+    print()
+
+
+def cmd_serve(args) -> int:
+    from coach.answer import Answerer
+    from coach.embedder import limit_heap_fragmentation
+
+    started = time.perf_counter()
+    limit_heap_fragmentation()  # before the models allocate: a server lives long, its peak memory counts
+    answerer = Answerer()  # loads the configured backend once; it stays warm
+    retriever = answerer.retriever
+    retriever.search("warm up the models")  # load the embedder and BM25 index before the first user
+    threading.Thread(target=answerer.warm_up, name="warm-up", daemon=True).start()  # sentence vectors, meanwhile
+    from web.assembly import build_app, launch  # only serve needs Gradio
+
+    demo = build_app(answerer, judge=judge_backend())
+    log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d",
+             time.perf_counter() - started, retriever.store.count(), args.host, args.port)
+    launch(demo, args.host, args.port)
+    return 0
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _require_query(text: str | None) -> str:
+    from coach.guards import QuestionError, validate_question
+
+    try:
+        return validate_question(text)
+    except QuestionError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _read_paragraph(prompt: str) -> str | None:
+    """Lines up to an empty line (or a command such as :skip); None at end of input."""
+    lines = []
+    while True:
+        try:
+            line = input(prompt if not lines else "  ")
+        except EOFError:
+            return "\n".join(lines) if lines else None
+        if not line.strip():
+            return "\n".join(lines)
+        if not lines and line.strip().startswith(":"):
+            return line.strip()
+        lines.append(line)
+
+
+def _batch(path: str, required: list[str], run, as_json: bool) -> int:
+    """Run one command per JSON line, models loaded once; results printed in input order."""
+    failures = 0
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                missing = [name for name in required if not str(row.get(name) or "").strip()]
+                if missing:
+                    raise ValueError(f"missing field(s) {missing}")
+                result = run(row)
+            except (ValueError, SystemExit) as exc:
+                failures += 1
+                result = {"error": f"{path}:{line_no}: {exc}"}
+            if as_json:
+                _print_json(result)
+            else:
+                print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 1 if failures else 0
+
+
+def _print_json(document: dict) -> None:
+    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# --- arguments ---------------------------------------------------------------------------------
+def _add_filters(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--part", type=int, help="only this part of the bank (1-4)")
+    command.add_argument("--topic", help="only this topic, e.g. 'dropout'")
+    command.add_argument("--difficulty", choices=["easy", "medium", "hard"])
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python app.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the Gradio app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.set_defaults(run=cmd_serve)
+
+    search = sub.add_parser("search", help="hybrid search over the bank (dense + BM25, fused)")
+    search.add_argument("query", nargs="?", help="the question or keywords")
+    search.add_argument("--k", type=int, default=5, help="number of results (default 5)")
+    _add_filters(search)
+    search.add_argument("--json", action="store_true", help="print the contract's JSON")
+    search.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line')
+    search.set_defaults(run=cmd_search)
+
+    ask = sub.add_parser("ask", help="a grounded answer from the bank, with [n] citations, or a refusal",
+                         description="Answer from the question bank only. Sentences the bank does not "
+                         "support are removed; the backend is chosen by COACH_LLM (llamacpp, openai, extractive).")
+    ask.add_argument("question", nargs="?", help="the question")
+    ask.add_argument("--json", action="store_true", help="print the contract's JSON")
+    ask.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ...} per line; models load once')
+    ask.set_defaults(run=cmd_ask)
+
+    _add_grade_and_interview(sub)
+
+    bank = sub.add_parser("bank", help="list the question bank as loaded")
+    bank.add_argument("--json", action="store_true")
+    bank.set_defaults(run=cmd_bank)
+    return p
+
+
+def _add_grade_and_interview(sub) -> None:
+    grade = sub.add_parser("grade", help="grade an answer against the key points of the matching bank question",
+                           description="Score 0-10 from the key points the answer covers, with feedback, "
+                           "the missing points, a follow-up question and the cited model answer.")
+    grade.add_argument("--question", help="the interview question (matched to the bank)")
+    grade.add_argument("--answer", help="the candidate's answer")
+    grade.add_argument("--json", action="store_true", help="print the contract's JSON")
+    grade.add_argument("--batch", metavar="FILE.jsonl", help='one {"question": ..., "answer": ...} per line')
+    grade.set_defaults(run=cmd_grade)
+
+    interview = sub.add_parser("interview", help="a mock interview in the terminal (graded, saved, resumable)",
+                               description="Bank questions one at a time; each answer is graded and saved at "
+                               "once. Finish an answer with an empty line; :skip skips, :end stops.")
+    _add_filters(interview)
+    interview.add_argument("--n", type=int, default=5, help="number of questions (default 5)")
+    interview.add_argument("--review", action="store_true", help="spaced-repetition review: weak questions first")
+    interview.add_argument("--resume", metavar="ID", help="continue an unfinished session")
+    interview.add_argument("--history", action="store_true", help="list past sessions")
+    interview.add_argument("--export", metavar="ID", help="print a session as markdown")
+    interview.add_argument("--out", metavar="FILE.md", help="with --export: write to this file")
+    interview.set_defaults(run=cmd_interview)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    if args.command == "search" and args.query is None and not args.batch:
+        raise SystemExit("error: give a QUERY or --batch FILE")
+    if args.command == "ask" and args.question is None and not args.batch:
+        raise SystemExit("error: give a QUESTION or --batch FILE")
+    if args.command == "grade" and args.question is None and not args.batch:
+        raise SystemExit("error: give --question TEXT --answer TEXT, or --batch FILE")
+    return args.run(args)

@@ -1,0 +1,218 @@
+"""Every text the coach shows a person, rendered in one place: terminal text, markdown and HTML.
+
+The CLI, the Gradio app and the interview export all show the same few things (search results, a graded
+answer, a scorecard, a chat answer with its sources). Rendering each of them here, once per output
+format, keeps the three in step: a change to what a grade shows is made in one function.
+
+Everything here is pure: functions of the JSON dicts of the contract (a grade, a scorecard, a search
+result) or of an `Answer`, returning a string. No Gradio, no files; the one exception to "no I/O" is
+`sources_html`, which asks the store for a cited chunk's metadata and section through its public methods.
+"""
+from __future__ import annotations
+
+import re
+import time
+from html import escape
+
+from markdown_it import MarkdownIt
+
+NO_SCORE = "–"
+
+
+# --- search ------------------------------------------------------------------------------------
+def search_text(results: list[dict]) -> str:
+    """Search results as the terminal shows them: one line per hit with its calibrated relevance."""
+    if not results:
+        return "no results"
+    lines = []
+    for hit in results:
+        where = f"part {hit['part']}, {hit['topic']}" if hit["part"] else hit["topic"] or ""
+        lines.append(f"{hit['rank']}. [{hit['score']:.2f}] {hit['question']}  ({where}; {hit['source']})")
+    return "\n".join(lines)
+
+
+def search_markdown(results: list[dict]) -> str:
+    """Search results as the Search tab shows them: question, part, topic, relevance and the passage."""
+    if not results:
+        return "_No results._"
+    return "\n\n".join(f"**{r['rank']}. {r['question']}** · part {r['part']} · {r['topic']} · "
+                       f"relevance {r['score']:.2f}\n\n{r['text'][len(r['question']):].strip()[:600]}"
+                       for r in results)
+
+
+# --- answers -----------------------------------------------------------------------------------
+def answer_text(answer) -> str:
+    """A grounded answer as the terminal shows it: the text, then one line per citation."""
+    lines = [answer.answer]
+    lines += [f"  [{c['n']}] {c['question']}  ({c['source']}, relevance {c['score']:.2f})" for c in answer.citations]
+    return "\n".join(lines)
+
+
+def chat_markdown(answer) -> str:
+    """The answer as shown in the chat: [n] become links to the side panel; refusals and blocked
+    questions are marked so they never look like an answer."""
+    if answer.blocked:
+        return f"⛔ **Blocked** ({answer.guard}): {answer.answer}"
+    if answer.refused:
+        text = "🚫 **Not in the bank.** The question bank does not cover this, so there is no grounded answer."
+        if answer.suggestions:
+            text += "\n\nNearby questions it does cover:\n" + "\n".join(f"- {s}" for s in answer.suggestions)
+        return text
+    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#source-{m.group(1)})", answer.answer)
+    if answer.fallback:
+        text += f"\n\n_Composed from the bank's own sentences: {answer.fallback}._"
+    return text
+
+
+def sources_html(answer, store) -> str:
+    """One collapsible panel per cited passage: question, part, topic, source file and the passage."""
+    if not answer.citations:
+        return ""
+    panels = []
+    for c in answer.citations:
+        meta = store.chunk_metadata(c["chunk_id"])
+        text = store.section_text(meta.get("source"), meta.get("qid")) or ""
+        body = markdown_html(text.split("\n\n", 1)[1] if "\n\n" in text else "")
+        panels.append(
+            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'])}"
+            f"</summary><p class='meta'>Part {meta.get('part', '?')} · {escape(str(meta.get('topic') or ''))} · "
+            f"<code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>{body}</details>")
+    return "<h4>Sources</h4>" + "".join(panels)
+
+
+def markdown_html(text: str) -> str:
+    """Bank answers are markdown (lists, bold, formulas). Raw HTML stays escaped: uploaded documents are
+    untrusted, and a passage must never inject markup or script into the page."""
+    return MarkdownIt("commonmark", {"html": False}).render(text)
+
+
+# --- a graded answer ---------------------------------------------------------------------------
+def grade_text(grade: dict) -> str:
+    """A grade as the terminal shows it: score, covered and missing points, feedback, citations."""
+    lines = [f"Score: {grade['score']:.1f} / 10"]
+    lines += [f"  ✓ {p}" for p in grade["covered"]]
+    lines += [f"  ✗ {p}" for p in grade["missing"]]
+    lines.append(grade["feedback"])
+    for c in grade["citations"]:
+        lines.append(f"  [{c['n']}] {c['question']}  ({c['source']})")
+    return "\n".join(lines)
+
+
+def feedback_markdown(grade: dict) -> str:
+    """A graded answer in the Interview tab: score, covered and missing key points, feedback, follow-up,
+    the cited model answer."""
+    lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade), grade.get("feedback", "")]
+    if grade.get("followup"):
+        lines += ["", f"**Follow-up:** {grade['followup']}"]
+    for c in grade.get("citations", []):
+        lines += ["", f"[{c['n']}] **{c['question']}** · `{c['source']}`"]
+    if grade.get("model_answer"):
+        lines += ["", "<details><summary>Model answer [1]</summary>", "", grade["model_answer"], "", "</details>"]
+    return "\n".join(lines)
+
+
+def _key_points(grade: dict) -> list[str]:
+    """Covered and missing key points as two bulleted lists, each followed by an empty line.
+    Words rather than emoji marks: headless and minimal systems often lack an emoji font."""
+    lines = []
+    for title, key in (("Covered", "covered"), ("Missing", "missing")):
+        if grade.get(key):
+            lines += [f"**{title}**", "", *(f"- {p}" for p in grade[key]), ""]
+    return lines
+
+
+# --- an interview ------------------------------------------------------------------------------
+def question_text(entry, number: int, total: int) -> str:
+    """The current interview question in the terminal."""
+    return f"Question {number} / {total}  ({entry.topic}, {entry.difficulty})\n{entry.question}"
+
+
+def question_markdown(entry, number: int, total: int) -> str:
+    """The current interview question on the Interview tab's card."""
+    return f"**Question {number} / {total}** · {entry.topic} · {entry.difficulty}\n\n### {entry.question}"
+
+
+def session_started(session: dict) -> str:
+    """When a session started, to the minute, in local time."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(session["created"]))
+
+
+def session_line(session: dict) -> str:
+    """One past session (a row of `Interviewer.history`) as a line of `app.py interview --history`."""
+    mean = NO_SCORE if session["mean_score"] is None else f"{session['mean_score']:.1f}"
+    return (f"{session['id']}  {session_started(session)}  {session['mode']:8} {session['status']:8} "
+            f"{session['answered']}/{session['questions']} answered, mean {mean}")
+
+
+def session_row(session: dict) -> list:
+    """One past session as a row of the Interview tab's table (the mean stays a number for sorting)."""
+    mean = NO_SCORE if session["mean_score"] is None else session["mean_score"]
+    return [session["id"], session_started(session), session["mode"], session["status"],
+            f"{session['answered']} / {session['questions']}", mean]
+
+
+def scorecard_text(card: dict) -> str:
+    """The end-of-interview scorecard in the terminal, with a bar per topic."""
+    lines = [f"Scorecard: {card['answered']} of {card['questions']} questions, {card['skipped']} skipped, "
+             f"mean score {_mean_of_ten(card)}"]
+    for topic, score in card["per_topic"].items():
+        lines.append(f"  {topic:34} {'█' * round(score)}{'·' * (10 - round(score))} {score:.1f}")
+    if card["weakest"]:
+        lines.append("Review these (python app.py interview --review): " + "; ".join(card["weakest"]))
+    return "\n".join(lines)
+
+
+def scorecard_markdown(card: dict) -> str:
+    """The scorecard on the Interview tab (the chart of the topics is drawn beside it)."""
+    text = (f"## Scorecard\n\n**Mean score {_mean_of_ten(card)}** · {card['answered']} of {card['questions']} "
+            f"questions · {card['skipped']} skipped")
+    if card["weakest"]:
+        text += "\n\nReview next (they come back first in review mode):\n" + "\n".join(f"- {q}" for q in card["weakest"])
+    return text
+
+
+def _mean_of_ten(card: dict) -> str:
+    return NO_SCORE if card["mean_score"] is None else f"{card['mean_score']:.1f} / 10"
+
+
+def interview_markdown(session: dict, card: dict, turns: list) -> str:
+    """A whole session as a markdown document (the export): each question with the answer, score, key
+    points, feedback, follow-up and the cited model answer; the scorecard as a table at the end.
+    `session` is `Interviewer.session`, `card` its scorecard and `turns` its `Turn`s in order."""
+    filters = {k: session["filters"].get(k) for k in ("part", "topic", "difficulty")}
+    lines = [f"# Mock interview {session['id']}", "",
+             f"{session_started(session)} · {session['mode']} · {describe_filters(**filters)}"
+             f" · {card['answered']} / {card['questions']} answered", ""]
+    for turn in turns:
+        lines += _turn_markdown(turn)
+    mean = card["mean_score"] if card["mean_score"] is not None else NO_SCORE
+    lines += ["## Scorecard", "", f"Mean score: {mean} / 10 · skipped {card['skipped']}", "",
+              "| topic | mean score |", "|---|---|"]
+    lines += [f"| {topic} | {score:.1f} |" for topic, score in card["per_topic"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _turn_markdown(turn) -> list[str]:
+    grade = turn.grade
+    lines = [f"## {turn.position + 1}. {turn.question}", "", f"*Topic: {turn.topic} · score {turn.score:.1f} / 10*", ""]
+    lines += ["**Your answer**", "", "_(skipped)_" if turn.skipped else _quote(turn.answer), ""]
+    lines += _key_points(grade)
+    lines += [f"**Feedback.** {grade.get('feedback', '')}", ""]
+    if grade.get("followup"):
+        lines += [f"**Follow-up.** {grade['followup']}", ""]
+        if turn.followup_answer:
+            lines += [_quote(turn.followup_answer), "", f"_{turn.followup_grade['feedback']}_", ""]
+    for c in grade.get("citations", []):
+        lines += [f"[{c['n']}] {c['question']} (`{c['source']}`)", ""]
+    lines += ["<details><summary>Model answer</summary>", "", grade.get("model_answer", ""), "", "</details>", ""]
+    return lines
+
+
+def describe_filters(part=None, topic=None, difficulty=None) -> str:
+    """What a session draws its questions from, in words: "part 1, topic 'dropout'" or "the whole bank"."""
+    bits = [f"part {part}" if part else "", f"topic '{topic}'" if topic else "", difficulty or ""]
+    return ", ".join(b for b in bits if b) or "the whole bank"
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in (text or "").splitlines()) or "> "

@@ -1,0 +1,32 @@
+"""The Search tab: the hybrid search behind the answers, with each hit's calibrated relevance.
+
+`search` is also the /search API endpoint (wired in `web.assembly`), so the tab and the endpoint return
+the same results as `app.py search --json`.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from coach.guards import QuestionError, validate_question
+from coach.render import search_markdown
+
+
+class SearchTab:
+    def __init__(self, retriever):
+        self.retriever = retriever
+        self.query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
+        self.button = gr.Button("Search", variant="primary")
+        self.results = gr.Markdown()
+        self.button.click(self.show, self.query, self.results, api_name=False)
+        self.query.submit(self.show, self.query, self.results, api_name=False)
+
+    def search(self, query: str) -> dict:
+        """The contract's search document: the query and its ranked results."""
+        try:
+            valid = validate_question(query)
+        except QuestionError as exc:  # an empty or over-long query: the page shows why
+            raise gr.Error(str(exc)) from None
+        return {"query": query, "results": [hit.as_json() for hit in self.retriever.search(valid)]}
+
+    def show(self, query: str) -> dict:
+        return {self.results: search_markdown(self.search(query)["results"])}
