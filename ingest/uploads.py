@@ -15,7 +15,7 @@ from pathlib import Path
 
 from coach.config import Settings, get_settings
 from ingest.loaders import SUPPORTED, LoadError, load_file
-from ingest.pipeline import ingest, ingest_lock, source_name
+from ingest.pipeline import ingest, ingest_lock, source_name, source_path
 
 
 def uploads_dir(settings: Settings | None = None) -> Path:
@@ -96,11 +96,24 @@ def flagged(store) -> list[dict]:
     return sorted(rows, key=lambda row: (row["source"], row["question"] or ""))
 
 
+def is_upload(source: str, settings: Settings | None = None) -> bool:
+    """Whether an indexed source is a file uploaded in the app (the bank and shell-ingested files are not)."""
+    settings = settings or get_settings()
+    try:
+        source_path(source).resolve().relative_to(uploads_dir(settings).resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
 def delete(source: str, settings: Settings | None = None) -> int:
-    """Remove a source from the index, and its file if it was uploaded; returns the chunks removed."""
+    """Remove an uploaded source from the index and its file; returns the chunks removed. Anything that
+    is not an upload (the bank above all) is refused with a ValueError."""
     from coach.store import open_store
 
     settings = settings or get_settings()
+    if not is_upload(source, settings):
+        raise ValueError(f"{source!r} is not an uploaded file; only uploads can be deleted from the app")
     store = open_store(settings)
     with ingest_lock(settings):  # Chroma and BM25 change together, never beside a running ingest
         ids = [cid for cid, meta in store.metadatas().items() if meta.get("source") == source]
