@@ -26,6 +26,7 @@ from pathlib import Path
 from coach import render
 from coach.config import get_settings, setup_logging
 from coach.llm import judge_backend
+from coach.text import clean_input
 
 log = logging.getLogger("coach")
 
@@ -293,7 +294,8 @@ def _batch(path: str, required: list[str], run, as_json: bool) -> int:
 
 
 def _print_json(document: dict) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    text = json.dumps(document, ensure_ascii=False)
+    sys.stdout.write(text.encode("utf-8", "replace").decode("utf-8") + "\n")  # lone surrogates never crash it
     sys.stdout.flush()
 
 
@@ -377,6 +379,8 @@ def _add_grade_and_interview(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Arguments that were not valid UTF-8 arrive with lone surrogates; they become U+FFFD, not a crash.
+    argv = [clean_input(a) for a in (sys.argv[1:] if argv is None else argv)]
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.command == "search" and args.query is None and not args.batch:

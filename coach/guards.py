@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from coach.config import get_settings
+from coach.text import clean_input
 
 
 class QuestionError(ValueError):
@@ -45,7 +46,7 @@ class QuestionError(ValueError):
 
 def validate_question(text: str | None) -> str:
     """The question with whitespace collapsed, or QuestionError if it is empty or over the limit."""
-    text = (text or "").strip()
+    text = clean_input(text if isinstance(text, str) else None).strip()
     if not text:
         raise QuestionError("The question is empty: ask something about deep learning.", "input_empty")
     limit = get_settings().max_query_chars
