@@ -26,6 +26,7 @@ from pathlib import Path
 from coach import render
 from coach.config import get_settings, setup_logging
 from coach.llm import judge_backend
+from coach.text import clean_input
 
 log = logging.getLogger("coach")
 
@@ -182,7 +183,14 @@ def _answer_question(engine, session_id: str, answer: str) -> None:
 def cmd_serve(args) -> int:
     from coach.answer import Answerer
     from coach.embedder import limit_heap_fragmentation
+    from coach.users import Users, is_loopback
 
+    users = Users()
+    if not is_loopback(args.host) and not users.configured() and not args.auth_header:
+        raise SystemExit(f"error: serving on {args.host} shares the app with other machines, so it needs users.\n"
+                         "Add one first:  python app.py users add NAME --admin   (and learners without --admin)\n"
+                         "or, behind a proxy that authenticates people, pass --auth-header X-Forwarded-User.\n"
+                         "On 127.0.0.1 (the default) no set-up is needed.")
     started = time.perf_counter()
     limit_heap_fragmentation()  # before the models allocate: a server lives long, its peak memory counts
     answerer = Answerer()  # loads the configured backend once; it stays warm
@@ -192,10 +200,49 @@ def cmd_serve(args) -> int:
     from web.assembly import build_app, launch  # only serve needs Gradio
 
     demo = build_app(answerer, judge=judge_backend())
-    log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d",
-             time.perf_counter() - started, retriever.store.count(), args.host, args.port)
-    launch(demo, args.host, args.port)
+    accounts = users if users.configured() else None
+    log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d (%s)",
+             time.perf_counter() - started, retriever.store.count(), args.host, args.port,
+             f"users from {users.path}" if accounts else f"user names from the {args.auth_header} header"
+             if args.auth_header else "one local user, no sign-in")
+    launch(demo, args.host, args.port, users=accounts, auth_header=args.auth_header)
     return 0
+
+
+def cmd_users(args) -> int:
+    """Manage who may use a shared server: add (or change the password of), remove and list users."""
+    import getpass
+
+    from coach.users import UserError, Users
+
+    users = Users()
+    try:
+        if args.action == "list":
+            for user in users.list():
+                print(f"{user.name:32} {user.role}")
+            if not users.list():
+                print(f"no users yet ({users.path}); add one with: python app.py users add NAME --admin",
+                      file=sys.stderr)
+            return 0
+        if not args.name:
+            raise UserError(f"give a NAME: python app.py users {args.action} NAME")
+        if args.action == "remove":
+            users.remove(args.name)
+            print(f"removed {args.name}", file=sys.stderr)
+            return 0
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else _new_password(getpass.getpass)
+        user = users.add(args.name, password, "admin" if args.admin else "learner")
+        print(f"{user.name} can sign in as {user.role} ({users.path})", file=sys.stderr)
+        return 0
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _new_password(ask) -> str:
+    password = ask("Password: ")
+    if password != ask("Repeat it: "):
+        raise SystemExit("error: the two passwords differ; nothing was changed")
+    return password
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -247,7 +294,8 @@ def _batch(path: str, required: list[str], run, as_json: bool) -> int:
 
 
 def _print_json(document: dict) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    text = json.dumps(document, ensure_ascii=False)
+    sys.stdout.write(text.encode("utf-8", "replace").decode("utf-8") + "\n")  # lone surrogates never crash it
     sys.stdout.flush()
 
 
@@ -267,7 +315,21 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the Gradio app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--auth-header", metavar="HEADER",
+                       help="trust this header (e.g. X-Forwarded-User) from an authenticating reverse proxy "
+                            "for the user name; roles still come from `users add --admin`")
     serve.set_defaults(run=cmd_serve)
+
+    users = sub.add_parser("users", help="who may use a shared server: users add|remove|list",
+                           description="Users and roles for `serve` on a non-loopback address. Passwords are "
+                           "hashed with bcrypt in COACH_DATA_DIR/users.json. Learners chat, search and "
+                           "practise; admins also change the library and run evaluations.")
+    users.add_argument("action", choices=["add", "remove", "list"])
+    users.add_argument("name", nargs="?", help="the user name (for add and remove)")
+    users.add_argument("--admin", action="store_true", help="with add: the admin role (default: learner)")
+    users.add_argument("--password-stdin", action="store_true",
+                       help="with add: read the password from the first line of standard input")
+    users.set_defaults(run=cmd_users)
 
     search = sub.add_parser("search", help="hybrid search over the bank (dense + BM25, fused)")
     search.add_argument("query", nargs="?", help="the question or keywords")
@@ -317,6 +379,8 @@ def _add_grade_and_interview(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Arguments that were not valid UTF-8 arrive with lone surrogates; they become U+FFFD, not a crash.
+    argv = [clean_input(a) for a in (sys.argv[1:] if argv is None else argv)]
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.command == "search" and args.query is None and not args.batch:

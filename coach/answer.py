@@ -131,6 +131,9 @@ class Answerer:
                          backend=self.backend.describe(), timings=_timings(started, 0.0, None))
             return
         request = self.retrieve(question, history, started, part=part, topic=topic)
+        if request.answer.blocked:
+            yield request.answer
+            return
         if not request.relevant:
             yield self._refuse(request)
             return
@@ -140,8 +143,17 @@ class Answerer:
 
     # --- the stages of one answer ----------------------------------------------------------------
     def retrieve(self, question: str, history: Sequence[dict], started: float, **filters) -> Request:
-        """Make the question standalone and retrieve; keep the hits above the refusal threshold."""
+        """Make the question standalone and retrieve; keep the hits above the refusal threshold. The
+        standalone question is what the model will read, so it passes the input guard too."""
         standalone = self.standalone(question, history)
+        if standalone != question:
+            try:
+                self.input_guard.check(standalone)
+            except QuestionError as exc:
+                answer = Answer(question=question, answer=str(exc), blocked=True, guard=exc.guard,
+                                standalone_question=standalone, backend=self.backend.describe())
+                answer.timings = _timings(started, 0.0, None)
+                return Request(answer=answer, started=started, hits=[], relevant=[], retrieve_ms=0.0)
         hits = self.retriever.search(standalone, k=PASSAGES, **filters)
         threshold = self.retriever.calibration.threshold
         relevant = [hit for hit in hits if hit.score >= threshold] if hits and hits[0].score >= threshold else []
@@ -205,6 +217,8 @@ class Answerer:
             text, cited = self.extractive(request.chosen)
         if violation := output_violation(text, request.spotlight, request.dictated, request.texts, self.prompt_texts):
             return self._withhold(request, violation)
+        if not strip_citations(text):
+            return self._refuse(request)  # nothing to say from the bank is a refusal, never an empty answer
         answer.answer = text
         answer.citations = [citation(n, request.passages[n - 1][0]) for n in sorted(cited)]
         answer.timings = request.timings()
@@ -231,7 +245,7 @@ class Answerer:
     def standalone(self, question: str, history: Sequence[dict]) -> str:
         """Rewrite a follow-up into a standalone question. A capable model rewrites it; with the tiny
         embedded model, the previous question is prepended, which is what retrieval needs."""
-        previous = [turn["content"] for turn in history if turn.get("role") == "user"]
+        previous = [turn["content"] for turn in history if turn.get("role") == "user" and self._harmless(turn["content"])]
         if not previous or not FOLLOW_UP.search(question):
             return question
         if self.backend.capable:
@@ -244,6 +258,14 @@ class Answerer:
             except BackendUnavailable:
                 pass
         return f"{previous[-1]} {question}"
+
+    def _harmless(self, text: str) -> bool:
+        """A past question the input guard lets through (a blocked one never re-enters a prompt)."""
+        try:
+            self.input_guard.check(text)
+            return True
+        except QuestionError:
+            return False
 
     def screen(self, hits: list[Hit], question: str) -> tuple[list[str], set[int], list[str]]:
         """The whole answers of the hits with instruction-like sentences taken out; the numbers of the

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coach.config import get_settings, prompt
+from coach.guards import validate_question
 from coach.llm import may_judge
-from coach.text import WORD, content_words, split_sentences, stopwords
+from coach.text import WORD, clean_input, content_words, split_sentences, stopwords
 
 # Credit of a key point from one piece of the answer (a sentence or one of its clauses): the cosine with
 # the key point, or with the model-answer sentence that states it (a paraphrase of the explanation is
@@ -82,7 +83,7 @@ class AnswerError(ValueError):
 
 
 def validate_answer(text: str | None) -> str:
-    text = (text or "").strip()
+    text = clean_input(text if isinstance(text, str) else None).strip()
     limit = get_settings().max_answer_chars
     if len(text) > limit:
         raise AnswerError(f"The answer is {len(text)} characters long and the limit is {limit}; "
@@ -200,8 +201,6 @@ class Grader:
     # --- matching -------------------------------------------------------------------------------
     def match(self, question: str):
         """(bank entry, hit) for the question, or NoMatch when the bank does not cover it."""
-        from coach.guards import validate_question
-
         question = validate_question(question)
         hits = self.retriever.search(question, k=5)
         threshold = self.retriever.calibration.threshold

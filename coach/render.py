@@ -35,9 +35,15 @@ def search_markdown(results: list[dict]) -> str:
     """Search results as the Search tab shows them: question, part, topic, relevance and the passage."""
     if not results:
         return "_No results._"
-    return "\n\n".join(f"**{r['rank']}. {r['question']}** · part {r['part']} · {r['topic']} · "
-                       f"relevance {r['score']:.2f}\n\n{r['text'][len(r['question']):].strip()[:600]}"
+    return "\n\n".join(f"**{r['rank']}. {inert(r['question'])}** · part {r['part']} · {inert(r['topic'] or '')} · "
+                       f"relevance {r['score']:.2f}\n\n{inert(r['text'][len(r['question']):].strip()[:600])}"
                        for r in results)
+
+
+def inert(text: str) -> str:
+    """Untrusted text (passages, questions) made safe to put in markdown that a page renders: markup
+    characters become entities, so "<img onerror=...>" shows as text and never becomes a tag."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --- answers -----------------------------------------------------------------------------------
@@ -52,13 +58,13 @@ def chat_markdown(answer) -> str:
     """The answer as shown in the chat: [n] become links to the side panel; refusals and blocked
     questions are marked so they never look like an answer."""
     if answer.blocked:
-        return f"⛔ **Blocked** ({answer.guard}): {answer.answer}"
+        return f"⛔ **Blocked** ({answer.guard}): {inert(answer.answer)}"
     if answer.refused:
         text = "🚫 **Not in the bank.** The question bank does not cover this, so there is no grounded answer."
         if answer.suggestions:
-            text += "\n\nNearby questions it does cover:\n" + "\n".join(f"- {s}" for s in answer.suggestions)
+            text += "\n\nNearby questions it does cover:\n" + "\n".join(f"- {inert(s)}" for s in answer.suggestions)
         return text
-    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#source-{m.group(1)})", answer.answer)
+    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#source-{m.group(1)})", inert(answer.answer))
     if answer.fallback:
         text += f"\n\n_Composed from the bank's own sentences: {answer.fallback}._"
     return text

@@ -37,28 +37,42 @@ class Report:
                 "deleted": self.deleted, "flagged": self.flagged, "errors": self.errors}
 
 
+# Files in the data folder (uploads) are named relative to it when it lies outside the repository, so
+# citations never show a server's absolute paths.
+DATA_PREFIX = "COACH_DATA_DIR/"
+
+
 def source_name(path: Path) -> str:
-    """How a file is named in the index: relative to the repository when inside it.
+    """How a file is named in the index: relative to the repository when inside it, else relative to
+    the data folder when inside that, else its absolute path (a file a user ingested from the shell).
 
     The name is normalised but links are not followed: a link is named as the user sees it."""
     path = Path(os.path.abspath(path))
-    try:
+    if path.is_relative_to(ROOT):
         return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    data_dir = Path(os.path.abspath(get_settings().data_dir))
+    if path.is_relative_to(data_dir):
+        return DATA_PREFIX + str(path.relative_to(data_dir))
+    return str(path)
 
 
 def source_path(source: str) -> Path:
+    if source.startswith(DATA_PREFIX):
+        return get_settings().data_dir / source[len(DATA_PREFIX):]
     return Path(source) if Path(source).is_absolute() else ROOT / source
 
 
 def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progress: bool = True,
-           settings: Settings | None = None, store: Store | None = None) -> Report:
+           settings: Settings | None = None, store: Store | None = None,
+           loaded: dict[Path, tuple[str, list[Section]]] | None = None) -> Report:
+    """Index the files and folders in `paths` (default: the bank). `loaded` holds files already read
+    (an upload is read once to check it, and not again here)."""
     settings = settings or get_settings()
+    loaded = {Path(p).resolve(): value for p, value in (loaded or {}).items()}
     paths = [Path(p) for p in (paths or [settings.corpus_dir])]
     report = Report()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(settings.data_dir / "ingest.lock"):
+    with ingest_lock(settings):
         store = store or open_store(settings)
         if rebuild or store.built_with not in (None, settings.embedder):
             store.reset()
@@ -69,9 +83,10 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         for path in _progress(files, progress and len(files) > 3, "reading", "file"):
             source = source_name(path)
             try:
-                kind, sections = load_file(path, source, settings.max_file_bytes)
-            except LoadError as exc:
-                report.errors.append({"source": source, "error": str(exc)})
+                kind, sections = loaded.get(path.resolve()) or load_file(path, source, settings.max_file_bytes)
+            except Exception as exc:  # one unreadable file is that file's error; the run goes on
+                message = str(exc) if isinstance(exc, LoadError) else f"cannot read it ({type(exc).__name__}: {exc})"
+                report.errors.append({"source": source, "error": message})
                 failed_sources.add(source)  # its chunks already in the index are kept, not lost
                 continue
             report.files += 1
@@ -218,9 +233,15 @@ def _progress(items, enabled: bool, desc: str, unit: str, total: int | None = No
     return tqdm(items, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
+def ingest_lock(settings: Settings | None = None):
+    """One change to the index at a time per data folder (ingest, upload, deletion; app or CLI)."""
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return _exclusive(settings.data_dir / "ingest.lock")
+
+
 @contextmanager
 def _exclusive(lock_path: Path):
-    """One ingest at a time per data folder (the app and a CLI run may both try)."""
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -252,11 +253,16 @@ def test_chat_rate_limit_blocks_the_session_with_a_clear_message(retriever):
     from web.chat import rate_limited
 
     answerer = Answerer(retriever=retriever, backend=ExtractiveBackend())
-    me, other = gr.Request(session_hash="test-session-me"), gr.Request(session_hash="test-session-other")
+    # Anonymous (loopback, no accounts): the limit follows the client address, not the session hash a
+    # client chooses, so a new session does not reset it.
+    me = gr.Request(session_hash="test-session-me", client=SimpleNamespace(host="192.0.2.1"))
+    me_again = gr.Request(session_hash="a-new-session", client=SimpleNamespace(host="192.0.2.1"))
+    other = gr.Request(session_hash="test-session-other", client=SimpleNamespace(host="192.0.2.2"))
     per_minute = get_settings().questions_per_minute
     assert all(rate_limited(answerer, "q", me) is None for _ in range(per_minute))
     limited = rate_limited(answerer, "q", me)
     assert limited.blocked and limited.guard == "rate_limit" and "wait" in limited.answer
+    assert rate_limited(answerer, "q", me_again) is not None
     assert rate_limited(answerer, "q", other) is None
     assert "Blocked" in chat_markdown(limited)
     # The chat handler must receive the session (Gradio injects it by type hint), or all would share one.

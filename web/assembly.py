@@ -11,6 +11,8 @@ import gradio as gr
 
 from coach.bank import load_bank
 from coach.config import get_settings
+from coach.guards import validate_question
+from web import access
 from web.chat import ChatTab
 from web.evaluate import EvaluateTab
 from web.interview import InterviewTab
@@ -34,7 +36,8 @@ def build_app(answerer, judge=None) -> gr.Blocks:
     when grading interview answers, or None."""
     store = answerer.retriever.store
     bank = load_bank(get_settings().corpus_dir)
-    with gr.Blocks(title="Interview coach") as demo:
+    # delete_cache: files Gradio copied for download (interview exports) are removed after an hour
+    with gr.Blocks(title="Interview coach", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Interview coach\nDeep-learning interview questions, answered only from the bank, "
                     "with citations.")
         with gr.Tab("Chat"):
@@ -42,28 +45,57 @@ def build_app(answerer, judge=None) -> gr.Blocks:
         with gr.Tab("Interview"):
             interview = InterviewTab(answerer, bank, judge=judge)
         with gr.Tab("Library") as library:
-            LibraryTab(store)
+            library_tab = LibraryTab(store)
             FlaggedPassages(store, tab=library)
         with gr.Tab("Evaluate"):
             EvaluateTab()
         with gr.Tab("Search"):
             search = SearchTab(answerer.retriever)
-        _api_endpoints(search.search, lambda q: answerer.ask(q).as_json(),
-                       lambda q, a: interview.grader.grade(q, a).as_json())
+        Endpoints(search, answerer, interview.grader)
+        demo.load(interview.show_lists, None, [interview.history, interview.resume_choice], api_name=False)
+        demo.load(library_tab.show_rights, None, library_tab.admin_controls(), api_name=False)
     return demo
 
 
-def _api_endpoints(search, ask, grade) -> None:
-    """/search, /ask (the final, checked answer) and /grade, on hidden components."""
-    api_query, api_results = gr.Textbox(visible=False), gr.JSON(visible=False)
-    api_query.submit(search, api_query, api_results, api_name="search")
-    api_question, api_answer = gr.Textbox(visible=False), gr.JSON(visible=False)
-    api_question.submit(ask, api_question, api_answer, api_name="ask")
-    grade_question, grade_answer, api_grade = gr.Textbox(visible=False), gr.Textbox(visible=False), gr.JSON(visible=False)
-    grade_answer.submit(grade, [grade_question, grade_answer], api_grade, api_name="grade")
+class Endpoints:
+    """/search, /ask (the final, checked answer) and /grade, on hidden components. Each obeys the same
+    rate limits as the UI and answers bad input with {"error": message}, never an exception."""
+
+    def __init__(self, search_tab, answerer, grader):
+        self.search_tab, self.answerer, self.grader = search_tab, answerer, grader
+        api_query, api_results = gr.Textbox(visible=False), gr.JSON(visible=False)
+        api_query.submit(self.search, api_query, api_results, api_name="search")
+        api_question, api_answer = gr.Textbox(visible=False), gr.JSON(visible=False)
+        api_question.submit(self.ask, api_question, api_answer, api_name="ask")
+        grade_question, grade_answer = gr.Textbox(visible=False), gr.Textbox(visible=False)
+        api_grade = gr.JSON(visible=False)
+        grade_answer.submit(self.grade, [grade_question, grade_answer], api_grade, api_name="grade")
+
+    @access.guarded_api
+    def search(self, query: str, request: gr.Request = None) -> dict:
+        access.user_of(request)
+        return self.search_tab.search(query, request)
+
+    @access.guarded_api
+    def ask(self, question: str, request: gr.Request = None) -> dict:
+        access.user_of(request)
+        access.rate_check(request, "ask")
+        return self.answerer.ask(question).as_json()
+
+    @access.guarded_api
+    def grade(self, question: str, answer: str, request: gr.Request = None) -> dict:
+        access.user_of(request)
+        access.rate_check(request, "grade")
+        return self.grader.grade(validate_question(question), answer).as_json()
 
 
-def launch(demo: gr.Blocks, host: str, port: int) -> None:
-    """Serve until stopped: four requests at a time, the citation script in the page's head."""
-    demo.queue(default_concurrency_limit=4).launch(server_name=host, server_port=port, show_error=True,
-                                                   head=CITATION_JS, max_file_size=get_settings().max_file_bytes)
+def launch(demo: gr.Blocks, host: str, port: int, users=None, auth_header: str | None = None) -> None:
+    """Serve until stopped: four requests at a time, the citation script in the page's head. With
+    `users` (a coach.users.Users holding accounts) people sign in with Gradio's login form, checked
+    against the bcrypt hashes; with `auth_header` a reverse proxy names them."""
+    access.configure(users=users, header=auth_header)
+    auth = (lambda name, password: users.authenticate(name, password) is not None) if users else None
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=host, server_port=port, show_error=True, head=CITATION_JS,
+        max_file_size=get_settings().max_file_bytes, auth=auth,
+        auth_message="Sign in with the name and password your admin gave you." if auth else None)

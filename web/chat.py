@@ -3,18 +3,16 @@ and the passages it cites open in the side panel.
 
 The model's raw tokens are shown while they arrive (a 135M model on a CPU is slow to finish) and are
 then replaced by the answer `coach.answer` kept after its checks, so what stays on screen is always the
-grounded answer. Each browser session may ask `questions_per_minute` questions a minute; the limiters
-live here because the chat is the only place a person can ask in a loop.
+grounded answer. Each user (or client address, when nobody signs in) may ask `questions_per_minute`
+questions a minute, counted together with the /ask endpoint (`web.access`).
 """
 from __future__ import annotations
 
 import gradio as gr
 
 from coach.answer import Answer
-from coach.config import get_settings
-from coach.guards import RateLimiter
 from coach.render import chat_markdown, sources_html
-from web import ALL, unless_all
+from web import ALL, access, unless_all
 
 # The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -58,6 +56,7 @@ class ChatTab:
         self.sources = gr.HTML(SOURCES_HINT, elem_id="sources")
 
     # --- handlers ------------------------------------------------------------------------------
+    @access.guarded
     def respond(self, question: str, history: list, part: str, topic: str, request: gr.Request = None):
         """Stream the model's tokens into the chat, then replace them with the checked answer.
         Gradio passes the browser session's `request` because of its type hint."""
@@ -94,16 +93,12 @@ def _text_of(content) -> str:
 
 
 # --- the rate limit --------------------------------------------------------------------------------
-_limiters: dict[int, RateLimiter] = {}  # one per configured rate, shared by every session of the process
-
-
 def rate_limited(answerer, question: str, request) -> Answer | None:
-    """A blocked Answer when this browser session asked too many questions in the last minute, else None."""
-    per_minute = get_settings().questions_per_minute
-    limiter = _limiters.setdefault(per_minute, RateLimiter(per_minute))
-    wait = limiter.allow(getattr(request, "session_hash", None) or "anonymous")
-    if not wait:
-        return None
-    return Answer(question=question, answer=f"You have asked {per_minute} questions in the last minute; please "
-                  f"wait {wait:.0f} s and ask again.", blocked=True, guard="rate_limit",
-                  backend=answerer.backend.describe())
+    """A blocked Answer when this user (or client address) asked too many questions in the last minute,
+    else None. The limit is shared with the /ask endpoint (`web.access`)."""
+    try:
+        access.rate_check(request, "ask")
+    except access.Refused as exc:
+        return Answer(question=question, answer=f"{exc}.", blocked=True, guard="rate_limit",
+                      backend=answerer.backend.describe())
+    return None

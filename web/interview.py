@@ -9,6 +9,7 @@ resume them; the texts come from `coach.render`, shared with the terminal interv
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -16,11 +17,15 @@ import gradio as gr
 from coach import render
 from coach.grader import AnswerError, Grader
 from coach.interviewer import Interviewer, SessionError
-from web import ALL, unless_all
+from web import ALL, access, unless_all
 
 CHOOSE_A_SESSION = "Choose an unfinished session to resume."
 DEFAULT_INTERVIEW = {"part": ALL, "topic": ALL, "difficulty": ALL, "n": 5, "review": False}
 HISTORY_HEADERS = ["session", "started", "mode", "status", "answered", "mean score"]
+# Exports are written here and removed after EXPORT_LIFETIME seconds (Gradio copies a file into its own
+# cache, which `web.assembly` clears, as soon as the handler returns).
+EXPORTS = Path(tempfile.gettempdir()) / "coach-exports"
+EXPORT_LIFETIME = 600.0
 
 
 def visible(flag: bool) -> dict:
@@ -39,8 +44,7 @@ class InterviewTab:
         self._build_card()
         self._build_scorecard()
         with gr.Accordion("Past sessions", open=False, elem_id="iv-history-box"):
-            self.history = gr.Dataframe(self.history_rows(), headers=HISTORY_HEADERS, interactive=False,
-                                        elem_id="iv-history")
+            self.history = gr.Dataframe([], headers=HISTORY_HEADERS, interactive=False, elem_id="iv-history")
         self.session = gr.State(None)
         self._wire()
 
@@ -61,8 +65,7 @@ class InterviewTab:
                                       elem_id="iv-review")
             self.begin = gr.Button("Start interview", variant="primary", elem_id="iv-start")
             with gr.Row():
-                self.resume_choice = gr.Dropdown(self.unfinished(), label="Unfinished sessions",
-                                                 elem_id="iv-resume-choice")
+                self.resume_choice = gr.Dropdown([], label="Unfinished sessions", elem_id="iv-resume-choice")
                 self.resume_button = gr.Button("Resume", elem_id="iv-resume")
 
     def _build_card(self) -> None:
@@ -103,83 +106,106 @@ class InterviewTab:
                                                     self.next_button, self.export_file], api_name=False)
 
     # --- handlers ------------------------------------------------------------------------------
-    def start(self, part, topic, difficulty, n, review) -> dict:
+    @access.guarded
+    def show_lists(self, request: gr.Request = None) -> dict:
+        """On page load: this user's past sessions and unfinished ones (nobody else's)."""
+        return self._lists(access.user_of(request).name)
+
+    @access.guarded
+    def start(self, part, topic, difficulty, n, review, request: gr.Request = None) -> dict:
+        user = self._user(request)
         try:
             session_id = self.engine.start(part=unless_all(part, int), topic=unless_all(topic),
-                                           difficulty=unless_all(difficulty), n=int(n), review=bool(review))
+                                           difficulty=unless_all(difficulty), n=int(n), review=bool(review),
+                                           user=user)
         except SessionError as exc:
-            return self._setup_view(f"⚠️ {exc}")
-        return self._question_view(session_id)
+            return self._setup_view(f"⚠️ {exc}", user)
+        return self._question_view(session_id, user)
 
-    def resume(self, session_id) -> dict:
-        """Continue the session chosen among the unfinished ones."""
-        return self._question_view(session_id) if session_id else self._setup_view(CHOOSE_A_SESSION)
+    @access.guarded
+    def resume(self, session_id, request: gr.Request = None) -> dict:
+        """Continue the session chosen among the user's unfinished ones."""
+        user = self._user(request)
+        return self._question_view(session_id, user) if session_id else self._setup_view(CHOOSE_A_SESSION, user)
 
-    def submit(self, session_id, answer: str) -> dict:
+    @access.guarded
+    def submit(self, session_id, answer: str, request: gr.Request = None) -> dict:
         """Grade the answer and show the feedback; on an error the answer box keeps its text."""
+        user = self._user(request)
         if not session_id:
             return {self.feedback: "Start an interview first."}
         try:
-            turn = self.engine.answer(session_id, answer)
+            turn = self.engine.answer(session_id, answer, user=user)
         except (AnswerError, SessionError) as exc:
             return {self.feedback: f"⚠️ {exc}"}
         return {self.answer: gr.update(interactive=False), self.feedback: render.feedback_markdown(turn.grade),
                 **self._buttons(self.next_button)}
 
-    def next_question(self, session_id) -> dict:
-        return self._question_view(session_id)
+    @access.guarded
+    def next_question(self, session_id, request: gr.Request = None) -> dict:
+        return self._question_view(session_id, self._user(request))
 
-    def skip(self, session_id) -> dict:
+    @access.guarded
+    def skip(self, session_id, request: gr.Request = None) -> dict:
         """Skip the current question. With no session running, Skip starts an interview with the defaults."""
         if not session_id:
-            return self.start(**DEFAULT_INTERVIEW)
-        if self.engine.current(session_id) is not None:
-            self.engine.skip(session_id)
-        return self._question_view(session_id)
+            return self.start(**DEFAULT_INTERVIEW, request=request)
+        user = self._user(request)
+        if self.engine.current(session_id, user) is not None:
+            self.engine.skip(session_id, user)
+        return self._question_view(session_id, user)
 
-    def end(self, session_id) -> dict:
+    @access.guarded
+    def end(self, session_id, request: gr.Request = None) -> dict:
         """End the session and show its scorecard. With no session running, End goes back to the set-up
         and asks for an unfinished session to resume."""
+        user = self._user(request)
         if not session_id:
-            return self._setup_view(CHOOSE_A_SESSION)
-        return self._scorecard_view(session_id)
+            return self._setup_view(CHOOSE_A_SESSION, user)
+        return self._scorecard_view(session_id, user)
 
-    def export(self, session_id) -> dict:
+    @access.guarded
+    def export(self, session_id, request: gr.Request = None) -> dict:
+        user = self._user(request)
         if not session_id:
             return {self.export_file: gr.update(value=None, visible=False)}
-        path = Path(tempfile.mkdtemp(prefix="interview-")) / f"interview-{session_id}.md"
-        path.write_text(self.engine.export_markdown(session_id), encoding="utf-8")
-        return {self.export_file: gr.update(value=str(path), visible=True)}
+        text = self.engine.export_markdown(session_id, user)
+        return {self.export_file: gr.update(value=str(write_export(session_id, text)), visible=True)}
+
+    @staticmethod
+    def _user(request) -> str:
+        access.rate_check(request, "interview")
+        return access.user_of(request).name
 
     def new_interview(self) -> dict:
         return {self.session: None, **self._panels(self.setup), self.next_button: visible(False),
                 self.export_file: gr.update(value=None, visible=False)}
 
     # --- screens -------------------------------------------------------------------------------
-    def _question_view(self, session_id: str) -> dict:
+    def _question_view(self, session_id: str, user: str) -> dict:
         """The card of the session's current question with an empty answer box, or the scorecard when
         no question is left."""
-        entry = self.engine.current(session_id)
+        entry = self.engine.current(session_id, user)
         if entry is None:
-            return self._scorecard_view(session_id)
-        card = render.question_markdown(entry, *self.engine.progress(session_id))
+            return self._scorecard_view(session_id, user)
+        card = render.question_markdown(entry, *self.engine.progress(session_id, user))
         return {self.session: session_id, **self._panels(self.card_box), self.card: card,
                 self.answer: gr.update(value="", interactive=True), self.status: "",
                 **self._buttons(self.submit_button, self.skip_button), self.scorecard: "", self.chart: None,
-                self.feedback: "", **self._lists()}
+                self.feedback: "", **self._lists(user)}
 
-    def _scorecard_view(self, session_id: str) -> dict:
+    def _scorecard_view(self, session_id: str, user: str) -> dict:
         """End the session and show its scorecard and chart."""
-        card = self.engine.end(session_id)
+        card = self.engine.end(session_id, user)
         return {self.session: session_id, **self._panels(self.score_box), self.card: "",
                 self.answer: gr.update(value=""), self.status: "", **self._buttons(),
                 self.scorecard: render.scorecard_markdown(card), self.chart: topic_chart(card),
-                self.feedback: "", **self._lists()}
+                self.feedback: "", **self._lists(user)}
 
-    def _setup_view(self, message: str) -> dict:
+    def _setup_view(self, message: str, user: str) -> dict:
         """Back to the set-up, with no session and a message saying why."""
         return {self.session: None, **self._panels(self.setup), self.card: "", self.status: message,
-                **self._buttons(), self.scorecard: "", self.chart: None, self.feedback: "", **self._lists()}
+                **self._buttons(), self.scorecard: "", self.chart: None, self.feedback: "", **self._lists(user)}
 
     def _panels(self, shown) -> dict:
         """Show one of the three panels (set-up, question card, scorecard) and hide the other two."""
@@ -190,15 +216,29 @@ class InterviewTab:
         return {button: visible(any(button is s for s in shown))
                 for button in (self.submit_button, self.skip_button, self.next_button)}
 
-    def _lists(self) -> dict:
-        """The past sessions table and the unfinished sessions to resume, as they now are."""
-        return {self.history: self.history_rows(), self.resume_choice: gr.update(choices=self.unfinished(), value=None)}
+    def _lists(self, user: str) -> dict:
+        """The user's past sessions table and unfinished sessions to resume, as they now are."""
+        return {self.history: self.history_rows(user),
+                self.resume_choice: gr.update(choices=self.unfinished(user), value=None)}
 
-    def history_rows(self) -> list[list]:
-        return [render.session_row(session) for session in self.engine.history()]
+    def history_rows(self, user: str) -> list[list]:
+        return [render.session_row(session) for session in self.engine.history(user=user)]
 
-    def unfinished(self) -> list[str]:
-        return [session["id"] for session in self.engine.history() if session["status"] == "active"]
+    def unfinished(self, user: str) -> list[str]:
+        return [session["id"] for session in self.engine.history(user=user) if session["status"] == "active"]
+
+
+def write_export(session_id: str, text: str) -> Path:
+    """Write a session's markdown for download; exports older than EXPORT_LIFETIME are removed first, so
+    exporting leaves no growing pile of temporary files."""
+    EXPORTS.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in EXPORTS.glob("interview-*.md"):
+        if now - old.stat().st_mtime > EXPORT_LIFETIME:
+            old.unlink(missing_ok=True)
+    path = EXPORTS / f"interview-{session_id}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def topic_chart(card: dict):
