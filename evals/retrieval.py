@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GOLD, HALVES, load_jsonl, real_gold
+from evals.datasets import GOLD, HALVES, load_jsonl, real_gold, real_uncovered
 from evals.metrics import ranking_scores
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
@@ -76,6 +76,29 @@ def real(retriever, modes=MODES) -> dict[str, list[dict]]:
     topics = bank_topics()
     return {half: [evaluate(retriever, rows, mode, topics=topics) for mode in modes]
             for half in HALVES if (rows := real_gold(half))}
+
+
+def real_summary(retriever, pick=lambda rows: rows) -> dict:
+    """For `python -m evals`: per dev-set half, the default mode's figures on covered questions (right:
+    bank_id or an alt_id), the right entry at rank 1 (the labelled bank_id itself, no alternative), and
+    the refusal decision (covered answered, uncovered refused). {} without the dev set; `pick` samples."""
+    out = {}
+    for half in HALVES:
+        covered, uncovered = pick(real_gold(half)), pick(real_uncovered(half))
+        if not covered:
+            continue
+        result = evaluate(retriever, covered, retriever.mode)
+        threshold = retriever.calibration.threshold
+        firsts = [retriever.search(item["query"], k=1) for item in covered]
+        best_out = [(retriever.search(item["query"], k=1) or [None])[0] for item in uncovered]
+        out[half] = {"covered": len(covered), "uncovered": len(uncovered), "mode": retriever.mode,
+                     **{m: result[m] for m in METRICS},
+                     "right_entry_at_1": round(float(np.mean([bool(hits) and hits[0].metadata.get("qid") == item["expected"][0]
+                                                              for hits, item in zip(firsts, covered, strict=True)])), 4),
+                     "covered_answered": round(float(np.mean([bool(h) and h[0].score >= threshold for h in firsts])), 4),
+                     "uncovered_refused": round(float(np.mean([h is None or h.score < threshold for h in best_out])), 4)
+                     if uncovered else None}
+    return out
 
 
 def table(results: list[dict]) -> str:
