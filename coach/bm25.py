@@ -74,6 +74,15 @@ class Bm25Index:
         except (OSError, ValueError, KeyError):
             return None
 
+    def scores(self, query: str, ids: list[str]) -> list[float]:
+        """The BM25 score of each of `ids` for the query (0 for an id this index has not seen): exact
+        evidence for candidates that the top-k search did not reach."""
+        tokens = self.tokenize([query])[0] if self.ids else []
+        if not tokens:
+            return [0.0] * len(ids)
+        every = self.model.get_scores(tokens)
+        return [float(every[self.position[i]]) if i in self.position else 0.0 for i in ids]
+
     def search(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`."""
         if not self.ids:

@@ -35,6 +35,10 @@ SINGLE = {
     "false_positive_rate": ("guards: false-positive rate", ("guards", "false_positive_rate"), False),
     "grader_spearman": ("grader: Spearman vs bands", ("grading", "spearman"), True),
     "grader_spearman_holdout": ("grader: Spearman vs bands, held-out set", ("grading", "holdout", "spearman"), True),
+    "real_hit1_heldout": ("real questions, held-out half: hit@1", ("real_questions", "heldout", "hit@1"), True),
+    "real_hit5_heldout": ("real questions, held-out half: hit@5", ("real_questions", "heldout", "hit@5"), True),
+    "real_right_entry_heldout": ("real questions, held-out half: right entry at rank 1",
+                                 ("real_questions", "heldout", "right_entry_at_1"), True),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one
@@ -147,7 +151,7 @@ def markdown(metrics: dict, previous: dict | None, plots: list[str], export: lis
                      + "\n")
     elif previous:
         parts.append(f"No regression against the previous run in this folder ({metrics.get('previous_run')}).\n")
-    parts += _retrieval_section(metrics) + _answers_section(metrics) + _other_sections(metrics)
+    parts += _retrieval_section(metrics) + _real_questions_section(metrics) + _answers_section(metrics) + _other_sections(metrics)
     if plots:
         parts.append("## Plots\n\n" + "\n".join(f"![{p}]({p})" for p in plots) + "\n")
     if export:
@@ -178,6 +182,21 @@ def _retrieval_section(metrics: dict) -> list[str]:
               f"Search latency p50: ours {r['ours']['latency_ms']['p50']:.1f} ms"
               + (f", baseline {r['baseline']['latency_ms']['p50']:.1f} ms" if "baseline" in r else "") + ".\n"]
     return lines
+
+
+def _real_questions_section(metrics: dict) -> list[str]:
+    halves = metrics.get("real_questions")
+    if not halves:
+        return []
+    lines = ["## Real interview questions (../shared dev set; ours, default retrieval mode)\n",
+             "| half | covered | hit@1 | hit@5 | MRR | right entry at rank 1 | covered answered | uncovered refused |",
+             "|---|---|---|---|---|---|---|---|"]
+    for half, r in halves.items():
+        refused = "—" if r["uncovered_refused"] is None else f"{r['uncovered_refused']:.3f} of {r['uncovered']}"
+        lines.append(f"| {half} | {r['covered']} | {r['hit@1']:.3f} | {r['hit@5']:.3f} | {r['mrr']:.3f} | "
+                     f"{r['right_entry_at_1']:.3f} | {r['covered_answered']:.3f} | {refused} |")
+    return lines + ["", "hit@k counts the labelled bank_id or one of its alt_ids; the right entry at rank 1 is "
+                        "the bank_id itself. Only the tuning half was used to fit weights and thresholds.\n"]
 
 
 def _answers_section(metrics: dict) -> list[str]:

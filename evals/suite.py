@@ -110,6 +110,9 @@ def run(options: Options, progress: bool = True) -> Run:
     outside = sample(load_jsonl(OUT_OF_SCOPE), options.limit) if "out_of_scope" in sets else []
     if gold:
         metrics["retrieval"] = retrieval(answerer.retriever, baseline, gold, bank, progress)
+        from evals.retrieval import real_summary  # the real-question dev set, when ../shared has it
+
+        metrics["real_questions"] = real_summary(answerer.retriever, lambda rows: sample(rows, options.limit))
     if gold or outside:
         records = answers(answerer, baseline, gold, outside, scorer, progress)
         metrics["answers"] = {system: summarize_answers([r for r in records if r["system"] == system])

@@ -99,7 +99,7 @@ def bank_sections(text: str, source: str) -> list[Section]:
     except BankError as exc:
         raise LoadError(f"malformed question bank entry: {exc}") from None
     return [Section(question=e.question, text=e.answer, number=e.number, part=e.part, topic=e.topic,
-                    difficulty=e.difficulty, qid=e.id) for e in entries]
+                    difficulty=e.difficulty, qid=e.id, asked_as=e.asked_as) for e in entries]
 
 
 def html_text(html: str) -> str:

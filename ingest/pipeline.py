@@ -15,7 +15,7 @@ from pathlib import Path
 from coach.config import ROOT, Settings, get_settings
 from coach.embedder import embedder
 from coach.store import Store, open_store
-from ingest.chunking import Chunk, chunk_section, section_hash, section_key
+from ingest.chunking import Chunk, chunk_section, question_keys, section_hash, section_key
 from ingest.loaders import SUPPORTED, LoadError, load_file
 from ingest.sections import Section
 
@@ -103,7 +103,8 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         if stale:
             store.delete(stale)
             report.deleted += len(stale)
-        store.sync_bm25()
+        _write_keys(store, wanted)
+        store.sync_bm25()  # also prunes the keys of sections that are gone
     return report
 
 
@@ -223,6 +224,23 @@ def _write(store: Store, chunks: list[Chunk], progress: bool) -> None:
             bar.update(len(batch))
     if bar is not None:
         bar.close()
+
+
+def _write_keys(store: Store, wanted: dict) -> None:
+    """Bring the question keys of the sections read in this run up to date (after their chunks, so a
+    key never points at a section that is not indexed yet): new or changed keys are embedded, keys a
+    section no longer has are deleted. Keys of sections that are gone are pruned by `sync_bm25`."""
+    keys = [key for (source, _), (kind, section) in wanted.items() for key in question_keys(source, kind, section)]
+    existing = store.key_metadatas()
+    todo = [key for key in keys if existing.get(key.id, {}).get("content_hash") != key.metadata["content_hash"]]
+    wanted_ids = {key.id for key in keys}
+    extra = [key_id for key_id, m in existing.items()
+             if (m.get("source"), m.get("qid")) in wanted and key_id not in wanted_ids]
+    for start in range(0, len(todo), EMBED_BATCH * 4):
+        batch = todo[start:start + EMBED_BATCH * 4]
+        store.upsert_keys([k.id for k in batch], [k.text for k in batch], [k.metadata for k in batch])
+    if extra:
+        store.delete_keys(extra)
 
 
 def _progress(items, enabled: bool, desc: str, unit: str, total: int | None = None):

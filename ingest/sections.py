@@ -44,6 +44,7 @@ class Section:
     topic: str | None = None
     difficulty: str | None = None
     qid: str | None = None  # stable key within its source; derived when not given
+    asked_as: tuple[str, ...] = ()  # other ways the question is asked (bank entries): retrieval keys only
 
 
 def split_sections(text: str, fallback_title: str) -> list[Section]:

@@ -92,3 +92,20 @@ def test_duplicate_ids_across_files(tmp_path):
         (tmp_path / name).write_text(f"---\npart: 9\n---\n\n{entry}")
     with pytest.raises(BankError, match=r"b.md:5: id 'p9-same' already used at .*a.md:5"):
         load_bank(tmp_path)
+
+
+def test_no_dev_question_shares_a_six_word_run_with_the_bank():
+    """Held-out integrity: the real-question dev set stays outside the project. No run of six words of
+    any dev question (either half) appears in corpus/, so neither the answers nor the `asked_as`
+    phrasings written for retrieval carry a dev question's wording (stock openers included)."""
+    from evals.datasets import real_questions
+
+    rows = real_questions()
+    if not rows:
+        pytest.skip("the real-question dev set (../shared/real-questions) is absent")
+    corpus = set()
+    for path in (ROOT / "corpus").rglob("*"):
+        if path.is_file():
+            corpus |= _grams(path.read_text(encoding="utf-8"), 6)
+    leaked = [row["key"] for row in rows if _grams(row["question"], 6) & corpus]
+    assert not leaked, f"dev questions (by key) sharing six-word runs with corpus/: {leaked}"
