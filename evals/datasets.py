@@ -26,7 +26,17 @@ BENIGN_SECURITY = SETS / "benign_security.jsonl" # honest questions about attack
 GRADING = SETS / "grading.jsonl"                 # graded answers the grader was tuned on
 GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind, never tuned on
 
-REAL_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "real-questions" / "dev.jsonl"
+
+
+def _shared_dev_set() -> Path:
+    """`../shared/real-questions/dev.jsonl` beside the checkout; a git worktree one level deeper
+    (`wt/NAME/`) finds the same folder further up. The first that exists wins."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [parent / "shared" / "real-questions" / "dev.jsonl" for parent in root.parents[:3]]
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
+REAL_QUESTIONS = _shared_dev_set()
 HALVES = ("tuning", "heldout")
 
 
