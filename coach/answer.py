@@ -168,7 +168,8 @@ class Answerer:
         request.answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
                                     "question": hit.metadata.get("question"), "text": text}
                                    for hit, text in zip(request.relevant, texts, strict=True)]
-        chosen = evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES)
+        chosen = ([] if self.backend.name == "extractive" else  # it generates nothing from them
+                  evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES))
         used = sorted({s.passage for s in chosen}) or [1]
         request.passages = [(request.relevant[n - 1], texts[n - 1]) for n in used]
         request.flagged = {used.index(n) + 1 for n in flagged if n in used}
@@ -247,19 +248,24 @@ class Answerer:
         text = "\n\n".join(p for p in parts if p.strip())
         return compose.renumber(text + ("\n\n" + "\n".join(see_also) if see_also else ""), relevant)
 
-    def warm_up(self, limit: int = 4000) -> int:
-        """Embed the sentences of the indexed answers before users ask: evidence selection and the support
-        check embed every sentence of the retrieved answers, about half a second per cold question on 2
-        cores, and the vectors are cached. Returns how many sentences were embedded (at most `limit`,
-        half the cache, so a large index does not evict everything it warmed)."""
+    def warm_up(self, limit: int = 6000) -> int:
+        """Embed what answering embeds before users ask: the units of every bank entry (the composer
+        ranks them), the misconceptions (the premise check), and the sentences of other indexed
+        answers (evidence for a model, the support check). About half a second per cold question on 2
+        cores otherwise; the vectors are cached. Returns how many texts were embedded (at most `limit`,
+        under the cache's size, so a large index does not evict everything it warmed)."""
+        texts: dict[str, None] = {}
+        for entry in self.entries.values():
+            texts.update(dict.fromkeys(u.plain for u in compose.units_of(entry.answer)))
+            texts.update(dict.fromkeys(t for m in entry.misconceptions for t in (m.wrong, m.right)))
         store = self.retriever.store
-        sentences: dict[str, None] = {}
         for source, qid in sorted({(m.get("source"), m.get("qid")) for m in store.metadatas().values()}):
-            text = store.section_text(source, qid) or ""
-            sentences.update(dict.fromkeys(split_sentences(text) + [raw for raw, _ in evidence.passage_sentences(text)]))
-            if len(sentences) >= limit:
+            if len(texts) >= limit:
                 break
-        batch = list(sentences)[:limit]
+            if qid not in self.entries:
+                text = store.section_text(source, qid) or ""
+                texts.update(dict.fromkeys(split_sentences(text) + [raw for raw, _ in evidence.passage_sentences(text)]))
+        batch = list(texts)[:limit]
         for start in range(0, len(batch), 256):
             self.embeddings.embed_sentences(batch[start:start + 256])
         return len(batch)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coach.compose import cite, entry_body, units_of
-from coach.grader import contradicts
+from coach.grader import clauses, contradicts
 from coach.text import content_words
 
 # What a question takes for granted. The claim ends at the comma or question mark that closes it.
@@ -38,12 +38,13 @@ PRESUPPOSES = (
     re.compile(r"^\W*(?P<claim>[^?]{8,}?),?\s+(?:right|correct|isn't it|doesn't it|don't they|true)\s*\?\s*$", re.I),
 )
 NEGATED_AUX = re.compile(r"n't|not", re.I)
-# A claim matches a listed wrong statement when this blend of cosine and shared words is reached and it
-# is nearer to the wrong statement than to its correction. Chosen on a handful of probes written for
+# A claim matches a listed wrong statement when it is close to it in meaning and clearly nearer to it
+# than to its correction (cosine margin plus the margin in shared words: a correction restates most of
+# the same words, so the margin is what tells them apart). Chosen on a handful of probes written for
 # it, not on the test cases of tests/test_premise.py.
-MATCH_WEIGHT = 0.5          # cosine vs share of the claim's words in the statement
-MISCONCEPTION_MATCH = 0.62
-MARGIN = 0.02
+MISCONCEPTION_COSINE = 0.70
+MARGIN = 0.10
+RESTATES = 0.75            # share of the claim's words a clause of the correction holds when it says the same
 CORRECTION_COSINE = 0.55    # the entry sentence cited must state the correction this closely
 
 
@@ -88,10 +89,12 @@ def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] |
     sentences = [u.text for u in units_of(entry_body(text)) if u.kind in ("sentence", "formula", "item")]
     if not sentences:
         return None
+    pairs = _misconceptions(entry)
     vectors = np.asarray(embeddings.embed_sentences([_plain(s) for s in sentences]))
-    for wrong, right in _misconceptions(entry):
-        if _matches(claim, wrong, right, embeddings):
-            best = vectors @ np.asarray(embeddings.embed_sentences([right])[0])
+    stated = np.asarray(embeddings.embed_sentences([claim, *(t for pair in pairs for t in pair)]))
+    for k, (wrong, right) in enumerate(pairs):
+        if _matches(claim, (wrong, right), stated[[0, 2 * k + 1, 2 * k + 2]]):
+            best = vectors @ stated[2 * k + 2]
             if best.max() >= CORRECTION_COSINE:
                 return sentences[int(np.argmax(best))], "misconception"
     for sentence in sentences:
@@ -104,16 +107,22 @@ def _misconceptions(entry) -> list[tuple[str, str]]:
     return [(m.wrong, m.right) for m in getattr(entry, "misconceptions", ())]
 
 
-def _matches(claim: str, wrong: str, right: str, embeddings) -> bool:
-    vectors = np.asarray(embeddings.embed_sentences([claim, wrong, right]))
+def _matches(claim: str, pair: tuple[str, str], vectors: np.ndarray) -> bool:
+    """Is the claim the pair's wrong statement (vectors: claim, wrong, right)?"""
     words = content_words(claim)
+    to_wrong, to_right = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    shared_wrong, shared_right = (len(words & content_words(t)) / len(words) if words else 0.0 for t in pair)
+    if to_wrong < MISCONCEPTION_COSINE or (to_wrong - to_right) + (shared_wrong - shared_right) < MARGIN:
+        return False
+    # "the sigmoid saturates" is near "ReLU saturates … like the sigmoid", but a clause of the correction
+    # says it as closely as the mistake does: a tie is not a mistake
+    restated = max((_recall(words, clause) for clause in clauses(pair[1]) if not contradicts(claim, clause)),
+                   default=0.0)
+    return not (restated >= RESTATES and restated >= _recall(words, pair[0]))
 
-    def score(k: int, statement: str) -> float:
-        overlap = len(words & content_words(statement)) / len(words) if words else 0.0
-        return MATCH_WEIGHT * float(vectors[0] @ vectors[k]) + (1 - MATCH_WEIGHT) * overlap
 
-    to_wrong, to_right = score(1, wrong), score(2, right)
-    return to_wrong >= MISCONCEPTION_MATCH and to_wrong > to_right + MARGIN
+def _recall(words: set[str], text: str) -> float:
+    return len(words & content_words(text)) / len(words) if words else 0.0
 
 
 def _plain(text: str) -> str:

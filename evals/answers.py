@@ -120,6 +120,7 @@ def usefulness(answerer, rows: list[dict], grader, checker, progress: bool = Tru
             points, _ = grader.assess(entry, strip_citations(answer.answer))
             record["key_points"] = sum(p.credit >= COVERED for p in points) / len(points)
         if not record["refused"]:
+            answerer.embeddings.embed_sentences([strip_citations(s) for s in split_sentences(answer.answer)])
             record["wrong"] = sum(_wrong(s, cited, answerer, checker, contradiction) for s in split_sentences(answer.answer))
             record["sentences"] = len(split_sentences(answer.answer))
         record["first_right"] = record["first_qid"] in {row["bank_id"], *row["alt_ids"]} - {None}
@@ -170,7 +171,9 @@ def real(answerer, halves=("tuning", "heldout"), progress: bool = True) -> dict:
 
     if not real_questions():
         return {}
+    answerer.warm_up()  # every bank unit embedded once, in batches: far faster than one answer at a time
     grader = Grader(retriever=answerer.retriever, bank=list(answerer.entries.values()))
+    grader.key_point_vectors()
     checker = SupportChecker(answerer.embeddings)
     return {half: usefulness(answerer, labelled(half), grader, checker, progress) for half in halves}
 
