@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from coach.text import citations_of, split_sentences, strip_citations
 from evals.datasets import GOLD, OUT_OF_SCOPE, SETS, load_jsonl, real_questions
-from evals.suite import ours_record
+from evals.suite import ours_record, sample
 
 LABELS = SETS / "real_questions_labels.jsonl"
 # An answer's first sentence that points at something it never showed ("Both normalize…").
@@ -164,8 +164,9 @@ def summarize_usefulness(records: list[dict]) -> dict:
                         for kind in ("dangling_opening", "table_fragment", "formula_stub", "citation_gap")}}
 
 
-def real(answerer, halves=("tuning", "heldout"), progress: bool = True) -> dict:
-    """Usefulness per half of the dev set; {} when the dev set is absent."""
+def real(answerer, halves=("tuning", "heldout"), limit: int = 0, progress: bool = True) -> dict:
+    """Usefulness per half of the dev set (a fixed sample of `limit` rows per half when given); {} when
+    the dev set is absent."""
     from coach.grader import Grader
     from coach.support import SupportChecker
 
@@ -175,7 +176,7 @@ def real(answerer, halves=("tuning", "heldout"), progress: bool = True) -> dict:
     grader = Grader(retriever=answerer.retriever, bank=list(answerer.entries.values()))
     grader.key_point_vectors()
     checker = SupportChecker(answerer.embeddings)
-    return {half: usefulness(answerer, labelled(half), grader, checker, progress) for half in halves}
+    return {half: usefulness(answerer, sample(labelled(half), limit), grader, checker, progress) for half in halves}
 
 
 def main(argv=None) -> int:
