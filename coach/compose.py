@@ -172,8 +172,8 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
                 last[1].append(LIST_MARK.sub("", line).strip())
             else:
                 blocks.append(("list", [LIST_MARK.sub("", line).strip()]))
-        elif kind == "para" and last[0] == "list" and raw[:1].isspace():
-            last[1][-1] += " " + line.strip()  # an item's continuation line
+        elif last[0] == "list" and (raw[:1].isspace() or kind == "math" or line[:1].islower()):
+            last[1][-1] += " " + line.strip()  # an item's continuation: indented, its formula, "and …"
         elif kind == last[0] and kind != "gap":
             last[1].append(line.strip())
         else:

@@ -2,7 +2,7 @@
 what supports it, and give a learner something usable on questions other people wrote?
 
     python -m evals.answers [--backend llamacpp|openai|extractive] [--in-scope N] [--out FILE.json]
-    python -m evals.answers --real [tuning|heldout] [--backend B] [--show]
+    python -m evals.answers --real [tuning|heldout] [--backend B] [--in-scope N] [--show]
 
 `--real` answers the real-question dev set (`../shared/real-questions/dev.jsonl`, read from there and
 never copied; labels in evals/sets/real_questions_labels.jsonl) and measures usefulness:
@@ -43,8 +43,9 @@ DANGLING = re.compile(r"^\W*(?:both|this|these|those|it|they|their|such|each of 
 # A line that is part of a markdown table: answers render tables as lists, so any is a cut table.
 TABLE_FRAGMENT = re.compile(r"^\s*\||\|\s*(?:\[\d+\]\s*)*[.]?\s*$|\|\s*\|")
 # A sentence whose formula was left behind: it ends on a word that needs something after it.
-STUB_END = re.compile(r"(?:\b(?:is|are|was|be|of|to|by|the|a|an|as|gives|becomes|equals|computes|with|where|"
-                      r"and|or|than|from|into|for)|[=:+−-])\s*$", re.I)
+STUB_END = re.compile(r"(?:\b(?:is|are|of|by|the|a|an|gives|becomes|equals|computes|where)|[=:+−])\s*$", re.I)
+# "… no matter how large the image is" ends a clause; "the output width is" does not.
+CLAUSE_END = re.compile(r"\b(?:how|what|whatever|wherever|however|whoever)\b[^,;:]*\b(?:is|are)\s*$", re.I)
 
 
 def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:
@@ -85,7 +86,8 @@ def defects(text: str) -> dict[str, list[str]]:
     used = sorted(set(numbers))
     return {"dangling_opening": [sentences[0]] if sentences and DANGLING.match(sentences[0]) else [],
             "table_fragment": [line for line in text.split("\n") if TABLE_FRAGMENT.search(strip_citations(line))],
-            "formula_stub": [s for s in sentences if STUB_END.search(strip_citations(s).rstrip(".!? "))],
+            "formula_stub": [s for s in sentences if STUB_END.search(claim := strip_citations(s).rstrip(".!? "))
+                             and not CLAUSE_END.search(claim)],
             "citation_gap": [] if used == list(range(1, len(used) + 1)) else [str(used)]}
 
 
@@ -217,7 +219,7 @@ def _real_main(answerer, args) -> int:
     if not real_questions():
         raise SystemExit("the real-question dev set is absent (../shared/real-questions/dev.jsonl)")
     halves = ("tuning", "heldout") if args.real == "both" else (args.real,)
-    result = real(answerer, halves)
+    result = real(answerer, halves, limit=args.in_scope)
     if args.show:
         for half, figures in result.items():
             for r in figures["answers"]:
