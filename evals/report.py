@@ -39,6 +39,14 @@ SINGLE = {
     "real_hit5_heldout": ("real questions, held-out half: hit@5", ("real_questions", "heldout", "hit@5"), True),
     "real_right_entry_heldout": ("real questions, held-out half: right entry at rank 1",
                                  ("real_questions", "heldout", "right_entry_at_1"), True),
+    "real_first_right_tuning": ("real questions, tuning: first citation right",
+                                ("real_questions", "tuning", "first_citation_right"), True),
+    "real_key_points_tuning": ("real questions, tuning: key-point coverage",
+                               ("real_questions", "tuning", "key_point_coverage"), True),
+    "real_first_right_heldout": ("real questions, held-out: first citation right",
+                                 ("real_questions", "heldout", "first_citation_right"), True),
+    "real_key_points_heldout": ("real questions, held-out: key-point coverage",
+                                ("real_questions", "heldout", "key_point_coverage"), True),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one
@@ -228,6 +236,16 @@ def _other_sections(metrics: dict) -> list[str]:
                   "| rule | pairs | supported kept | unsupported dropped |", "|---|---|---|---|"]
         lines += [f"| {rule} | {v['pairs']} | {v['supported_kept']:.3f} | {v['unsupported_dropped']:.3f} |"
                   for rule, v in metrics["support"].items()] + [""]
+    for half, v in (metrics.get("real_questions") or {}).items():
+        lines += [f"## Real questions, {half} half (../shared/real-questions/dev.jsonl)\n",
+                  f"{v['questions']} questions: {v['covered']} covered (full or partial), {v['uncovered']} not. "
+                  f"First citation right {fmt(v['first_citation_right'])} (full only "
+                  f"{fmt(v['first_citation_right_full'])}); key-point coverage {fmt(v['key_point_coverage'])} "
+                  f"(full only {fmt(v['key_point_coverage_full'])}); uncovered refused {fmt(v['refused_uncovered'])}; "
+                  f"covered refused {fmt(v['refused_covered'])}; wrong statements {v['wrong_statements']} of "
+                  f"{v['sentences']} sentences; premises corrected {v['premises_corrected']}; answers with a "
+                  "dangling opening / table fragment / formula stub / citation gap: "
+                  + " / ".join(str(n) for n in v["defects"].values()) + ".\n"]
     for section, title in (("guards", "Guards (attacks.jsonl)"),
                            ("grading", "Grader (grading.jsonl; holdout: grading_holdout.jsonl)"),
                            ("judge", "LLM judge (reported apart)")):
@@ -251,6 +269,9 @@ Anchored on RAGAS and DeepEval, computed locally (no hosted judge): sentence-lev
 - **context recall**: share of the gold entry's key points that the retrieved contexts support.
 - **refusal precision / recall**: refusals that were out of scope / out-of-scope questions refused.
   The baseline refuses only when its model says it cannot answer.
+- **first citation right** (real questions): the answer's first citation is the labelled entry or one
+  of its alternatives; a refused covered question is a miss. **key-point coverage**: share of the
+  labelled entry's key points the answer states, by `coach.grader.Grader.assess` (credit ≥ 0.5).
 - **retrieval** for the baseline: its top-5 chunks mapped to the bank questions whose sections they
   overlap (a 1000-character chunk may span two), in rank order.
 """

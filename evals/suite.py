@@ -10,6 +10,8 @@ Sets and what they measure (`--sets` takes these names; default: every one whose
     support_pairs  support_pairs.jsonl: the sentence support check that faithfulness rests on
     attacks        attacks.jsonl + benign_security.jsonl, through evals.guards (issue 7) when present
     grading        grading.jsonl and grading_holdout.jsonl, through evals.grader and coach.grader.Grader (issue 6) when present
+    real_questions the real-question dev set (../shared, when present), tuning and held-out halves apart:
+                   first citation right and key-point coverage of covered questions (evals.answers.real)
 
 Answer metrics (RAGAS / DeepEval definitions, judged locally by coach.support and the embedder):
     faithfulness        share of answer sentences supported by the passages the sentence cites (ours) or,
@@ -37,7 +39,7 @@ from evals import metrics as m
 from evals.datasets import ATTACKS, BENIGN_SECURITY, GOLD, OUT_OF_SCOPE, SETS, load_jsonl
 from evals.retrieval import score, summarize
 
-SET_NAMES = ("retrieval", "out_of_scope", "support_pairs", "attacks", "grading")
+SET_NAMES = ("retrieval", "out_of_scope", "support_pairs", "attacks", "grading", "real_questions")
 # Answer metrics averaged over answered in-scope questions, in the order the report shows them.
 ANSWER_METRICS = ("faithfulness", "citation_precision", "citation_recall", "answer_relevance",
                   "context_precision", "context_recall")
@@ -59,7 +61,10 @@ class Run:
 
 
 def available_sets() -> list[str]:
-    return [name for name in SET_NAMES if (SETS / f"{name}.jsonl").exists()]
+    from evals.datasets import real_questions
+
+    return [name for name in SET_NAMES if (SETS / f"{name}.jsonl").exists()
+            or (name == "real_questions" and real_questions())]
 
 
 def choose_sets(names: list[str] | None) -> list[str]:
@@ -124,6 +129,13 @@ def run(options: Options, progress: bool = True) -> Run:
         metrics["guards"] = guards(answerer, options.limit, progress)
     if "grading" in sets:
         metrics["grading"] = grading(answerer, backend, options.limit, progress)
+    if "real_questions" in sets:
+        from evals.answers import real
+
+        result = real(answerer, limit=options.limit, progress=progress)
+        real_figures = metrics.setdefault("real_questions", {})  # beside the retrieval figures, per half
+        for half, figures in result.items():
+            real_figures.setdefault(half, {}).update({k: v for k, v in figures.items() if k != "answers"})
     if options.judge:
         metrics["judge"] = judge(records, progress)
     metrics["meta"]["seconds"] = round(time.time() - started, 1)
