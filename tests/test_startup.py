@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from conftest import run_cli
 from coach.embedder import onnx_path
+from conftest import run_cli
 
 TORCH = {"torch", "sentence_transformers", "transformers", "langchain_huggingface"}
 LLM = {"llama_cpp", "openai", "langchain_openai"}
