@@ -11,12 +11,17 @@ import logging
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from coach.text import stemmer
+
+# A search started in the background (start_search) runs while the caller embeds its query and asks Chroma;
+# onnxruntime, Chroma and numpy's inner loops release the GIL, so on 2 cores BM25 costs little wall time.
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 
 
 class Bm25Index:
@@ -73,6 +78,10 @@ class Bm25Index:
             return cls(model, meta["ids"], meta["fields"], meta["fingerprint"])
         except (OSError, ValueError, KeyError):
             return None
+
+    def start_search(self, query: str, k: int, where: dict | None = None) -> Future:
+        """search() on a background thread; .result() gives its list."""
+        return _BACKGROUND.submit(self.search, query, k, where)
 
     def search(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`.

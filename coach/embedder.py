@@ -90,6 +90,9 @@ class OnnxMiniLM:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = min(2, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
+        # Idle workers sleep instead of spinning: spinning doubled the CPU time of a query embedding on
+        # 2 cores and took the core from the BM25 search that runs beside it (coach.retrieval).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # No memory arena: batches change shape all the time, and the arena keeps its largest size resident.
         options.enable_cpu_mem_arena = False
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -112,9 +112,11 @@ class HybridRetriever(BaseRetriever):
         where = {name: value for name, value in
                  (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
         bm25 = self.store.bm25()
+        # BM25 runs on the second core while the query is embedded and Chroma searched.
+        lexical = bm25.start_search(query, settings.fetch_k, where) if mode != "dense" else None
         vector = list(self.store.embeddings.embed_query(query))
         dense = self._dense(vector, where, settings.fetch_k) if mode != "bm25" else {}
-        lexical = dict(bm25.search(query, settings.fetch_k, where)) if mode != "dense" else {}
+        lexical = dict(lexical.result()) if lexical is not None else {}
 
         # Fuse per question, not per chunk: the pieces of one long answer must not crowd out other
         # questions in either ranking, and one question is one result.
