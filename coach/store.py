@@ -72,13 +72,14 @@ class Store:
         from langchain_chroma import Chroma
 
         return Chroma(collection_name=self.settings.collection, client=self.client,
-                      embedding_function=LazyEmbeddings(self.settings.embedder),
+                      embedding_function=self.embeddings,
                       collection_metadata=self._metadata, collection_configuration=self._configuration)
 
-    @property
+    @cached_property
     def embeddings(self):
-        """The embedding model the stored vectors come from (coach.embedder), with its caches."""
-        return self.vectors.embeddings
+        """The embedding model the stored vectors come from (coach.embedder), with its caches. Searching
+        needs only this, not the LangChain wrapper above (whose import costs a short command ~0.3 s)."""
+        return LazyEmbeddings(self.settings.embedder)
 
     @property
     def built_with(self) -> str | None:

@@ -88,6 +88,7 @@ def question_keys(source: str, kind: str, section: Section) -> list[Chunk]:
 def _splitter(tokenizer, budget: int):
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=budget, chunk_overlap=0,
+    # Lengths in word pieces, counted as from_huggingface_tokenizer does, without needing transformers.
+    return RecursiveCharacterTextSplitter(
+        length_function=lambda text: len(tokenizer.tokenize(text)), chunk_size=budget, chunk_overlap=0,
         separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""], keep_separator="end")
