@@ -35,6 +35,14 @@ SINGLE = {
     "false_positive_rate": ("guards: false-positive rate", ("guards", "false_positive_rate"), False),
     "grader_spearman": ("grader: Spearman vs bands", ("grading", "spearman"), True),
     "grader_spearman_holdout": ("grader: Spearman vs bands, held-out set", ("grading", "holdout", "spearman"), True),
+    "grader_blind_spearman": ("grader: Spearman vs human scores, blind held-out half",
+                              ("grading", "blind_heldout", "spearman"), True),
+    "grader_blind_ordering": ("grader: complete > partial > wrong, blind held-out half",
+                              ("grading", "blind_heldout", "ordering"), True),
+    "grader_blind_named": ("grader: wrong answers whose misconception is named, blind held-out half",
+                           ("grading", "blind_heldout", "misconception_named"), True),
+    "grader_blind_accused": ("grader: correct answers wrongly accused, blind held-out half",
+                             ("grading", "blind_heldout", "correct_accused"), False),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one
@@ -209,12 +217,29 @@ def _other_sections(metrics: dict) -> list[str]:
                   "| rule | pairs | supported kept | unsupported dropped |", "|---|---|---|---|"]
         lines += [f"| {rule} | {v['pairs']} | {v['supported_kept']:.3f} | {v['unsupported_dropped']:.3f} |"
                   for rule, v in metrics["support"].items()] + [""]
+    lines += _blind_grading(metrics.get("grading", {}))
     for section, title in (("guards", "Guards (attacks.jsonl)"),
                            ("grading", "Grader (grading.jsonl; holdout: grading_holdout.jsonl)"),
                            ("judge", "LLM judge (reported apart)")):
         if section in metrics:
             lines += [f"## {title}\n", "```json", json.dumps(metrics[section], indent=1), "```", ""]
     return lines
+
+
+def _blind_grading(grading: dict) -> list[str]:
+    """The blind grading set as a table: tuning half (the grader was fitted on it) and held-out half."""
+    halves = [(name, grading[f"blind_{name}"]) for name in ("tuning", "heldout") if f"blind_{name}" in grading]
+    if not halves:
+        return []
+    kinds = ("complete", "partial", "wrong", "restating", "off_topic")
+    lines = ["## Grader on the blind set (grading_blind.jsonl, split by question)\n",
+             "| half | answers | Spearman vs human | complete > partial > wrong | misconception named | "
+             "correct accused | " + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
+    for name, r in halves:
+        lines.append(f"| {name} | {r['n']} | {r['spearman']:.3f} | {r['ordering']:.0%} | {r['misconception_named']:.0%} "
+                     f"| {r['correct_accused']:.1%} | " + " | ".join(f"{r['per_kind'].get(k, float('nan')):.1f}"
+                                                          for k in kinds) + " |")
+    return lines + [""]
 
 
 DEFINITIONS = """## Definitions
