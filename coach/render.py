@@ -208,13 +208,23 @@ def interview_markdown(session: dict, card: dict, turns: list) -> str:
 def _turn_markdown(turn) -> list[str]:
     grade = turn.grade
     lines = [f"## {turn.position + 1}. {turn.question}", "", f"*Topic: {turn.topic} · score {turn.score:.1f} / 10*", ""]
-    lines += ["**Your answer**", "", "_(skipped)_" if turn.skipped else _quote(turn.answer), ""]
+    unanswered = "_(revealed: I don't know)_" if getattr(turn, "revealed", False) else "_(skipped)_"
+    lines += ["**Your answer**", "", unanswered if turn.skipped or getattr(turn, "revealed", False)
+              else _quote(turn.answer), ""]
+    practice = [f"time taken {seconds_text(turn.seconds)}" if getattr(turn, "seconds", None) is not None else "",
+                f"{turn.hints} hint(s), {grade.get('hint_cost', 0):.1f} points off" if getattr(turn, "hints", 0) else ""]
+    if any(practice):
+        lines += ["*" + " · ".join(p for p in practice if p) + "*", ""]
     lines += _key_points(grade)
+    lines += _mistakes(grade)
     lines += [f"**Feedback.** {grade.get('feedback', '')}", ""]
-    if grade.get("followup"):
+    followups = getattr(turn, "followups", None) or (
+        [{"question": grade.get("followup"), "answer": turn.followup_answer, "grade": turn.followup_grade}]
+        if turn.followup_answer else [])
+    for f in followups:
+        lines += [f"**Follow-up.** {f['question']}", "", _quote(f["answer"]), "", f"_{f['grade']['feedback']}_", ""]
+    if grade.get("followup") and not followups:
         lines += [f"**Follow-up.** {grade['followup']}", ""]
-        if turn.followup_answer:
-            lines += [_quote(turn.followup_answer), "", f"_{turn.followup_grade['feedback']}_", ""]
     for c in grade.get("citations", []):
         lines += [f"[{c['n']}] {c['question']} (`{c['source']}`)", ""]
     lines += ["<details><summary>Model answer</summary>", "", grade.get("model_answer", ""), "", "</details>", ""]
