@@ -250,6 +250,20 @@ def hints_markdown(hints: list[str], cost: float) -> str:
                       *(f"{n}. {hint}" for n, hint in enumerate(hints, start=1))])
 
 
+def followup_markdown(followups: list[dict], next_question: str | None) -> str:
+    """The follow-up turns so far (each with the points it recovered), then the next follow-up, if any."""
+    lines = []
+    for n, f in enumerate(followups, start=1):
+        grade = f["grade"]
+        lines += [f"**Follow-up {n}:** {grade['feedback']}", ""]
+        lines += [f"- recovered: {p}" for p in grade["recovered"]]
+        lines += [f"- mistake: _{m['sentence']}_ — correct: {m['right']} [1]" for m in grade.get("mistakes", [])]
+        lines.append("")
+    if next_question:
+        lines.append(f"**Next follow-up:** {next_question}")
+    return "\n".join(lines).strip()
+
+
 def seconds_text(seconds: float | None) -> str:
     """Time taken as the scorecard shows it: "1 min 05 s", "42 s", or a dash when it was not timed."""
     if seconds is None:
