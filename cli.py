@@ -123,8 +123,12 @@ def cmd_interview(args) -> int:
         if args.export:
             _export(engine.export_markdown(args.export), args.out)
             return 0
+        if args.progress:
+            print(_progress_text(engine))
+            return 0
         session_id = args.resume or engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty,
-                                                 n=args.n, review=args.review)
+                                                 n=args.n, review=args.review, time_limit=args.time_limit,
+                                                 adaptive=args.adaptive)
     except SessionError as exc:
         raise SystemExit(f"error: {exc}") from None
     return _run_interview(engine, session_id)
@@ -138,28 +142,60 @@ def _export(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _progress_text(engine) -> str:
+    questions = {qid: entry.question for qid, entry in engine.bank.items()}
+    mastery = [f"  {topic:34} " + "  ".join(f"{day[5:]} {score:.1f}" for day, score in days[-4:])
+               for topic, days in engine.mastery().items()]
+    return "\n".join(["Mastery per topic (latest days):", *(mastery or ["  (no answers yet)"]), "",
+                      "Review queue:", render.schedule_markdown(engine.schedule(), questions), "",
+                      "Activity:", render.activity_calendar(engine.activity(), engine.today())])
+
+
 def _run_interview(engine, session_id: str) -> int:
     """Ask the session's questions one by one until it is over (scorecard) or the user stops (saved)."""
-    print(f"Session {session_id}. Answer in a few sentences and finish with an empty line; "
-          "type :skip to skip a question, :end to stop (resume later with --resume).\n")
+    print(f"Session {session_id}. Answer in a few sentences and finish with an empty line; type :hint for a "
+          "hint (costs a point), :reveal if you don't know, :skip to skip, :end to stop (resume with --resume).\n")
     while (entry := engine.current(session_id)) is not None:
         print(render.question_text(entry, *engine.progress(session_id)))
+        attempt = engine.begin(session_id)
+        if attempt["time_limit"]:
+            print(render.timer_markdown(attempt["time_limit"], attempt["started"], attempt["started"]))
         answer = _read_paragraph("> ")
-        if answer is None or answer.strip() == ":end":
+        command = (answer or ":end").strip()
+        if command == ":end":
             print(f"\nSaved. Resume with: python app.py interview --resume {session_id}")
             return 0
-        if answer.strip() == ":skip":
-            engine.skip(session_id)
-            print("Skipped.\n")
+        if command in (":skip", ":hint", ":reveal"):
+            _practice_command(engine, session_id, command)
             continue
         _answer_question(engine, session_id, answer)
-    print(render.scorecard_text(engine.end(session_id)))
+    card = engine.end(session_id)
+    print(render.scorecard_text(card))
+    print(render.turns_text(card))
     print(f"\nExport: python app.py interview --export {session_id} --out interview.md")
     return 0
 
 
+def _practice_command(engine, session_id: str, command: str) -> None:
+    """:skip, :hint (the next rung of the ladder) or :reveal (the model answer; back in review first)."""
+    from coach.interviewer import SessionError
+
+    if command == ":skip":
+        engine.skip(session_id)
+        print("Skipped.\n")
+    elif command == ":reveal":
+        turn = engine.reveal(session_id)
+        print(f"{turn.grade['feedback']}\n\n{turn.grade['model_answer']}\n")
+    else:
+        try:
+            print(f"Hint: {engine.hint(session_id)[-1]}  (answer now, or :hint again)")
+        except SessionError as exc:
+            print(f"{exc}")
+
+
 def _answer_question(engine, session_id: str, answer: str) -> None:
-    """Grade one answer and show the grade; then offer the follow-up question, which may be left out."""
+    """Grade one answer and show the grade; then up to MAX_FOLLOWUPS follow-up questions on the points
+    still missing, each of which may be left out with an empty line."""
     from coach.grader import AnswerError
 
     try:
@@ -168,15 +204,21 @@ def _answer_question(engine, session_id: str, answer: str) -> None:
         print(f"error: {exc} Try again.\n")
         return
     print(render.grade_text(turn.grade))
-    if turn.grade.get("followup"):
-        print(f"\nFollow-up: {turn.grade['followup']}  (answer, or press Enter to go on)")
+    if turn.seconds is not None:
+        print(f"Time taken: {render.seconds_text(turn.seconds)}")
+    question = turn.grade.get("followup")
+    while question:
+        print(f"\nFollow-up: {question}  (answer, or press Enter to go on)")
         followup = _read_paragraph("> ")
-        if followup and followup.strip() not in (":skip", ":end"):
-            try:
-                turn = engine.answer_followup(session_id, followup)
-                print(turn.followup_grade["feedback"])
-            except AnswerError as exc:
-                print(f"error: {exc}")
+        if not followup or followup.strip() in (":skip", ":end"):
+            break
+        try:
+            turn = engine.answer_followup(session_id, followup)
+        except AnswerError as exc:
+            print(f"error: {exc}")
+            break
+        print(turn.followups[-1]["grade"]["feedback"])
+        question = turn.followups[-1]["grade"]["next"]
     print()
 
 
@@ -371,6 +413,11 @@ def _add_grade_and_interview(sub) -> None:
     _add_filters(interview)
     interview.add_argument("--n", type=int, default=5, help="number of questions (default 5)")
     interview.add_argument("--review", action="store_true", help="spaced-repetition review: weak questions first")
+    interview.add_argument("--time-limit", type=float, metavar="SECONDS", help="time limit per question")
+    interview.add_argument("--adaptive", action="store_true",
+                           help="adaptive difficulty: a strong answer steps the next question up, a weak one down")
+    interview.add_argument("--progress", action="store_true",
+                           help="progress across sessions: mastery per topic, review queue, activity calendar")
     interview.add_argument("--resume", metavar="ID", help="continue an unfinished session")
     interview.add_argument("--history", action="store_true", help="list past sessions")
     interview.add_argument("--export", metavar="ID", help="print a session as markdown")

@@ -98,6 +98,7 @@ def grade_text(grade: dict) -> str:
     lines = [f"Score: {grade['score']:.1f} / 10"]
     lines += [f"  ✓ {p}" for p in grade["covered"]]
     lines += [f"  ✗ {p}" for p in grade["missing"]]
+    lines += [f"  ! you said: {m['sentence']}\n    correct: {m['right']} [1]" for m in grade.get("mistakes", [])]
     lines.append(grade["feedback"])
     for c in grade["citations"]:
         lines.append(f"  [{c['n']}] {c['question']}  ({c['source']})")
@@ -107,7 +108,7 @@ def grade_text(grade: dict) -> str:
 def feedback_markdown(grade: dict) -> str:
     """A graded answer in the Interview tab: score, covered and missing key points, feedback, follow-up,
     the cited model answer."""
-    lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade), grade.get("feedback", "")]
+    lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade), *_mistakes(grade), grade.get("feedback", "")]
     if grade.get("followup"):
         lines += ["", f"**Follow-up:** {grade['followup']}"]
     for c in grade.get("citations", []):
@@ -125,6 +126,18 @@ def _key_points(grade: dict) -> list[str]:
         if grade.get(key):
             lines += [f"**{title}**", "", *(f"- {p}" for p in grade[key]), ""]
     return lines
+
+
+def _mistakes(grade: dict) -> list[str]:
+    """What the answer got wrong: the sentence, the misconception it states and the bank's correction."""
+    if not grade.get("mistakes"):
+        return []
+    lines = ["**Mistakes**", ""]
+    for m in grade["mistakes"]:
+        named = "this contradicts the model answer" if m["wrong"] == m["sentence"] else \
+            f"that is the misconception \"{m['wrong']}\""
+        lines.append(f"- You said: _{m['sentence']}_ — {named}. Correct: {m['right']} [1]")
+    return lines + [""]
 
 
 # --- an interview ------------------------------------------------------------------------------
@@ -201,13 +214,23 @@ def interview_markdown(session: dict, card: dict, turns: list) -> str:
 def _turn_markdown(turn) -> list[str]:
     grade = turn.grade
     lines = [f"## {turn.position + 1}. {turn.question}", "", f"*Topic: {turn.topic} · score {turn.score:.1f} / 10*", ""]
-    lines += ["**Your answer**", "", "_(skipped)_" if turn.skipped else _quote(turn.answer), ""]
+    unanswered = "_(revealed: I don't know)_" if getattr(turn, "revealed", False) else "_(skipped)_"
+    lines += ["**Your answer**", "", unanswered if turn.skipped or getattr(turn, "revealed", False)
+              else _quote(turn.answer), ""]
+    practice = [f"time taken {seconds_text(turn.seconds)}" if getattr(turn, "seconds", None) is not None else "",
+                f"{turn.hints} hint(s), {grade.get('hint_cost', 0):.1f} points off" if getattr(turn, "hints", 0) else ""]
+    if any(practice):
+        lines += ["*" + " · ".join(p for p in practice if p) + "*", ""]
     lines += _key_points(grade)
+    lines += _mistakes(grade)
     lines += [f"**Feedback.** {grade.get('feedback', '')}", ""]
-    if grade.get("followup"):
+    followups = getattr(turn, "followups", None) or (
+        [{"question": grade.get("followup"), "answer": turn.followup_answer, "grade": turn.followup_grade}]
+        if turn.followup_answer else [])
+    for f in followups:
+        lines += [f"**Follow-up.** {f['question']}", "", _quote(f["answer"]), "", f"_{f['grade']['feedback']}_", ""]
+    if grade.get("followup") and not followups:
         lines += [f"**Follow-up.** {grade['followup']}", ""]
-        if turn.followup_answer:
-            lines += [_quote(turn.followup_answer), "", f"_{turn.followup_grade['feedback']}_", ""]
     for c in grade.get("citations", []):
         lines += [f"[{c['n']}] {c['question']} (`{c['source']}`)", ""]
     lines += ["<details><summary>Model answer</summary>", "", grade.get("model_answer", ""), "", "</details>", ""]
@@ -222,3 +245,108 @@ def describe_filters(part=None, topic=None, difficulty=None) -> str:
 
 def _quote(text: str) -> str:
     return "\n".join(f"> {line}" for line in (text or "").splitlines()) or "> "
+
+
+# --- practice: hints, time, progress -------------------------------------------------------------
+def hints_markdown(hints: list[str], cost: float) -> str:
+    """The hints taken so far on the question card, each with what it cost."""
+    if not hints:
+        return ""
+    return "\n".join([f"**Hints** (each costs {cost:.1f} points)", "",
+                      *(f"{n}. {hint}" for n, hint in enumerate(hints, start=1))])
+
+
+def followup_markdown(followups: list[dict], next_question: str | None) -> str:
+    """The follow-up turns so far (each with the points it recovered), then the next follow-up, if any."""
+    lines = []
+    for n, f in enumerate(followups, start=1):
+        grade = f["grade"]
+        lines += [f"**Follow-up {n}:** {grade['feedback']}", ""]
+        lines += [f"- recovered: {p}" for p in grade["recovered"]]
+        lines += [f"- mistake: _{m['sentence']}_ — correct: {m['right']} [1]" for m in grade.get("mistakes", [])]
+        lines.append("")
+    if next_question:
+        lines.append(f"**Next follow-up:** {next_question}")
+    return "\n".join(lines).strip()
+
+
+def seconds_text(seconds: float | None) -> str:
+    """Time taken as the scorecard shows it: "1 min 05 s", "42 s", or a dash when it was not timed."""
+    if seconds is None:
+        return NO_SCORE
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def timer_markdown(limit_seconds: float | None, started: float, now: float) -> str:
+    """The time limit line of the question card: the limit and what is left (or how far over it is)."""
+    if not limit_seconds:
+        return ""
+    left = limit_seconds - (now - started)
+    state = f"{seconds_text(left)} left" if left >= 0 else f"over by {seconds_text(-left)}"
+    return f"⏱ Time limit {seconds_text(limit_seconds)} · {state}"
+
+
+def turns_table_markdown(card: dict) -> str:
+    """Each question of a scorecard with its score, time taken, hints used and whether it was revealed."""
+    rows = card.get("turns") or []
+    if not rows:
+        return ""
+    lines = ["| # | question | score | time | hints | follow-ups |", "|---|---|---|---|---|---|"]
+    for t in rows:
+        score = "revealed" if t["revealed"] else "skipped" if t["skipped"] else f"{t['score']:.1f}"
+        over = " (over the limit)" if t.get("over_limit") else ""
+        lines.append(f"| {t['position'] + 1} | {t['question']} | {score} | {seconds_text(t['seconds'])}{over} "
+                     f"| {t['hints']} | {t['followups']} |")
+    return "\n".join(lines)
+
+
+def turns_text(card: dict) -> str:
+    """The same per-question lines for the terminal scorecard."""
+    lines = []
+    for t in card.get("turns") or []:
+        score = "revealed" if t["revealed"] else "skipped" if t["skipped"] else f"{t['score']:.1f}"
+        lines.append(f"  {t['position'] + 1:2}. {score:>8}  {seconds_text(t['seconds']):>10}  hints {t['hints']}  "
+                     f"{t['question'][:60]}")
+    return "\n".join(lines)
+
+
+def schedule_markdown(schedule: list[dict], questions: dict[str, str]) -> str:
+    """The review queue grouped by Leitner box (box 1 = weakest), each question with when it is due."""
+    if not schedule:
+        return "_Nothing to review yet: answered questions are scheduled here._"
+    lines = []
+    for box in sorted({r["box"] for r in schedule}):
+        lines += [f"**Box {box}**", ""]
+        lines += [f"- {questions.get(r['qid'], r['qid'])} · {due_text(r['due_in_days'])} · last score "
+                  f"{r['last_score']:.1f}" for r in schedule if r["box"] == box]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def due_text(days: float) -> str:
+    if days <= 0:
+        return "due now"
+    return f"due in {days * 24:.0f} h" if days < 1 else f"due in {days:.0f} d"
+
+
+def activity_calendar(days: dict[str, int], today: str, weeks: int = 12) -> str:
+    """Answers per day over the last `weeks` weeks as a grid (rows Monday to Sunday, a column per week),
+    plain text so the terminal and the tab show the same: · none, ░ 1-2, ▒ 3-5, █ 6 or more."""
+    import datetime as dt
+
+    end = dt.date.fromisoformat(today)
+    start = end - dt.timedelta(days=end.weekday() + 7 * (weeks - 1))
+    rows = []
+    for weekday, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")):
+        cells = []
+        for week in range(weeks):
+            day = start + dt.timedelta(days=7 * week + weekday)
+            cells.append(" " if day > end else _shade(days.get(day.isoformat(), 0)))
+        rows.append(f"{name} {''.join(cells)}")
+    total = sum(n for d, n in days.items() if start.isoformat() <= d <= today)
+    return "\n".join([*rows, f"{total} answers since {start.isoformat()} (· none ░ 1-2 ▒ 3-5 █ 6+)"])
+
+
+def _shade(count: int) -> str:
+    return "·" if count == 0 else "░" if count <= 2 else "▒" if count <= 5 else "█"

@@ -25,6 +25,7 @@ ATTACKS = SETS / "attacks.jsonl"                 # red-team prompts
 BENIGN_SECURITY = SETS / "benign_security.jsonl" # honest questions about attacks
 GRADING = SETS / "grading.jsonl"                 # graded answers the grader was tuned on
 GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind, never tuned on
+GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, human-scored, written blind
 
 
 
@@ -70,6 +71,23 @@ def real_questions(half: str | None = None, path: Path = REAL_QUESTIONS) -> list
     for members in strata.values():
         for n, row in enumerate(sorted(members, key=lambda r: r["key"])):
             row["half"] = HALVES[n % 2]
+    return [row for row in rows if half is None or row["half"] == half]
+
+
+def question_half(qid: str) -> str:
+    """The half a bank question's graded answers belong to: by the SHA-256 of its id, so the split does
+    not depend on file order or on any score, and a question keeps its half when rows are added."""
+    return HALVES[int(hashlib.sha256(qid.encode("utf-8")).hexdigest(), 16) % 2]
+
+
+def grading_blind(half: str | None = None, path: Path = GRADING_BLIND) -> list[dict]:
+    """The blind grading set (each row gains `half`), or one half of it, split BY QUESTION: every answer
+    to a question lands in the same half, so the held-out half's questions were never tuned on."""
+    if half is not None and half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}")
+    rows = load_jsonl(path)
+    for row in rows:
+        row["half"] = question_half(row["qid"])
     return [row for row in rows if half is None or row["half"] == half]
 
 

@@ -47,6 +47,14 @@ SINGLE = {
                                  ("real_questions", "heldout", "first_citation_right"), True),
     "real_key_points_heldout": ("real questions, held-out: key-point coverage",
                                 ("real_questions", "heldout", "key_point_coverage"), True),
+    "grader_blind_spearman": ("grader: Spearman vs human scores, blind held-out half",
+                              ("grading", "blind_heldout", "spearman"), True),
+    "grader_blind_ordering": ("grader: complete > partial > wrong, blind held-out half",
+                              ("grading", "blind_heldout", "ordering"), True),
+    "grader_blind_named": ("grader: wrong answers whose misconception is named, blind held-out half",
+                           ("grading", "blind_heldout", "misconception_named"), True),
+    "grader_blind_accused": ("grader: correct answers wrongly accused, blind held-out half",
+                             ("grading", "blind_heldout", "correct_accused"), False),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one
@@ -246,12 +254,29 @@ def _other_sections(metrics: dict) -> list[str]:
                   f"{v['sentences']} sentences; premises corrected {v['premises_corrected']}; answers with a "
                   "dangling opening / table fragment / formula stub / citation gap: "
                   + " / ".join(str(n) for n in v["defects"].values()) + ".\n"]
+    lines += _blind_grading(metrics.get("grading", {}))
     for section, title in (("guards", "Guards (attacks.jsonl)"),
                            ("grading", "Grader (grading.jsonl; holdout: grading_holdout.jsonl)"),
                            ("judge", "LLM judge (reported apart)")):
         if section in metrics:
             lines += [f"## {title}\n", "```json", json.dumps(metrics[section], indent=1), "```", ""]
     return lines
+
+
+def _blind_grading(grading: dict) -> list[str]:
+    """The blind grading set as a table: tuning half (the grader was fitted on it) and held-out half."""
+    halves = [(name, grading[f"blind_{name}"]) for name in ("tuning", "heldout") if f"blind_{name}" in grading]
+    if not halves:
+        return []
+    kinds = ("complete", "partial", "wrong", "restating", "off_topic")
+    lines = ["## Grader on the blind set (grading_blind.jsonl, split by question)\n",
+             "| half | answers | Spearman vs human | complete > partial > wrong | misconception named | "
+             "correct accused | " + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
+    for name, r in halves:
+        lines.append(f"| {name} | {r['n']} | {r['spearman']:.3f} | {r['ordering']:.0%} | {r['misconception_named']:.0%} "
+                     f"| {r['correct_accused']:.1%} | " + " | ".join(f"{r['per_kind'].get(k, float('nan')):.1f}"
+                                                          for k in kinds) + " |")
+    return lines + [""]
 
 
 DEFINITIONS = """## Definitions

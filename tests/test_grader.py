@@ -106,10 +106,55 @@ def test_a_negated_key_point_is_not_covered(grader, bank):
     right = grader.grade_entry(entry, "XOR is not linearly separable, so a single perceptron cannot represent it.")
     wrong = grader.grade_entry(entry, "XOR is linearly separable, so a single perceptron can represent it.")
     assert point in right.covered and point in wrong.missing
-    assert wrong.score < right.score and wrong.sentence_counts["contradicting"] == 1
+    assert wrong.score < right.score and wrong.sentence_counts["mistaken"] == 1
+    assert [m.right for m in wrong.mistakes] == [point] and not right.mistakes
 
 
-def test_llm_judge_only_for_a_capable_backend_and_never_without_evidence(retriever, bank, llama_server):
+def test_a_stated_misconception_is_named_with_its_correction(grader, bank):
+    """A sentence that states one of the entry's misconceptions in other words earns nothing, lowers the
+    score, and the feedback names the mistake and the bank's correction, citing the model answer."""
+    entry = bank["p2-beam-search"]
+    misconception = next(m for m in entry.misconceptions if "open-ended" in m.wrong)
+    good = ("Beam search keeps the k best partial sequences by their total log-probability at each step, "
+            "where greedy decoding keeps only one.")
+    mistaken = good + " It is the decoder I would always pick for open-ended chat and for writing stories."
+    clean, accused = grader.grade_entry(entry, good), grader.grade_entry(entry, mistaken)
+    assert not clean.mistakes and accused.mistakes, accused.feedback
+    assert accused.mistakes[0].wrong == misconception.wrong and accused.mistakes[0].right == misconception.right
+    assert misconception.right.rstrip(".") in accused.feedback and "[1]" in accused.feedback
+    assert accused.score < clean.score
+
+
+def test_restating_the_question_earns_nothing(grader, bank):
+    """Credit comes only from what an answer adds to the question's own words."""
+    for qid, restated in (("p2-beam-search", "Beam search works by searching with a beam. You would not use "
+                                             "beam search when a beam search is not what you would use."),
+                          ("p4-lora", "LoRA works the way LoRA works: it is low-rank adaptation, which adapts "
+                                      "with low rank.")):
+        grade = grader.grade_entry(bank[qid], restated)
+        assert grade.score <= 1.0 and not grade.covered, (qid, grade.score, grade.covered)
+
+
+def test_a_follow_up_is_graded_on_the_points_it_probes(grader, bank):
+    entry = bank["p1-dropout-ensemble"]
+    probed = [2, 3]
+    answer = " ".join(f"In short, {entry.key_points[i]}." for i in probed)
+    grade = grader.grade_entry(entry, answer, points=probed)
+    assert set(grade.covered) | set(grade.missing) == {entry.key_points[i] for i in probed}
+    assert grade.covered and grade.score > grader.grade_entry(entry, answer).score
+
+
+def test_judge_quotes_must_be_in_the_answer():
+    from coach.grader import judge_quotes
+
+    answer = "LoRA freezes the pretrained weights and learns a low-rank update of each matrix."
+    reply = '1: "freezes the pretrained weights"\n2: "merges the update at inference time"\n3: "low"'
+    assert judge_quotes(reply, answer) == {1: "freezes the pretrained weights"}
+    assert judge_quotes("covered: none", answer) == {}
+    assert judge_quotes("I think points 1 and 2.", answer) is None
+
+
+def test_llm_judge_only_for_a_capable_backend_and_never_without_a_quote(retriever, bank, llama_server):
     from coach.grader import Grader
     from coach.llm import ExtractiveBackend, OpenAIBackend
 
@@ -119,11 +164,12 @@ def test_llm_judge_only_for_a_capable_backend_and_never_without_evidence(retriev
     assert plain.judge == "key points" and all(p.judged is None for p in plain.points)
     judged = Grader(retriever=retriever, backend=OpenAIBackend(llama_server, "smollm2", None)).grade_entry(
         entry, answer)
-    unevidenced = {p.point for p in plain.points if p.credit == 0}
-    assert unevidenced, "the answer leaves some key points without any evidence"
-    assert all(p.credit == 0 for p in judged.points if p.point in unevidenced)
     if judged.judge != "key points":  # the small served model may not answer in the asked format
         assert "openai" in judged.judge and all(p.judged is not None for p in judged.points)
+    flat = " ".join(answer.lower().split())
+    for p in judged.points:  # a point the judge credits carries the answer's own words as its evidence
+        if p.judged:
+            assert " ".join(p.evidence.lower().split()) in flat, p
 
 
 def test_question_outside_the_bank_is_not_graded(grader):
