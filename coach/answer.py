@@ -206,7 +206,8 @@ class Answerer:
         if violation := output_violation(text, request.spotlight, request.dictated, request.texts, self.prompt_texts):
             return self._withhold(request, violation)
         answer.answer = text
-        answer.citations = [citation(n, request.passages[n - 1][0]) for n in sorted(cited)]
+        quotes = self.evidence_of(text, request.passages)
+        answer.citations = [citation(n, request.passages[n - 1][0], quotes.get(n, [])) for n in sorted(cited)]
         answer.timings = request.timings()
         return answer
 
@@ -295,6 +296,18 @@ class Answerer:
                 cited.add(support.passage)
         return " ".join(kept), cited, len(sentences), len(sentences) - len(kept)
 
+    def evidence_of(self, text: str, passages: list[tuple[Hit, str]]) -> dict[int, list[str]]:
+        """For each cited passage, the passage sentences (exact substrings) that support the answer
+        sentences citing it, in answer order: what the side panel highlights and `evidence` lists."""
+        quotes: dict[int, list[str]] = {}
+        for sentence in split_sentences(text):
+            for n in citations_of(sentence):
+                if 1 <= n <= len(passages):
+                    found = evidence.quote(sentence, passages[n - 1][1], self.embeddings)
+                    if found and found not in quotes.setdefault(n, []):
+                        quotes[n].append(found)
+        return quotes
+
     @staticmethod
     def extractive(chosen: list[evidence.Sentence]) -> tuple[str, set[int]]:
         """The most relevant evidence sentences, in passage order, each with its citation."""
@@ -321,9 +334,10 @@ class Answerer:
         return answer
 
 
-def citation(n: int, hit: Hit) -> dict:
+def citation(n: int, hit: Hit, quotes: Sequence[str] = ()) -> dict:
+    """A citation of the contract; `evidence` holds the passage's supporting sentences (exact substrings)."""
     return {"n": n, "chunk_id": hit.chunk_id, "source": hit.metadata.get("source"),
-            "question": hit.metadata.get("question"), "score": round(hit.score, 4)}
+            "question": hit.metadata.get("question"), "score": round(hit.score, 4), "evidence": list(quotes)}
 
 
 def with_citation(sentence: str, numbers: list[int]) -> str:

@@ -14,8 +14,18 @@ leaves the rest alone. What the tabs show in text comes from `coach/render.py`, 
 from __future__ import annotations
 
 ALL = "All"  # the dropdown choice that means "no filter"
+# The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
 def unless_all(choice, convert=str):
     """A dropdown's choice as a filter value: None for ALL, else the choice converted (e.g. int)."""
     return None if choice == ALL else convert(choice)
+
+
+LOCAL_USER = "local"  # whose data it is on an unauthenticated loopback server
+
+
+def user_of(request) -> str:
+    """The signed-in user of a Gradio request (`request.username`), or LOCAL_USER without sign-in."""
+    return getattr(request, "username", None) or LOCAL_USER

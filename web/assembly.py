@@ -17,16 +17,45 @@ from web.interview import InterviewTab
 from web.library import FlaggedPassages, LibraryTab
 from web.search import SearchTab
 
-# [n] in an answer is a link to #source-n; this opens that passage in the side panel instead of navigating.
-CITATION_JS = """<script>
+# [n] in an answer is a link to #source-n: open that passage in the side panel and scroll to its first
+# highlighted (supporting) sentence instead of navigating. A missed key point in the Interview tab is a
+# link to #ask=QUESTION: go to the Chat tab and put the question in the box, ready to send.
+PAGE_JS = """<script>
 document.addEventListener("click", (event) => {
-  const link = event.target.closest("a[href^='#source-']");
+  const link = event.target.closest("a[href^='#source-'], a[href^='#ask=']");
   if (!link) return;
   event.preventDefault(); event.stopPropagation();
-  const panel = document.getElementById(link.getAttribute("href").slice(1));
-  if (panel) { panel.open = true; panel.scrollIntoView({behavior: "smooth", block: "nearest"}); }
+  const href = link.getAttribute("href");
+  if (href.startsWith("#ask=")) {
+    const chatTab = [...document.querySelectorAll("[role=tab]")].find((t) => t.innerText.trim() === "Chat");
+    if (chatTab) chatTab.click();
+    setTimeout(() => {
+      const box = document.querySelector("#question textarea");
+      box.value = decodeURIComponent(href.slice(5));
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+      box.focus();
+    }, 100);
+    return;
+  }
+  const panel = document.getElementById(href.slice(1));
+  if (!panel) return;
+  panel.open = true;
+  const target = panel.querySelector("mark") || panel;
+  target.scrollIntoView({behavior: "smooth", block: "center"});
 }, true);
 </script>"""
+# Highlighted evidence, passages that scroll inside the side panel, a layout that fits a phone, and
+# colours that pass WCAG AA contrast (the default theme's white on orange-500 is 2.8:1, footer grey 1.9:1).
+PAGE_CSS = """
+.gradio-container { --button-primary-background-fill: #c2410c; --button-primary-background-fill-hover: #9a3412;
+  --button-cancel-background-fill: #b91c1c; --button-cancel-background-fill-hover: #991b1b; }
+footer a, footer button { color: #4b5563 !important; }
+#sources mark { background: #fff1a8; color: #1f2937; padding: 0 1px; border-radius: 2px; }
+#sources .passage { max-height: 60vh; overflow-y: auto; }
+#sources table { border-collapse: collapse; } #sources td, #sources th { border: 1px solid #ccc; padding: 2px 6px; }
+#sources pre { overflow-x: auto; white-space: pre; }
+@media (max-width: 480px) { #chat-layout { flex-direction: column; } #chat-layout > div { min-width: 0 !important; } }
+"""
 
 
 def build_app(answerer, judge=None) -> gr.Blocks:
@@ -37,17 +66,23 @@ def build_app(answerer, judge=None) -> gr.Blocks:
     with gr.Blocks(title="Interview coach") as demo:
         gr.Markdown("# Interview coach\nDeep-learning interview questions, answered only from the bank, "
                     "with citations.")
-        with gr.Tab("Chat"):
-            ChatTab(answerer, parts=sorted({e.part for e in bank}), topics=sorted({e.topic for e in bank}))
-        with gr.Tab("Interview"):
-            interview = InterviewTab(answerer, bank, judge=judge)
-        with gr.Tab("Library") as library:
-            LibraryTab(store)
-            FlaggedPassages(store, tab=library)
-        with gr.Tab("Evaluate"):
-            EvaluateTab()
-        with gr.Tab("Search"):
-            search = SearchTab(answerer.retriever)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Chat", id="chat"):
+                chat = ChatTab(answerer, parts=sorted({e.part for e in bank}), topics=sorted({e.topic for e in bank}),
+                               bank_ids={e.id for e in bank})
+            with gr.Tab("Interview", id="interview"):
+                interview = InterviewTab(answerer, bank, judge=judge)
+            with gr.Tab("Library", id="library") as library:
+                LibraryTab(store)
+                FlaggedPassages(store, tab=library)
+            with gr.Tab("Evaluate", id="evaluate"):
+                EvaluateTab()
+            with gr.Tab("Search", id="search"):
+                search = SearchTab(answerer.retriever)
+        demo.load(chat.refresh, None, chat.choice, api_name=False)
+        # "Quiz me on this": an interview on the entries the last answer cites, in the Interview tab.
+        chat.quiz.click(lambda: gr.Tabs(selected="interview"), None, tabs, api_name=False).then(
+            interview.quiz, chat.cited, interview.screen, api_name=False)
         _api_endpoints(search.search, lambda q: answerer.ask(q).as_json(),
                        lambda q, a: interview.grader.grade(q, a).as_json())
     return demo
@@ -64,6 +99,6 @@ def _api_endpoints(search, ask, grade) -> None:
 
 
 def launch(demo: gr.Blocks, host: str, port: int) -> None:
-    """Serve until stopped: four requests at a time, the citation script in the page's head."""
+    """Serve until stopped: four requests at a time, the page's script and style."""
     demo.queue(default_concurrency_limit=4).launch(server_name=host, server_port=port, show_error=True,
-                                                   head=CITATION_JS, max_file_size=get_settings().max_file_bytes)
+                                                   head=PAGE_JS, css=PAGE_CSS, max_file_size=get_settings().max_file_bytes)

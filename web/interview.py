@@ -87,9 +87,9 @@ class InterviewTab:
             self.export_file = gr.File(label="Session export", visible=False, elem_id="iv-export-file")
 
     def _wire(self) -> None:
-        screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status, self.submit_button,
-                  self.skip_button, self.next_button, self.score_box, self.scorecard, self.chart, self.feedback,
-                  self.history, self.resume_choice]
+        self.screen = screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status,
+                                self.submit_button, self.skip_button, self.next_button, self.score_box,
+                                self.scorecard, self.chart, self.feedback, self.history, self.resume_choice]
         choices = [self.part, self.topic, self.difficulty, self.n_questions, self.review]
         self.begin.click(self.start, choices, screen, api_name=False)
         self.resume_button.click(self.resume, self.resume_choice, screen, api_name=False)
@@ -111,6 +111,14 @@ class InterviewTab:
             return self._setup_view(f"⚠️ {exc}")
         return self._question_view(session_id)
 
+    def quiz(self, qids: list[str]) -> dict:
+        """A short interview on these bank entries (the chat's "Quiz me on this")."""
+        try:
+            session_id = self.engine.start(qids=list(qids or []), n=max(len(qids or []), 1))
+        except SessionError as exc:
+            return self._setup_view(f"⚠️ {exc}")
+        return self._question_view(session_id)
+
     def resume(self, session_id) -> dict:
         """Continue the session chosen among the unfinished ones."""
         return self._question_view(session_id) if session_id else self._setup_view(CHOOSE_A_SESSION)
@@ -123,7 +131,8 @@ class InterviewTab:
             turn = self.engine.answer(session_id, answer)
         except (AnswerError, SessionError) as exc:
             return {self.feedback: f"⚠️ {exc}"}
-        return {self.answer: gr.update(interactive=False), self.feedback: render.feedback_markdown(turn.grade),
+        return {self.answer: gr.update(interactive=False),
+                self.feedback: render.feedback_markdown(turn.grade, question=turn.question),
                 **self._buttons(self.next_button)}
 
     def next_question(self, session_id) -> dict:
@@ -173,7 +182,8 @@ class InterviewTab:
         card = self.engine.end(session_id)
         return {self.session: session_id, **self._panels(self.score_box), self.card: "",
                 self.answer: gr.update(value=""), self.status: "", **self._buttons(),
-                self.scorecard: render.scorecard_markdown(card), self.chart: topic_chart(card),
+                self.scorecard: render.scorecard_markdown(card) + "\n\n" +
+                render.missed_points_markdown(self.engine.turns(session_id)), self.chart: topic_chart(card),
                 self.feedback: "", **self._lists()}
 
     def _setup_view(self, message: str) -> dict:

@@ -9,6 +9,7 @@ import gradio as gr
 
 from coach.guards import QuestionError, validate_question
 from coach.render import search_markdown
+from web import LATEX
 
 
 class SearchTab:
@@ -16,7 +17,7 @@ class SearchTab:
         self.retriever = retriever
         self.query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
         self.button = gr.Button("Search", variant="primary")
-        self.results = gr.Markdown()
+        self.results = gr.Markdown(latex_delimiters=LATEX, elem_id="search-results")
         self.button.click(self.show, self.query, self.results, api_name=False)
         self.query.submit(self.show, self.query, self.results, api_name=False)
 
