@@ -43,12 +43,22 @@ document.addEventListener("click", (event) => {
   const target = panel.querySelector("mark") || panel;
   target.scrollIntoView({behavior: "smooth", block: "center"});
 }, true);
+// Two Gradio widgets fail an accessibility audit as shipped: the upload area's aria-label differs from
+// the words it shows, and an empty plot or file box is a plain div with an aria-label. Fixed as they appear.
+new MutationObserver(() => {
+  for (const area of document.querySelectorAll(".upload-container[aria-label]")) {
+    const words = area.innerText.replace(/\s+/g, " ").trim();
+    if (words && area.getAttribute("aria-label") !== words) area.setAttribute("aria-label", words);
+  }
+  for (const box of document.querySelectorAll("div.empty[aria-label]:not([role])")) box.setAttribute("role", "img");
+}).observe(document.documentElement, {childList: true, subtree: true});
 </script>"""
 # Highlighted evidence, passages that scroll inside the side panel, a layout that fits a phone, and
 # colours that pass WCAG AA contrast (the default theme's white on orange-500 is 2.8:1, footer grey 1.9:1).
 PAGE_CSS = """
 .gradio-container { --button-primary-background-fill: #c2410c; --button-primary-background-fill-hover: #9a3412;
-  --button-cancel-background-fill: #b91c1c; --button-cancel-background-fill-hover: #991b1b; }
+  --button-cancel-background-fill: #b91c1c; --button-cancel-background-fill-hover: #991b1b;
+  --color-accent: #c2410c; --body-text-color-subdued: #595966; }
 footer a, footer button { color: #4b5563 !important; }
 #sources mark { background: #fff1a8; color: #1f2937; padding: 0 1px; border-radius: 2px; }
 #sources .passage { max-height: 60vh; overflow-y: auto; }

@@ -34,7 +34,7 @@ ANSWER_FIELDS = {f.name for f in fields(Answer)}
 
 
 class ChatTab:
-    """The conversation with its question box; saved conversations, filters and sources beside it.
+    """The conversation with its question box and saved conversations; filters and sources beside it.
     `bank_ids` are the entries "Quiz me on this" can start an interview on (wired in `web.assembly`)."""
 
     def __init__(self, answerer, parts: list[int], topics: list[str], bank_ids: set[str]):
@@ -45,13 +45,16 @@ class ChatTab:
         with gr.Row(elem_id="chat-layout"):
             with gr.Column(scale=3, min_width=300):
                 self._build_conversation()
-            with gr.Column(scale=2, min_width=260):
                 self._build_saved_list()
+            with gr.Column(scale=2, min_width=260):
                 self._build_side_panel(parts, topics)
         self._wire()
 
     def _build_conversation(self) -> None:
-        self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chat", latex_delimiters=LATEX)
+        # No share button (nowhere to share to offline; Gradio leaves it without an accessible name) and
+        # no like/dislike (nothing records them).
+        self.chatbot = gr.Chatbot(label="Conversation", height=480, elem_id="chat", latex_delimiters=LATEX,
+                                  buttons=["copy", "copy_all"], feedback_options=None)
         with gr.Row(elem_id="ask-row"):
             # One line that grows to four: Enter sends, Shift+Enter adds a line (Gradio's single-line rule).
             self.box = gr.Textbox(label="Your question", show_label=False, scale=5, elem_id="question",
