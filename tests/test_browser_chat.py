@@ -181,3 +181,19 @@ def test_every_tab_passes_the_accessibility_audit(browser, served_app, tab):
     problems = audit(page)
     shot(page, f"a11y-{tab.lower()}")
     assert not problems, problems
+
+
+def test_search_results_and_sources_render_formulas_and_tables(browser, served_app):
+    page = open_app(browser, served_app, viewport={"width": 1280, "height": 900})
+    page.get_by_role("tab", name="Search").click()
+    page.get_by_label("Question or keywords").fill("Adam bias correction of the moment estimates")
+    page.get_by_label("Question or keywords").press("Enter")
+    page.locator("#search-results .katex").first.wait_for(timeout=60000)
+    assert "$" not in page.locator("#search-results").inner_text(), "formulas are typeset, not raw"
+    shot(page, "search-rendered")
+    page.get_by_role("tab", name="Chat").click()
+    ask_and_wait(page, "Compare a GRU with an LSTM.")
+    page.locator(CITED).first.click()
+    assert page.locator("#sources table td").count() >= 6, "the passage's markdown table is a table"
+    assert page.locator("#sources math").count() + page.locator("#sources code").count() >= 1
+    shot(page, "chat-source-table")

@@ -61,7 +61,7 @@ PAGE_CSS = """
   --color-accent: #c2410c; --body-text-color-subdued: #595966; }
 footer a, footer button { color: #4b5563 !important; }
 #sources mark { background: #fff1a8; color: #1f2937; padding: 0 1px; border-radius: 2px; }
-#sources .passage { max-height: 60vh; overflow-y: auto; }
+#sources .passage { max-height: 60vh; overflow-y: auto; border-top: 1px solid #d1d5db; padding-top: 4px; }
 #sources table { border-collapse: collapse; } #sources td, #sources th { border: 1px solid #ccc; padding: 2px 6px; }
 #sources pre { overflow-x: auto; white-space: pre; }
 @media (max-width: 480px) { #chat-layout { flex-direction: column; } #chat-layout > div { min-width: 0 !important; } }
