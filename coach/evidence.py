@@ -37,14 +37,14 @@ class Sentence:
 
 
 def clean(sentence: str) -> str | None:
-    """The sentence without markdown section labels; None for list intros and fragments."""
+    """The sentence without markdown section labels; None for list intros, table rows and fragments."""
     text = LABEL.sub("", sentence.strip()).strip()
     if text != sentence.strip():
         text = text[:1].upper() + text[1:]  # "Practical note: the main ..." -> "The main ..."
     elif text[:1].islower():
         return None  # a fragment, e.g. the "where ..." that follows a formula
-    if text.endswith(":") or len(text.split()) < 5 or not re.search(r"[A-Za-z]", text):
-        return None
+    if text.endswith(":") or text.startswith("|") or len(text.split()) < 5 or not re.search(r"[A-Za-z]", text):
+        return None  # a list intro, a table row, a fragment
     return text
 
 
