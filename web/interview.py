@@ -90,9 +90,9 @@ class InterviewTab:
             self.export_file = gr.File(label="Session export", visible=False, elem_id="iv-export-file")
 
     def _wire(self) -> None:
-        screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status, self.submit_button,
-                  self.skip_button, self.next_button, self.score_box, self.scorecard, self.chart, self.feedback,
-                  self.history, self.resume_choice]
+        self.screen = screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status,
+                                self.submit_button, self.skip_button, self.next_button, self.score_box,
+                                self.scorecard, self.chart, self.feedback, self.history, self.resume_choice]
         choices = [self.part, self.topic, self.difficulty, self.n_questions, self.review]
         self.begin.click(self.start, choices, screen, api_name=False)
         self.resume_button.click(self.resume, self.resume_choice, screen, api_name=False)
@@ -123,6 +123,16 @@ class InterviewTab:
         return self._question_view(session_id, user)
 
     @access.guarded
+    def quiz(self, qids: list[str], request: gr.Request = None) -> dict:
+        """A short interview on these bank entries (the chat's "Quiz me on this"), for this user."""
+        user = self._user(request)
+        try:
+            session_id = self.engine.start(qids=list(qids or []), n=max(len(qids or []), 1), user=user)
+        except SessionError as exc:
+            return self._setup_view(f"⚠️ {exc}", user)
+        return self._question_view(session_id, user)
+
+    @access.guarded
     def resume(self, session_id, request: gr.Request = None) -> dict:
         """Continue the session chosen among the user's unfinished ones."""
         user = self._user(request)
@@ -138,7 +148,8 @@ class InterviewTab:
             turn = self.engine.answer(session_id, answer, user=user)
         except (AnswerError, SessionError) as exc:
             return {self.feedback: f"⚠️ {exc}"}
-        return {self.answer: gr.update(interactive=False), self.feedback: render.feedback_markdown(turn.grade),
+        return {self.answer: gr.update(interactive=False),
+                self.feedback: render.feedback_markdown(turn.grade, question=turn.question),
                 **self._buttons(self.next_button)}
 
     @access.guarded
@@ -199,7 +210,8 @@ class InterviewTab:
         card = self.engine.end(session_id, user)
         return {self.session: session_id, **self._panels(self.score_box), self.card: "",
                 self.answer: gr.update(value=""), self.status: "", **self._buttons(),
-                self.scorecard: render.scorecard_markdown(card), self.chart: topic_chart(card),
+                self.scorecard: render.scorecard_markdown(card) + "\n\n" +
+                render.missed_points_markdown(self.engine.turns(session_id, user)), self.chart: topic_chart(card),
                 self.feedback: "", **self._lists(user)}
 
     def _setup_view(self, message: str, user: str) -> dict:
