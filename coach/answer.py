@@ -237,7 +237,9 @@ class Answerer:
         if not strip_citations(text):
             return self._refuse(request)  # nothing to say from the bank is a refusal, never an empty answer
         answer.answer = text
-        answer.citations = [citation(n, hit) for n, hit in enumerate(sources, start=1)]
+        passage_of = {hit.chunk_id: text for hit, text in zip(request.relevant, request.texts, strict=True)}
+        quotes = self.evidence_of(text, [(hit, passage_of.get(hit.chunk_id, hit.text)) for hit in sources])
+        answer.citations = [citation(n, hit, quotes.get(n, [])) for n, hit in enumerate(sources, start=1)]
         answer.corrected_premise = request.correction.claim if request.correction else None
         answer.timings = request.timings()
         return answer
@@ -370,6 +372,18 @@ class Answerer:
                 cited.add(support.passage)
         return " ".join(kept), cited, len(sentences), len(sentences) - len(kept)
 
+    def evidence_of(self, text: str, passages: list[tuple[Hit, str]]) -> dict[int, list[str]]:
+        """For each cited passage, the passage sentences (exact substrings) that support the answer
+        sentences citing it, in answer order: what the side panel highlights and `evidence` lists."""
+        quotes: dict[int, list[str]] = {}
+        for sentence in split_sentences(text):
+            for n in citations_of(sentence):
+                if 1 <= n <= len(passages):
+                    found = evidence.quote(sentence, passages[n - 1][1], self.embeddings)
+                    if found and found not in quotes.setdefault(n, []):
+                        quotes[n].append(found)
+        return quotes
+
     @staticmethod
     def _withhold(request: Request, violation: tuple[str, str]) -> Answer:
         """The output guard fired: the answer is replaced by a refusal that says why."""
@@ -389,9 +403,10 @@ class Answerer:
         return answer
 
 
-def citation(n: int, hit: Hit) -> dict:
+def citation(n: int, hit: Hit, quotes: Sequence[str] = ()) -> dict:
+    """A citation of the contract; `evidence` holds the passage's supporting sentences (exact substrings)."""
     return {"n": n, "chunk_id": hit.chunk_id, "source": hit.metadata.get("source"),
-            "question": hit.metadata.get("question"), "score": round(hit.score, 4)}
+            "question": hit.metadata.get("question"), "score": round(hit.score, 4), "evidence": list(quotes)}
 
 
 def bank_entries() -> dict:

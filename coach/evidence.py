@@ -6,6 +6,10 @@ token, and most of it is context the question did not ask about. Sentences are s
 (cosine to the question), by how many of the question's own terms they contain, and by position (a
 bank answer opens with its definition); section labels such as "**Training.**" or "Practical note:"
 are removed so they never reach the user.
+
+`quote` goes the other way, after the answer is written: for an answer sentence, the passage sentence
+that supports it, exactly as the passage has it, so a reader can be shown the very words (the side
+panel highlights them; `ask --json` lists them as each citation's `evidence`).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coach.text import content_words, split_sentences
+from coach.text import content_words, split_sentences, strip_citations
 
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; "**LoRA** learns ..." does not.
 LABEL = re.compile(r"^(?:\*\*[^*]{1,60}[.:]\*\*|\*\*[^*]{1,60}\*\*[.:]|[A-Z][A-Za-z ]{2,30} note:)\s*")
@@ -33,14 +37,14 @@ class Sentence:
 
 
 def clean(sentence: str) -> str | None:
-    """The sentence without markdown section labels; None for list intros and fragments."""
+    """The sentence without markdown section labels; None for list intros, table rows and fragments."""
     text = LABEL.sub("", sentence.strip()).strip()
     if text != sentence.strip():
         text = text[:1].upper() + text[1:]  # "Practical note: the main ..." -> "The main ..."
     elif text[:1].islower():
         return None  # a fragment, e.g. the "where ..." that follows a formula
-    if text.endswith(":") or len(text.split()) < 5 or not re.search(r"[A-Za-z]", text):
-        return None
+    if text.endswith(":") or text.startswith("|") or len(text.split()) < 5 or not re.search(r"[A-Za-z]", text):
+        return None  # a list intro, a table row, a fragment
     return text
 
 
@@ -73,3 +77,15 @@ def select(question: str, passages: list[str], embeddings, limit: int) -> list[S
             break
     chosen.sort(key=lambda k: candidates[k][:2])
     return [Sentence(*candidates[k], relevance=relevance[k]) for k in chosen]
+
+
+def quote(sentence: str, passage: str, embeddings) -> str | None:
+    """The passage sentence closest in meaning to `sentence` (an answer sentence, citations removed), as
+    an exact substring of `passage`; None when the passage has no sentence. The support check passed the
+    sentence because its closest passage sentence is this close, so this is the sentence that supports it."""
+    raws = [raw for raw, _ in passage_sentences(passage) if raw in passage]
+    if not raws:
+        return None
+    vectors = np.asarray(embeddings.embed_sentences(raws))  # cached: selection embedded the same strings
+    claim = np.asarray(embeddings.embed_sentences([strip_citations(sentence)])[0])
+    return raws[int(np.argmax(vectors @ claim))]

@@ -163,23 +163,33 @@ class Interviewer:
     # --- sessions -----------------------------------------------------------------------------
     def start(self, part: int | None = None, topic: str | None = None, difficulty: str | None = None,
               n: int = 10, review: bool = False, seed: int | None = None, time_limit: float | None = None,
-              adaptive: bool = False, user: str = LOCAL_USER) -> str:
-        """Create a session and return its id; raise SessionError when no question fits. `time_limit` is
-        seconds per question (None: untimed); `adaptive` steps the difficulty after each answer."""
+              adaptive: bool = False, qids: list[str] | None = None, user: str = LOCAL_USER) -> str:
+        """Create a session for `user` and return its id; raise SessionError when no question fits.
+        `time_limit` is seconds per question (None: untimed); `adaptive` steps the difficulty after each
+        answer; `qids` asks these bank entries, in this order, instead of drawing from the filters (the
+        chat's "Quiz me")."""
         # the grader's bank-wide key-point vectors, while the user reads the first question
         threading.Thread(target=self.grader.key_point_vectors, name="grader-warm-up", daemon=True).start()
         with self._lock:
             if n < 1:
                 raise SessionError("a session needs at least one question")
-            candidates = [e for e in self.bank.values() if (part is None or e.part == part)
-                          and (topic is None or e.topic == topic.lower()) and (difficulty is None or e.difficulty == difficulty)]
+            if qids is not None:
+                candidates = [self.bank[qid] for qid in dict.fromkeys(qids) if qid in self.bank]
+            else:
+                candidates = [e for e in self.bank.values() if (part is None or e.part == part)
+                              and (topic is None or e.topic == topic.lower())
+                              and (difficulty is None or e.difficulty == difficulty)]
             if not candidates:
-                raise SessionError("no bank question matches " + describe_filters(part, topic, difficulty))
+                raise SessionError("no bank question matches " + describe_filters(part, topic, difficulty)
+                                   if qids is None else "none of the cited passages is a bank question to quiz on")
             if time_limit is not None and time_limit <= 0:
                 raise SessionError("a time limit must be a positive number of seconds")
-            plan = (self._review_plan(candidates, n, user) if review
-                    else self._practice_plan(candidates, n, seed, user))
-            options = {"time_limit": time_limit, "adaptive": bool(adaptive) and not review}
+            if qids is not None:
+                plan = [e.id for e in candidates][:n]
+            else:
+                plan = (self._review_plan(candidates, n, user) if review
+                        else self._practice_plan(candidates, n, seed, user))
+            options = {"time_limit": time_limit, "adaptive": bool(adaptive) and not review and qids is None}
             if options["adaptive"]:  # every candidate, in order: the next question is drawn from these
                 options["pool"] = self._practice_plan(candidates, len(candidates), seed, user)
                 plan = self._adaptive_first(options["pool"], n, difficulty)
@@ -187,7 +197,7 @@ class Interviewer:
                 raise SessionError("nothing to review yet: answer some questions first (weak ones come back here)")
             session_id = secrets.token_hex(16)
             now = self.clock()
-            filters = {"part": part, "topic": topic, "difficulty": difficulty, "n": n}
+            filters = {"part": part, "topic": topic, "difficulty": difficulty, "n": n, "qids": qids}
             with self._transaction():
                 self.db.execute("INSERT INTO sessions (id, created, updated, mode, filters, plan, status, options, "
                                 "owner) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)",

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 from html import escape
+from urllib.parse import quote
 
 from markdown_it import MarkdownIt
+from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 NO_SCORE = "–"
+# Evidence is marked in a passage's markdown with two private-use characters, which survive rendering;
+# the span between them then becomes <mark> elements (split around tags, so the HTML stays well nested).
+MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
+SEARCH_PREVIEW = 600   # characters of a passage a search result shows, cut at a paragraph's end
 
 
 # --- search ------------------------------------------------------------------------------------
@@ -36,7 +43,7 @@ def search_markdown(results: list[dict]) -> str:
     if not results:
         return "_No results._"
     return "\n\n".join(f"**{r['rank']}. {inert(r['question'])}** · part {r['part']} · {inert(r['topic'] or '')} · "
-                       f"relevance {r['score']:.2f}\n\n{inert(r['text'][len(r['question']):].strip()[:600])}"
+                       f"relevance {r['score']:.2f}\n\n{inert(preview(r['text'][len(r['question']):].strip()))}"
                        for r in results)
 
 
@@ -44,6 +51,17 @@ def inert(text: str) -> str:
     """Untrusted text (passages, questions) made safe to put in markdown that a page renders: markup
     characters become entities, so "<img onerror=...>" shows as text and never becomes a tag."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def preview(text: str, limit: int = SEARCH_PREVIEW) -> str:
+    """The first paragraphs of a passage, up to about `limit` characters, cut between blocks so that a
+    table, a code block or a formula is shown whole or not at all (the first block is always shown)."""
+    blocks, kept = re.split(r"\n\s*\n", text), []
+    for block in blocks:
+        if kept and len("\n\n".join([*kept, block])) > limit:
+            return "\n\n".join(kept) + "\n\n…"
+        kept.append(block)
+    return "\n\n".join(kept)
 
 
 # --- answers -----------------------------------------------------------------------------------
@@ -64,32 +82,104 @@ def chat_markdown(answer) -> str:
         if answer.suggestions:
             text += "\n\nNearby questions it does cover:\n" + "\n".join(f"- {inert(s)}" for s in answer.suggestions)
         return text
-    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#source-{m.group(1)})", inert(answer.answer))
+    hover = {c["n"]: " … ".join(c.get("evidence") or []) for c in answer.citations}
+    text = re.sub(r"\[(\d+)\]", lambda m: citation_link(int(m.group(1)), hover.get(int(m.group(1)), "")),
+                  inert(answer.answer))
     if answer.fallback:
         text += f"\n\n_Composed from the bank's own sentences: {answer.fallback}._"
     return text
 
 
-def sources_html(answer, store) -> str:
-    """One collapsible panel per cited passage: question, part, topic, source file and the passage."""
-    if not answer.citations:
+def citation_link(n: int, supporting: str) -> str:
+    """[n] as a markdown link to the side panel's passage; hovering it shows the supporting sentence."""
+    if not supporting:
+        return f"[[{n}]](#source-{n})"
+    title = inert(" ".join(supporting.split())).replace('"', "”")  # a straight quote would end the title
+    return f'[[{n}]](#source-{n} "{title}")'
+
+
+def sources_html(citations: list[dict]) -> str:
+    """One collapsible panel per cited passage (question, part, topic, source file, the whole passage)
+    with the sentences that support the answer highlighted. Each citation carries its `passage` text
+    and may carry `part` and `topic` (the chat adds them from the store)."""
+    if not citations:
         return ""
     panels = []
-    for c in answer.citations:
-        meta = store.chunk_metadata(c["chunk_id"])
-        text = store.section_text(meta.get("source"), meta.get("qid")) or ""
-        body = markdown_html(text.split("\n\n", 1)[1] if "\n\n" in text else "")
+    for c in citations:
+        text = c.get("passage") or ""
+        body = markdown_html(highlight(text.split("\n\n", 1)[1] if "\n\n" in text else text, c.get("evidence", [])))
         panels.append(
-            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'])}"
-            f"</summary><p class='meta'>Part {meta.get('part', '?')} · {escape(str(meta.get('topic') or ''))} · "
-            f"<code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>{body}</details>")
+            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'] or '')}"
+            f"</summary><p class='meta'>Part {escape(str(c.get('part') or '?'))} · {escape(str(c.get('topic') or ''))}"
+            f" · <code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>"
+            f"<div class='passage' tabindex='0' role='region' aria-label='passage [{c['n']}]'>{body}</div></details>")
     return "<h4>Sources</h4>" + "".join(panels)
 
 
+def highlight(markdown: str, quotes: list[str]) -> str:
+    """The markdown with each quoted sentence wrapped in the evidence markers (table rows are left
+    unmarked: a marker would break the row)."""
+    for sentence in quotes:
+        if sentence and not sentence.lstrip().startswith("|"):
+            markdown = markdown.replace(sentence, f"{MARK_OPEN}{sentence}{MARK_CLOSE}", 1)
+    return markdown
+
+
 def markdown_html(text: str) -> str:
-    """Bank answers are markdown (lists, bold, formulas). Raw HTML stays escaped: uploaded documents are
-    untrusted, and a passage must never inject markup or script into the page."""
-    return MarkdownIt("commonmark", {"html": False}).render(text)
+    """Bank answers are markdown (lists, bold, tables, code, $formulas$ rendered as MathML). Raw HTML stays
+    escaped: uploaded documents are untrusted, and a passage must never inject markup or script into the
+    page. Evidence markers (see `highlight`) become <mark> elements."""
+    html = re.sub(f"{MARK_OPEN}(.*?){MARK_CLOSE}", _marked, _markdown().render(text), flags=re.S)
+    return html.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")  # a stray marker of an untrusted text
+
+
+def _marked(match: re.Match) -> str:
+    """A highlighted span as <mark> elements that close before and reopen after every tag (a formula is
+    kept whole), so that the marks never cross an element's boundary."""
+    inner = re.sub(r"(<math\b.*?</math>|<[^>]+>)", r"</mark>\1<mark>", match.group(1), flags=re.S)
+    return f"<mark>{inner}</mark>".replace("<mark></mark>", "")
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False}).enable("table").use(dollarmath_plugin, renderer=_mathml)
+
+
+def _mathml(latex: str, options: dict) -> str:
+    """A formula as MathML (Chromium, Firefox and Safari draw it natively); the source when it does not parse."""
+    from latex2mathml.converter import convert
+
+    display = "block" if options.get("display_mode") else "inline"
+    try:
+        return convert(latex, display=display)
+    except Exception:  # a malformed formula is shown as its source, never an error
+        return f"<code>{escape(latex)}</code>"
+
+
+# --- a saved conversation ----------------------------------------------------------------------
+def conversation_markdown(conversation: dict) -> str:
+    """A saved conversation (`Conversations.get`) as a markdown document: each question and answer, then
+    each cited passage quoted in full, with the sentences that support the answer listed above it."""
+    lines = [f"# {conversation['title']}", "",
+             f"_Saved conversation · started {session_started(conversation)} · {len(conversation['turns'])} "
+             "questions_", ""]
+    for turn in conversation["turns"]:
+        answer = turn["answer"]
+        lines += [f"## {turn['question']}", "", _answer_words(answer), ""]
+        for c in answer.get("citations", []):
+            lines += [f"**[{c['n']}] {c['question']}** (`{c['source']}`)", ""]
+            lines += [f"Supports the answer: “{quote_}”" for quote_ in c.get("evidence", [])]
+            lines += ["", _quote(c.get("passage") or "(passage not saved)"), ""]
+    return "\n".join(lines) + "\n"
+
+
+def _answer_words(answer: dict) -> str:
+    """An answer's text as saved, marked when it was a refusal or blocked."""
+    if answer.get("blocked"):
+        return f"**Blocked** ({answer.get('guard')}): {answer['answer']}"
+    if answer.get("refused"):
+        return f"**Not in the bank.** {answer['answer']}"
+    return answer["answer"]
 
 
 # --- a graded answer ---------------------------------------------------------------------------
@@ -105,10 +195,11 @@ def grade_text(grade: dict) -> str:
     return "\n".join(lines)
 
 
-def feedback_markdown(grade: dict) -> str:
+def feedback_markdown(grade: dict, question: str | None = None) -> str:
     """A graded answer in the Interview tab: score, covered and missing key points, feedback, follow-up,
-    the cited model answer."""
-    lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade), *_mistakes(grade), grade.get("feedback", "")]
+    the cited model answer. With the `question`, each missing point links to the chat's answer on it."""
+    lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade, question), *_mistakes(grade),
+             grade.get("feedback", "")]
     if grade.get("followup"):
         lines += ["", f"**Follow-up:** {grade['followup']}"]
     for c in grade.get("citations", []):
@@ -118,13 +209,16 @@ def feedback_markdown(grade: dict) -> str:
     return "\n".join(lines)
 
 
-def _key_points(grade: dict) -> list[str]:
-    """Covered and missing key points as two bulleted lists, each followed by an empty line.
+def _key_points(grade: dict, question: str | None = None) -> list[str]:
+    """Covered and missing key points as two bulleted lists, each followed by an empty line; with the
+    `question`, each missing point is a link that asks the chat about it.
     Words rather than emoji marks: headless and minimal systems often lack an emoji font."""
     lines = []
-    for title, key in (("Covered", "covered"), ("Missing", "missing")):
-        if grade.get(key):
-            lines += [f"**{title}**", "", *(f"- {p}" for p in grade[key]), ""]
+    if grade.get("covered"):
+        lines += ["**Covered**", "", *(f"- {p}" for p in grade["covered"]), ""]
+    if grade.get("missing"):
+        shown = [ask_link(p, question) if question else p for p in grade["missing"]]
+        lines += ["**Missing**", "", *(f"- {p}" for p in shown), ""]
     return lines
 
 
@@ -138,6 +232,27 @@ def _mistakes(grade: dict) -> list[str]:
             f"that is the misconception \"{m['wrong']}\""
         lines.append(f"- You said: _{m['sentence']}_ — {named}. Correct: {m['right']} [1]")
     return lines + [""]
+
+
+def chat_question_about(point: str, question: str) -> str:
+    """What the chat is asked when a reader follows a missed key point: the interview question names the
+    entry (so retrieval finds it) and the point says what to explain."""
+    return f"{question.rstrip()} Explain this key point: {point.rstrip('.')}."
+
+
+def ask_link(point: str, question: str) -> str:
+    """A missed key point as a link (#ask=...) that the page's script turns into a chat question."""
+    text = point.replace("[", "(").replace("]", ")")
+    return f"[{text}](#ask={quote(chat_question_about(point, question), safe='')} \"Ask the chat about this point\")"
+
+
+def missed_points_markdown(turns: list) -> str:
+    """After an interview: every key point missed, each linking to the chat answer that explains it."""
+    lines = [f"- {ask_link(point, turn.question)} ({turn.topic})"
+             for turn in turns for point in turn.grade.get("missing", [])]
+    if not lines:
+        return ""
+    return "### Missed key points\n\nEach link asks the chat to explain the point from the bank.\n\n" + "\n".join(lines)
 
 
 # --- an interview ------------------------------------------------------------------------------

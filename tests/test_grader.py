@@ -236,6 +236,17 @@ def test_no_repeats_and_filters_apply(engine, bank):
                for q in engine.session(hard)["plan"])
 
 
+def test_a_session_on_given_entries_asks_exactly_those(engine, bank):
+    """The chat's "Quiz me on this": the cited entries in order, repeats and non-bank ids left out."""
+    from coach.interviewer import SessionError
+
+    wanted = [e.id for e in list(bank.values())[:3]]
+    session = engine.start(qids=[wanted[1], "uploads/notes.md#3", wanted[0], wanted[1], wanted[2]], n=2)
+    assert engine.session(session)["plan"] == [wanted[1], wanted[0]]
+    with pytest.raises(SessionError, match="bank question"):
+        engine.start(qids=["uploads/notes.md#3"], n=1)
+
+
 def test_each_answer_is_committed_and_a_new_engine_resumes(engine, grader, bank):
     from coach.interviewer import Interviewer
 

@@ -120,7 +120,7 @@ class InterviewTab:
                 self.calendar = gr.Markdown(elem_id="iv-calendar")
 
     def _wire(self) -> None:
-        screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status, self.submit_button,
+        self.screen = screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status, self.submit_button,
                   self.skip_button, self.next_button, self.score_box, self.scorecard, self.chart, self.feedback,
                   self.history, self.resume_choice, self.hint_button, self.reveal_button, self.clock, self.timer_text,
                   self.hints, self.followup_box]
@@ -168,6 +168,16 @@ class InterviewTab:
         return self._question_view(session_id, user)
 
     @access.guarded
+    def quiz(self, qids: list[str], request: gr.Request = None) -> dict:
+        """A short interview on these bank entries (the chat's "Quiz me on this"), for this user."""
+        user = self._user(request)
+        try:
+            session_id = self.engine.start(qids=list(qids or []), n=max(len(qids or []), 1), user=user)
+        except SessionError as exc:
+            return self._setup_view(f"⚠️ {exc}", user)
+        return self._question_view(session_id, user)
+
+    @access.guarded
     def resume(self, session_id, request: gr.Request = None) -> dict:
         """Continue the session chosen among the user's unfinished ones."""
         user = self._user(request)
@@ -190,7 +200,7 @@ class InterviewTab:
         answer left key points to probe."""
         timed = f"Time taken: {render.seconds_text(turn.seconds)}" if turn.seconds is not None else ""
         followup = bool(turn.grade.get("followup")) and not turn.revealed
-        return {self.answer: gr.update(interactive=False), self.feedback: render.feedback_markdown(turn.grade),
+        return {self.answer: gr.update(interactive=False), self.feedback: render.feedback_markdown(turn.grade, question=turn.question),
                 **self._buttons(self.next_button), self.hint_button: visible(False),
                 self.reveal_button: visible(False), self.clock: gr.Timer(active=False), self.timer_text: timed,
                 self.followup_box: visible(followup), self.followup_answer: gr.update(value="", interactive=True),
@@ -319,7 +329,8 @@ class InterviewTab:
         card = self.engine.end(session_id, user)
         return {self.session: session_id, **self._panels(self.score_box), self.card: "",
                 self.answer: gr.update(value=""), self.status: "", **self._buttons(),
-                self.scorecard: render.scorecard_markdown(card) + "\n\n" + render.turns_table_markdown(card),
+                self.scorecard: render.scorecard_markdown(card) + "\n\n" + render.turns_table_markdown(card) + "\n\n"
+                + render.missed_points_markdown(self.engine.turns(session_id, user)),
                 self.chart: topic_chart(card), **self._quiet(),
                 self.feedback: "", **self._lists(user)}
 

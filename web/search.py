@@ -9,7 +9,7 @@ import gradio as gr
 
 from coach.guards import validate_question
 from coach.render import search_markdown
-from web import access
+from web import LATEX, access
 
 
 class SearchTab:
@@ -17,7 +17,7 @@ class SearchTab:
         self.retriever = retriever
         self.query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
         self.button = gr.Button("Search", variant="primary")
-        self.results = gr.Markdown()
+        self.results = gr.Markdown(latex_delimiters=LATEX, elem_id="search-results")
         self.button.click(self.show, self.query, self.results, api_name=False)
         self.query.submit(self.show, self.query, self.results, api_name=False)
 
