@@ -109,7 +109,7 @@ class PointResult:
 
     @property
     def covered(self) -> bool:
-        return self.credit >= COVERED
+        return bool(self.credit >= COVERED)
 
 
 @dataclass
@@ -484,7 +484,7 @@ def point_credit(features: tuple[float, float, float]) -> float:
     if not any(features):
         return 0.0
     z = CREDIT_BIAS + float(np.dot(CREDIT_WEIGHTS, features))
-    return 1.0 / (1.0 + np.exp(-z))
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 def judge_quotes(reply: str, answer: str) -> dict[int, str] | None:
