@@ -45,6 +45,7 @@ def evidence_problems(doc: dict, store, checker) -> list[str]:
     return problems
 
 
+@pytest.mark.timeout(1800)  # 160 answers: about 2 minutes on a quiet machine, far more on a shared one
 def test_evidence_is_exact_and_supports_over_the_whole_gold_run(extractive, retriever):
     """Every in-scope gold query (evals/sets/retrieval.jsonl), answered extractively: no exceptions."""
     from coach.support import SupportChecker
