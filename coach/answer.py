@@ -243,8 +243,7 @@ class Answerer:
         parts.append(body)
         shown = {int(n) for n in re.findall(r"\[(\d+)\]", "\n".join(parts))}
         related = [k for k in range(1, len(relevant) + 1) if k not in shown][:compose.SEE_ALSO]
-        see_also = [f"See also: {relevant[k - 1].metadata.get('question')} [{k}]" for k in related
-                    if relevant[k - 1].metadata.get("question")]
+        see_also = [compose.see_also_line(relevant[k - 1], k) for k in related if relevant[k - 1].metadata.get("question")]
         text = "\n\n".join(p for p in parts if p.strip())
         return compose.renumber(text + ("\n\n" + "\n".join(see_also) if see_also else ""), relevant)
 

@@ -145,8 +145,9 @@ def units_of(markdown: str) -> list[Unit]:
 
 
 def _as_claim(unit: Unit) -> Unit:
-    """A long sentence that introduced a list ('A transformer block has two sublayers:') ends with '.'."""
-    if unit.kind == "sentence" and unit.text.endswith(":"):
+    """A long sentence or item that introduced a list ('A transformer block has two sublayers:') ends
+    with '.' (its list is shown as units of its own)."""
+    if unit.kind in ("sentence", "item") and unit.text.endswith(":"):
         return Unit(unit.index, unit.kind, (unit.text[:-1].rstrip() + ".",), unit.block)
     return unit
 
@@ -213,7 +214,7 @@ def _unlabel(sentence: str) -> str:
 def _showable(unit: Unit) -> bool:
     """Not a bare list intro ('Trade-offs:'), a label, or a lone formula without words."""
     text = unit.text.strip()
-    if unit.kind == "sentence" and (len(text.split()) < (MIN_INTRO_WORDS if text.endswith(":") else 4)):
+    if unit.kind in ("sentence", "item") and (len(text.split()) < (MIN_INTRO_WORDS if text.endswith(":") else 4)):
         return False
     return bool(re.search(r"[A-Za-z]{3}", MARKUP.sub("", text)))
 
@@ -332,10 +333,9 @@ def _join(lines: list[str]) -> str:
     return text
 
 
-def see_also(hits, first_number: int) -> str:
-    """One line per related entry: 'See also: How does X work? [3]'."""
-    return "\n".join(f"See also: {hit.metadata.get('question')} [{first_number + k}]"
-                     for k, hit in enumerate(hits) if hit.metadata.get("question"))
+def see_also_line(hit, number: int) -> str:
+    """'See also: How does X work [3]?'; a question of two sentences is cited in both."""
+    return "See also: " + cite(hit.metadata.get("question") or "", number)
 
 
 def renumber(text: str, sources: list) -> tuple[str, list]:
@@ -376,8 +376,7 @@ def compose(question: str, hits: list, texts: list[str], embeddings, entries: di
                             other + 1))
         used.add(other + 1)
     related = [k + 1 for k in range(len(hits)) if k + 1 not in used][:SEE_ALSO]
-    lines = [f"See also: {hits[k - 1].metadata.get('question')} [{k}]" for k in related
-             if hits[k - 1].metadata.get("question")]
+    lines = [see_also_line(hits[k - 1], k) for k in related if hits[k - 1].metadata.get("question")]
     text = "\n\n".join(p for p in parts + (["\n".join(lines)] if lines else []) if p.strip())
     text, sources = renumber(text, hits)
     return Composed(text, sources, chosen[0] if chosen else None, chosen)

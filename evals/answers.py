@@ -43,7 +43,7 @@ DANGLING = re.compile(r"^\W*(?:both|this|these|those|it|they|their|such|each of 
 # A line that is part of a markdown table: answers render tables as lists, so any is a cut table.
 TABLE_FRAGMENT = re.compile(r"^\s*\||\|\s*(?:\[\d+\]\s*)*[.]?\s*$|\|\s*\|")
 # A sentence whose formula was left behind: it ends on a word that needs something after it.
-STUB_END = re.compile(r"(?:\b(?:is|are|of|by|the|a|an|gives|becomes|equals|computes|where)|[=:+−])\s*$", re.I)
+STUB_END = re.compile(r"(?:\b(?:is|are|of|by|the|a|an|gives|becomes|equals|computes|where)|[=:+−])\s*$")
 # "… no matter how large the image is" ends a clause; "the output width is" does not.
 CLAUSE_END = re.compile(r"\b(?:how|what|whatever|wherever|however|whoever)\b[^,;:]*\b(?:is|are)\s*$", re.I)
 
@@ -86,7 +86,8 @@ def defects(text: str) -> dict[str, list[str]]:
     used = sorted(set(numbers))
     return {"dangling_opening": [sentences[0]] if sentences and DANGLING.match(sentences[0]) else [],
             "table_fragment": [line for line in text.split("\n") if TABLE_FRAGMENT.search(strip_citations(line))],
-            "formula_stub": [s for s in sentences if STUB_END.search(claim := strip_citations(s).rstrip(".!? "))
+            "formula_stub": [s for s in sentences if not strip_citations(s).endswith("?")
+                             and STUB_END.search(claim := strip_citations(s).rstrip(".! "))
                              and not CLAUSE_END.search(claim)],
             "citation_gap": [] if used == list(range(1, len(used) + 1)) else [str(used)]}
 
@@ -191,16 +192,26 @@ def main(argv=None) -> int:
     parser.add_argument("--real", nargs="?", const="both", choices=["tuning", "heldout", "both"],
                         help="usefulness on the real-question dev set (default: both halves)")
     parser.add_argument("--show", action="store_true", help="with --real: print every answer and its defects")
+    parser.add_argument("--llama-server", action="store_true",
+                        help="start `python -m llama_cpp.server` with the packaged GGUF and use the openai backend")
     args = parser.parse_args(argv)
 
     from coach.answer import Answerer
     from coach.config import setup_logging
-    from coach.llm import get_backend
+    from coach.llm import OpenAIBackend, get_backend
 
     setup_logging()
+    if args.llama_server:  # the openai backend against the same GGUF served by llama_cpp.server
+        from evals.servers import llama_server
+
+        with llama_server() as url:
+            answerer = Answerer(backend=OpenAIBackend(url, "smollm2", None, timeout=600))
+            return _real_main(answerer, args) if args.real else _main(answerer, args)
     answerer = Answerer(backend=get_backend(kind=args.backend))
-    if args.real:
-        return _real_main(answerer, args)
+    return _real_main(answerer, args) if args.real else _main(answerer, args)
+
+
+def _main(answerer, args) -> int:
     in_scope = load_jsonl(GOLD)
     if args.in_scope:
         in_scope = random.Random(0).sample(in_scope, args.in_scope)
