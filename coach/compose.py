@@ -26,13 +26,16 @@ import numpy as np
 from coach.text import CITATION, LIST_MARK, content_words, split_sentences
 
 # A sentence that opens this way points at something said before it ("Both normalize…").
-REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+[^,.:;]{1,40}?\band\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
+REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
                          r"but|and|then|thus|hence|therefore|neither|either|another|instead|otherwise|"
                          r"each of (?:these|them|those|the)|the (?:former|latter|same|two|other)|"
                          r"in (?:this|that|both) cases?|if (?:they|it|so|not))\b", re.I)
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; they are not content.
 LABEL = re.compile(r"^(?:\*\*[^*]{1,60}[.:]\*\*|\*\*[^*]{1,60}\*\*[.:]|[A-Z][A-Za-z ]{2,30} (?:note|advice):)\s*")
 TABLE_LINE = re.compile(r"^\s*\|")
+BOLD_NUMBER = re.compile(r"^(\s*)\*\*(\d+)\.\s+")
+LITERAL_MARKER = CITATION   # "[1], [2]" or an interval "[0, 1]" in the text, read as citations unless escaped
+HEADING_ITEM = re.compile(r"^\*\*[^*]+\*\*[.:]?$")   # "**Constrain what can be cited**": a label, no claim
 TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 MATH_LINE = re.compile(r"^\s*\$.*\$[.,;]?\s*$")   # a line that is only a formula
 CELL_SPLIT = re.compile(r"(?<!\\)\|(?=(?:[^`]*`[^`]*`)*[^`]*$)")  # pipes outside `code`
@@ -157,7 +160,8 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
     blocks: list[tuple[str, list[str]]] = []
     in_code = False
     for raw in markdown.split("\n"):
-        line = raw.rstrip()
+        line = BOLD_NUMBER.sub(r"\1\2. **", raw.rstrip())  # "**1. Check retrieval.** …" is a list item
+        line = _protect_brackets(line)
         if line.lstrip().startswith("```"):
             in_code = not in_code  # code is shown in the cited passage, never cut into an answer
             blocks.append(("gap", []))
@@ -180,6 +184,17 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
         else:
             blocks.append((kind, [line.strip()]))
     return [(kind, lines) for kind, lines in blocks if kind != "gap"]
+
+
+def _protect_brackets(line: str) -> str:
+    """'[0, 1]' in the entry's text is not one of our citations: escaped in prose (markdown shows '[0, 1]'),
+    written with \\lbrack and \\rbrack inside $…$ (LaTeX shows the same)."""
+    segments = line.split("$")
+    for k, segment in enumerate(segments):
+        opening, closing = (r"\lbrack ", r"\rbrack ") if k % 2 else ("\\[", "\\]")
+        segments[k] = LITERAL_MARKER.sub(
+            lambda m, o=opening, c=closing: m.group(0).replace("[", o).replace("]", c), segment)
+    return "$".join(segments)
 
 
 def _table_rows(lines: list[str]) -> list[str]:
@@ -214,6 +229,8 @@ def _unlabel(sentence: str) -> str:
 def _showable(unit: Unit) -> bool:
     """Not a bare list intro ('Trade-offs:'), a label, or a lone formula without words."""
     text = unit.text.strip()
+    if HEADING_ITEM.match(text):
+        return False
     if unit.kind in ("sentence", "item") and (len(text.split()) < (MIN_INTRO_WORDS if text.endswith(":") else 4)):
         return False
     return bool(re.search(r"[A-Za-z]{3}", MARKUP.sub("", text)))

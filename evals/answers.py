@@ -39,7 +39,7 @@ from evals.suite import ours_record, sample
 LABELS = SETS / "real_questions_labels.jsonl"
 # An answer's first sentence that points at something it never showed ("Both normalize…").
 DANGLING = re.compile(r"^\W*(?:both|this|these|those|it|they|their|such|each of (?:these|them|those)|"
-                      r"the (?:former|latter)|if (?:they|it))\b(?!\s+[^,.:;]{1,40}?\band\b)", re.I)
+                      r"the (?:former|latter)|if (?:they|it))\b(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)", re.I)
 # A line that is part of a markdown table: answers render tables as lists, so any is a cut table.
 TABLE_FRAGMENT = re.compile(r"^\s*\||\|\s*(?:\[\d+\]\s*)*[.]?\s*$|\|\s*\|")
 # A sentence whose formula was left behind: it ends on a word that needs something after it.
