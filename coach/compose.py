@@ -100,8 +100,7 @@ class Unit:
         if self.kind != "sentence":
             return self
         if THIS_IS.match(self.pieces[0]):
-            text = THIS_IS.sub("", self.pieces[0])
-            return Unit(self.index, self.kind, (text[:1].upper() + text[1:],), self.block)
+            return Unit(self.index, self.kind, (_capitalize(THIS_IS.sub("", self.pieces[0])),), self.block)
         compared = COMPARED.search(question or "")
         if not (compared and BOTH.match(self.pieces[0])):
             return self
@@ -223,7 +222,12 @@ def _attach_formula(units: list[Unit], formula: str, blocks, b: int) -> None:
 
 def _unlabel(sentence: str) -> str:
     text = LABEL.sub("", sentence.strip()).strip()
-    return text[:1].upper() + text[1:] if text != sentence.strip() else text
+    return _capitalize(text) if text != sentence.strip() else text
+
+
+def _capitalize(text: str) -> str:
+    """'**mode collapse**: …' -> '**Mode collapse**: …' (the first letter, past any markup)."""
+    return re.sub(r"[A-Za-z]", lambda m: m.group(0).upper(), text, count=1)
 
 
 def _showable(unit: Unit) -> bool:
