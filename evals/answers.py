@@ -219,11 +219,7 @@ def _main(answerer, args) -> int:
     out_of_scope = load_jsonl(OUT_OF_SCOPE)
     result = evaluate(_Progress(answerer, len(in_scope) + len(out_of_scope)), in_scope, out_of_scope)
     result["backend"] = answerer.backend.describe()
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-    return 0
+    return _emit(result, result, args.out)
 
 
 def _real_main(answerer, args) -> int:
@@ -239,10 +235,15 @@ def _real_main(answerer, args) -> int:
                 print(r["answer"])
     summary = {half: {k: v for k, v in figures.items() if k != "answers"} for half, figures in result.items()}
     summary["backend"] = answerer.backend.describe()
+    return _emit(summary, result, args.out)
+
+
+def _emit(summary: dict, result: dict, out: Path | None) -> int:
+    """Print the summary; write the whole result (every answer, for --real) to `out` when given."""
     print(json.dumps(summary, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
     return 0
 
 
