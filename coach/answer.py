@@ -223,7 +223,8 @@ class Answerer:
         if violation := output_violation(text, request.spotlight, request.dictated, request.texts, self.prompt_texts):
             return self._withhold(request, violation)
         answer.answer = text
-        answer.citations = [citation(n, hit) for n, hit in enumerate(sources, start=1)]
+        pointers = compose.see_also_numbers(text)
+        answer.citations = [{**citation(n, hit), "see_also": n in pointers} for n, hit in enumerate(sources, start=1)]
         answer.corrected_premise = request.correction.claim if request.correction else None
         answer.timings = request.timings()
         return answer

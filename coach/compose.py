@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coach.text import CITATION, LIST_MARK, content_words, split_sentences
+from coach.text import CITATION, LIST_MARK, citations_of, content_words, split_sentences
 
 # A sentence that opens this way points at something said before it ("Both normalize…").
 REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
@@ -357,6 +357,13 @@ def _join(lines: list[str]) -> str:
 def see_also_line(hit, number: int) -> str:
     """'See also: How does X work [3]?'; a question of two sentences is cited in both."""
     return "See also: " + cite(hit.metadata.get("question") or "", number)
+
+
+def see_also_numbers(text: str) -> set[int]:
+    """The citation numbers used only on "See also" lines: pointers to related entries, not support."""
+    lines = text.split("\n")
+    pointed = {n for line in lines if line.startswith("See also: ") for n in citations_of(line)}
+    return pointed - {n for line in lines if not line.startswith("See also: ") for n in citations_of(line)}
 
 
 def renumber(text: str, sources: list) -> tuple[str, list]:
