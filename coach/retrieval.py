@@ -115,7 +115,8 @@ class HybridRetriever(BaseRetriever):
         # BM25 runs on the second core while the query is embedded and Chroma searched.
         lexical = bm25.start_search(query, settings.fetch_k, where) if mode != "dense" else None
         vector = list(self.store.embeddings.embed_query(query))
-        dense = self._dense(vector, where, settings.fetch_k) if mode != "bm25" else {}
+        content = {}  # chunk id -> (text, metadata) where the dense query already brought them
+        dense = self._dense(vector, where, settings.fetch_k, content) if mode != "bm25" else {}
         lexical = dict(lexical.result()) if lexical is not None else {}
 
         # Fuse per question, not per chunk: the pieces of one long answer must not crowd out other
@@ -135,7 +136,7 @@ class HybridRetriever(BaseRetriever):
                 if rank < chosen[key][0]:
                     chosen[key] = (rank, chunk_id)  # show the piece that ranked best in either list
         top = sorted(fused, key=fused.get, reverse=True)[:k]
-        found = self._hydrate([chosen[key][1] for key in top], vector, dense)
+        found = self._hydrate([chosen[key][1] for key in top], vector, dense, content)
         hits = []
         for key in top:
             hit = found.get(chosen[key][1])
@@ -149,21 +150,29 @@ class HybridRetriever(BaseRetriever):
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
 
-    def _dense(self, vector: list[float], where: dict, fetch_k: int) -> dict[str, float]:
-        result = self.store.collection.query(query_embeddings=[vector], n_results=fetch_k,
-                                             where=_chroma_where(where), include=["distances"])
+    def _dense(self, vector: list[float], where: dict, fetch_k: int, content: dict) -> dict[str, float]:
+        # A Chroma server costs a round trip per call: there the neighbours come with their texts and
+        # metadata, so the chosen ones usually need no second call. Embedded, that costs more than the call.
+        remote = self.store.settings.chroma_url is not None
+        result = self.store.collection.query(query_embeddings=[vector], n_results=fetch_k, where=_chroma_where(where),
+                                             include=["distances", *(["documents", "metadatas"] if remote else [])])
+        if remote:
+            content.update(zip(result["ids"][0], zip(result["documents"][0], result["metadatas"][0], strict=True),
+                               strict=True))
         # Cosine space: Chroma's distance is 1 - cosine similarity.
         return {chunk_id: 1.0 - dist for chunk_id, dist in zip(result["ids"][0], result["distances"][0], strict=True)}
 
-    def _hydrate(self, ids: list[str], vector: list[float], dense: dict[str, float]) -> dict[str, Hit]:
+    def _hydrate(self, ids: list[str], vector: list[float], dense: dict[str, float], content: dict) -> dict[str, Hit]:
         """Texts and metadata of the chosen chunks; exact cosine for those dense search did not return."""
-        if not ids:
-            return {}
         import numpy as np
 
+        by_id = {chunk_id: Hit(chunk_id=chunk_id, text=content[chunk_id][0], metadata=content[chunk_id][1],
+                               dense=dense[chunk_id]) for chunk_id in ids if chunk_id in content}
+        ids = [chunk_id for chunk_id in ids if chunk_id not in content]
+        if not ids:
+            return by_id
         include = ["documents", "metadatas"] + (["embeddings"] if set(ids) - set(dense) else [])
         got = self.store.collection.get(ids=ids, include=include)
-        by_id = {}
         for n, chunk_id in enumerate(got["ids"]):
             cosine = dense.get(chunk_id)
             if cosine is None:
