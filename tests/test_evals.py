@@ -195,9 +195,12 @@ def test_evaluate_tab_runs_the_suite_and_shows_report_and_plots(corpus_index, tm
             for name in ("out_of_scope", "support_pairs"):
                 page.locator("#eval-sets").get_by_label(name).uncheck()
             page.locator("#eval-run").click()
-            page.wait_for_function("() => (document.querySelector('#eval-report')?.innerText || '')"
-                                   ".includes('Evaluation report')", timeout=1_200_000)
+            # the report, or the run's failure (in the tab or as an error toast): a failing suite fails fast
+            page.wait_for_function("() => /Evaluation report|The run failed/.test(document.querySelector("
+                                   "'#eval-report')?.innerText || '') || !!document.querySelector('.toast-body')",
+                                   timeout=600_000)
             report = page.locator("#eval-report").inner_text()
+            assert "Evaluation report" in report, report + page.locator("body").inner_text()[-2000:]
             assert "baseline" in report and "retrieval hit@5" in report
             page.locator("#eval-plots img").first.wait_for(timeout=30_000)
             assert page.locator("#eval-plots img").count() >= 3  # bars, topic heatmap, latency
