@@ -120,7 +120,7 @@ def usefulness(answerer, rows: list[dict], grader, checker, progress: bool = Tru
                   "answer": answer.answer, "corrected_premise": answer.corrected_premise}
         entry = grader.bank.get(row["bank_id"]) if row["bank_id"] else None
         if entry is not None and not record["refused"]:
-            points, _ = grader.assess(entry, strip_citations(answer.answer))
+            points, _, _ = grader.assess(entry, strip_citations(answer.answer))
             record["key_points"] = sum(p.credit >= COVERED for p in points) / len(points)
         if not record["refused"]:
             answerer.embeddings.embed_sentences([strip_citations(s) for s in split_sentences(answer.answer)])

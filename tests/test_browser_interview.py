@@ -71,6 +71,7 @@ def test_hints_timer_follow_ups_reveal_and_progress_in_the_browser(browser, serv
     follow-up turns, then "I don't know" reveals the model answer; the scorecard lists time and hints,
     and the progress view draws mastery, the review queue and the activity calendar."""
     from coach.bank import load_bank
+    from coach.interviewer import hint_ladder
 
     bank = {e.question: e for e in load_bank(ROOT / "corpus")}
     ARTIFACTS.mkdir(exist_ok=True)
@@ -79,10 +80,13 @@ def test_hints_timer_follow_ups_reveal_and_progress_in_the_browser(browser, serv
     wait_for_text(page, "#iv-timer", "left", 30)  # the countdown ticks
     entry = bank[page.locator("#iv-question h3").inner_text().strip()]
 
-    page.locator("#iv-hint").click()
-    wait_for_text(page, "#iv-hints", "1.", 30)
-    page.locator("#iv-hint").click()
-    wait_for_text(page, "#iv-hints", "2.", 30)
+    # the hints are a numbered (markdown) list: innerText drops the "1." markers, so count the items
+    ladder = hint_ladder(entry, range(len(entry.key_points)))
+    for taken in (1, 2):
+        page.locator("#iv-hint").click()
+        page.locator(f"#iv-hints li:nth-of-type({taken})").wait_for(timeout=30000)
+    hints = [li.strip() for li in page.locator("#iv-hints li").all_inner_texts()]
+    assert hints == ladder[:2], (hints, page.locator("#iv-status, #iv-hints").all_inner_texts())
     assert "costs 1.0 points" in page.locator("#iv-hints").inner_text()
 
     page.locator("#iv-answer textarea").fill(f"In short, {entry.key_points[0]}.")
