@@ -120,15 +120,17 @@ def cmd_interview(args) -> int:
             for session in engine.history():
                 print(render.session_line(session))
             return 0
-        if args.export:
+        # `is not None`: an id that cleans to "" (control characters only) is an unknown id, not "no id";
+        # falling through would start an interactive interview that waits on stdin.
+        if args.export is not None:
             _export(engine.export_markdown(args.export), args.out)
             return 0
         if args.progress:
             print(_progress_text(engine))
             return 0
-        session_id = args.resume or engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty,
-                                                 n=args.n, review=args.review, time_limit=args.time_limit,
-                                                 adaptive=args.adaptive)
+        session_id = (engine.session(args.resume)["id"] if args.resume is not None else
+                      engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty, n=args.n,
+                                   review=args.review, time_limit=args.time_limit, adaptive=args.adaptive))
     except SessionError as exc:
         raise SystemExit(f"error: {exc}") from None
     return _run_interview(engine, session_id)

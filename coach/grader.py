@@ -67,6 +67,9 @@ OFF_TOPIC_COSINE = 0.25     # a sentence this far from the question, key points 
 OFF_TOPIC_WEIGHT, WRONG_WEIGHT = 0.6, 1.0  # share of the score lost per off-topic / mistaken sentence
 CONTRADICTION_RECALL = 0.75  # share of a key point's words a sentence must reuse to be read as negating it
 MIN_FUNCTION_SHARE = 0.15   # share of function words real prose has at least
+# A run of this many words without one glue word (the function words a keyword list drops: articles, "is",
+# "of", "and", ...) is a bag of terms: 2 of the bank's 4,864 answer sentences are that long without one.
+BAG_MIN_WORDS = 15
 JUDGE_MIN_QUOTE = 12        # characters a judge's quote must have to count as evidence
 FUNCTION_WORDS = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "over", "under", "as", "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "do", "does", "did", "can", "could", "may", "might", "must", "should", "would", "will", "shall", "it", "its", "this", "that", "these", "those", "which", "who", "whom", "whose", "what", "when", "where", "while", "because", "so", "than", "then", "there", "their", "they", "them", "he", "she", "we", "you", "i", "not", "no", "but", "or", "and", "if", "also", "each", "every", "all", "any", "some", "more", "most", "less", "such", "only", "just", "very", "how", "why", "once", "until", "about", "during", "after", "before", "between", "through", "per", "within", "across", "via", "among", "against", "without", "out", "up", "off", "down"])
 # Where a sentence splits into separately checkable claims: "…, which …", "…; …", "… because …".
@@ -164,11 +167,16 @@ def is_claim(sentence: str) -> bool:
     if len(words) < 4:
         return False
     function = sum(w in FUNCTION_WORDS for w in words) / len(words)
-    if function < MIN_FUNCTION_SHARE:
+    if function < MIN_FUNCTION_SHARE or _glueless(words):
         return False
     items = [item for item in re.split(r"[,;/|]|\.\s", sentence) if item.strip()]
     # "momentum, bias correction, moment estimates, epsilon, warm-up": a list, even with an "is" in front
     return not (len(items) >= 4 and np.mean([len(i.split()) for i in items]) <= 3 and function < 0.3)
+
+
+def _glueless(words: list[str]) -> bool:
+    """Many words and none of prose's glue: "adam rescales every coordinate step running gradient ..."."""
+    return len(words) >= BAG_MIN_WORDS and not any(w in FUNCTION_WORDS and w in stopwords() for w in words)
 
 
 def clauses(sentence: str) -> list[str]:

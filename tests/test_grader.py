@@ -62,7 +62,10 @@ def test_grade_json_keeps_the_contract(grader, bank):
         assert isinstance(doc[key], kind), (key, doc[key])
     assert doc["matched_question"] == entry.question and 0 <= doc["score"] <= 10
     assert set(doc["covered"]) | set(doc["missing"]) == set(entry.key_points)
-    assert doc["citations"] and all(set(c) == set(CITATION_KEYS) for c in doc["citations"])
+    # The contract's citation fields, each of its type; more are allowed (issue 20 added `evidence`).
+    assert doc["citations"]
+    for c in doc["citations"]:
+        assert set(CITATION_KEYS) <= set(c) and all(isinstance(c[k], t) for k, t in CITATION_KEYS.items()), c
     assert doc["citations"][0]["question"] == entry.question and "[1]" in doc["feedback"]
 
 
@@ -202,6 +205,9 @@ def test_older_grading_sets_floors(grader):
     assert not {r["qid"] for r in load_jsonl(HOLDOUT)} & {r["qid"] for r in load_jsonl(GRADING)}, "sets share questions"
     tuned, held = evaluate(grader, load_jsonl(GRADING)), evaluate(grader, load_jsonl(HOLDOUT))
     assert tuned["spearman"] >= 0.70 and held["spearman"] >= 0.50, (tuned, held)
+    # good > partial > poor triples: 34.9% / 41.8% with issue 17's grader (its partials often score 0, tied
+    # with the poor answers); 18.6% on the tuning set when final lost issue 17's credit floor.
+    assert tuned["ordering"] >= 0.30 and held["ordering"] >= 0.35, (tuned, held)
     for kinds in (tuned["per_kind"], held["per_kind"]):
         assert kinds["full"] >= 8.0 and max(kinds["off-topic"], kinds["empty"], kinds["stuffed"]) <= 1.0, kinds
         assert kinds["partial"] < kinds["paraphrase"] < kinds["full"], kinds
@@ -294,7 +300,8 @@ def test_review_brings_weak_items_back_first(engine, bank):
 def test_scorecard_and_markdown_export(engine, bank):
     session = engine.start(topic="dropout", n=2, seed=2)
     entry = engine.current(session)
-    engine.answer(session, entry.answer)
+    # One key point: a complete answer (the model answer) leaves nothing to follow up on.
+    assert engine.answer(session, sentences_of(entry, 1)).grade["followup"]
     engine.answer_followup(session, "It also keeps every unit at test time.")
     engine.skip(session)
     card = engine.scorecard(session)
