@@ -239,7 +239,9 @@ class Answerer:
         answer.answer = text
         passage_of = {hit.chunk_id: text for hit, text in zip(request.relevant, request.texts, strict=True)}
         quotes = self.evidence_of(text, [(hit, passage_of.get(hit.chunk_id, hit.text)) for hit in sources])
-        answer.citations = [citation(n, hit, quotes.get(n, [])) for n, hit in enumerate(sources, start=1)]
+        pointers = compose.see_also_numbers(text)
+        answer.citations = [{**citation(n, hit, quotes.get(n, [])), "see_also": n in pointers}
+                            for n, hit in enumerate(sources, start=1)]
         answer.corrected_premise = request.correction.claim if request.correction else None
         answer.timings = request.timings()
         return answer
@@ -259,8 +261,7 @@ class Answerer:
         parts.append(body)
         shown = {int(n) for n in re.findall(r"\[(\d+)\]", "\n".join(parts))}
         related = [k for k in range(1, len(relevant) + 1) if k not in shown][:compose.SEE_ALSO]
-        see_also = [f"See also: {relevant[k - 1].metadata.get('question')} [{k}]" for k in related
-                    if relevant[k - 1].metadata.get("question")]
+        see_also = [compose.see_also_line(relevant[k - 1], k) for k in related if relevant[k - 1].metadata.get("question")]
         text = "\n\n".join(p for p in parts if p.strip())
         return compose.renumber(text + ("\n\n" + "\n".join(see_also) if see_also else ""), relevant)
 

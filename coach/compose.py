@@ -23,16 +23,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coach.text import CITATION, LIST_MARK, content_words, split_sentences
+from coach.text import CITATION, LIST_MARK, citations_of, content_words, split_sentences
 
 # A sentence that opens this way points at something said before it ("Both normalize…").
-REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+[^,.:;]{1,40}?\band\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
+REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
                          r"but|and|then|thus|hence|therefore|neither|either|another|instead|otherwise|"
                          r"each of (?:these|them|those|the)|the (?:former|latter|same|two|other)|"
                          r"in (?:this|that|both) cases?|if (?:they|it|so|not))\b", re.I)
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; they are not content.
 LABEL = re.compile(r"^(?:\*\*[^*]{1,60}[.:]\*\*|\*\*[^*]{1,60}\*\*[.:]|[A-Z][A-Za-z ]{2,30} (?:note|advice):)\s*")
 TABLE_LINE = re.compile(r"^\s*\|")
+BOLD_NUMBER = re.compile(r"^(\s*)\*\*(\d+)\.\s+")
+LITERAL_MARKER = CITATION   # "[1], [2]" or an interval "[0, 1]" in the text, read as citations unless escaped
+HEADING_ITEM = re.compile(r"^\*\*[^*]+\*\*[.:]?$")   # "**Constrain what can be cited**": a label, no claim
 TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 MATH_LINE = re.compile(r"^\s*\$.*\$[.,;]?\s*$")   # a line that is only a formula
 CELL_SPLIT = re.compile(r"(?<!\\)\|(?=(?:[^`]*`[^`]*`)*[^`]*$)")  # pipes outside `code`
@@ -97,8 +100,7 @@ class Unit:
         if self.kind != "sentence":
             return self
         if THIS_IS.match(self.pieces[0]):
-            text = THIS_IS.sub("", self.pieces[0])
-            return Unit(self.index, self.kind, (text[:1].upper() + text[1:],), self.block)
+            return Unit(self.index, self.kind, (_capitalize(THIS_IS.sub("", self.pieces[0])),), self.block)
         compared = COMPARED.search(question or "")
         if not (compared and BOTH.match(self.pieces[0])):
             return self
@@ -145,8 +147,9 @@ def units_of(markdown: str) -> list[Unit]:
 
 
 def _as_claim(unit: Unit) -> Unit:
-    """A long sentence that introduced a list ('A transformer block has two sublayers:') ends with '.'."""
-    if unit.kind == "sentence" and unit.text.endswith(":"):
+    """A long sentence or item that introduced a list ('A transformer block has two sublayers:') ends
+    with '.' (its list is shown as units of its own)."""
+    if unit.kind in ("sentence", "item") and unit.text.endswith(":"):
         return Unit(unit.index, unit.kind, (unit.text[:-1].rstrip() + ".",), unit.block)
     return unit
 
@@ -156,7 +159,8 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
     blocks: list[tuple[str, list[str]]] = []
     in_code = False
     for raw in markdown.split("\n"):
-        line = raw.rstrip()
+        line = BOLD_NUMBER.sub(r"\1\2. **", raw.rstrip())  # "**1. Check retrieval.** …" is a list item
+        line = _protect_brackets(line)
         if line.lstrip().startswith("```"):
             in_code = not in_code  # code is shown in the cited passage, never cut into an answer
             blocks.append(("gap", []))
@@ -179,6 +183,17 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
         else:
             blocks.append((kind, [line.strip()]))
     return [(kind, lines) for kind, lines in blocks if kind != "gap"]
+
+
+def _protect_brackets(line: str) -> str:
+    """'[0, 1]' in the entry's text is not one of our citations: escaped in prose (markdown shows '[0, 1]'),
+    written with \\lbrack and \\rbrack inside $…$ (LaTeX shows the same)."""
+    segments = line.split("$")
+    for k, segment in enumerate(segments):
+        opening, closing = (r"\lbrack ", r"\rbrack ") if k % 2 else ("\\[", "\\]")
+        segments[k] = LITERAL_MARKER.sub(
+            lambda m, o=opening, c=closing: m.group(0).replace("[", o).replace("]", c), segment)
+    return "$".join(segments)
 
 
 def _table_rows(lines: list[str]) -> list[str]:
@@ -207,13 +222,20 @@ def _attach_formula(units: list[Unit], formula: str, blocks, b: int) -> None:
 
 def _unlabel(sentence: str) -> str:
     text = LABEL.sub("", sentence.strip()).strip()
-    return text[:1].upper() + text[1:] if text != sentence.strip() else text
+    return _capitalize(text) if text != sentence.strip() else text
+
+
+def _capitalize(text: str) -> str:
+    """'**mode collapse**: …' -> '**Mode collapse**: …' (the first letter, past any markup)."""
+    return re.sub(r"[A-Za-z]", lambda m: m.group(0).upper(), text, count=1)
 
 
 def _showable(unit: Unit) -> bool:
     """Not a bare list intro ('Trade-offs:'), a label, or a lone formula without words."""
     text = unit.text.strip()
-    if unit.kind == "sentence" and (len(text.split()) < (MIN_INTRO_WORDS if text.endswith(":") else 4)):
+    if HEADING_ITEM.match(text):
+        return False
+    if unit.kind in ("sentence", "item") and (len(text.split()) < (MIN_INTRO_WORDS if text.endswith(":") else 4)):
         return False
     return bool(re.search(r"[A-Za-z]{3}", MARKUP.sub("", text)))
 
@@ -332,10 +354,16 @@ def _join(lines: list[str]) -> str:
     return text
 
 
-def see_also(hits, first_number: int) -> str:
-    """One line per related entry: 'See also: How does X work? [3]'."""
-    return "\n".join(f"See also: {hit.metadata.get('question')} [{first_number + k}]"
-                     for k, hit in enumerate(hits) if hit.metadata.get("question"))
+def see_also_line(hit, number: int) -> str:
+    """'See also: How does X work [3]?'; a question of two sentences is cited in both."""
+    return "See also: " + cite(hit.metadata.get("question") or "", number)
+
+
+def see_also_numbers(text: str) -> set[int]:
+    """The citation numbers used only on "See also" lines: pointers to related entries, not support."""
+    lines = text.split("\n")
+    pointed = {n for line in lines if line.startswith("See also: ") for n in citations_of(line)}
+    return pointed - {n for line in lines if not line.startswith("See also: ") for n in citations_of(line)}
 
 
 def renumber(text: str, sources: list) -> tuple[str, list]:
@@ -376,8 +404,7 @@ def compose(question: str, hits: list, texts: list[str], embeddings, entries: di
                             other + 1))
         used.add(other + 1)
     related = [k + 1 for k in range(len(hits)) if k + 1 not in used][:SEE_ALSO]
-    lines = [f"See also: {hits[k - 1].metadata.get('question')} [{k}]" for k in related
-             if hits[k - 1].metadata.get("question")]
+    lines = [see_also_line(hits[k - 1], k) for k in related if hits[k - 1].metadata.get("question")]
     text = "\n\n".join(p for p in parts + (["\n".join(lines)] if lines else []) if p.strip())
     text, sources = renumber(text, hits)
     return Composed(text, sources, chosen[0] if chosen else None, chosen)

@@ -44,12 +44,15 @@ from coach.text import WORD, clean_input, content_words, split_sentences, stopwo
 MIN_NEW_WORDS = 2
 ANCHOR_WEIGHT = 0.85        # a model-answer sentence that states the point counts a little less than it
 SPECIFIC_MARGIN = 0.1       # how much nearer another entry's key point must be to withhold specific credit
-# Credit of a key point = sigmoid(CREDIT_BIAS + CREDIT_WEIGHTS . (cosine, terms, specific cosine)), and
-# the 0-10 score = 10 * clip((mean credit - SCORE_LOW) / (SCORE_HIGH - SCORE_LOW)). Fitted by
-# `python -m evals.grader --fit` on the tuning half of evals/sets/grading_blind.jsonl (human covered
-# points for the weights, human scores for the mapping); see evals/README.md.
+# Credit of a key point = sigmoid(CREDIT_BIAS + CREDIT_WEIGHTS . (cosine, terms, specific cosine)); the
+# 0-10 score = 10 * clip((mean credit - SCORE_LOW) / (SCORE_HIGH - SCORE_LOW)), where a credit under
+# SCORE_FLOOR counts as 0 (the small credit every on-topic answer leaks to every point adds up otherwise).
+# Fitted by `python -m evals.grader --fit` on the tuning half of evals/sets/grading_blind.jsonl: the
+# weights on the human "covered" labels; the mapping as the one, among those that keep the bands
+# per kind of answer, with the most questions ordered complete > partial > wrong, then the smallest mean
+# absolute error against the human scores. See evals/README.md.
 CREDIT_BIAS, CREDIT_WEIGHTS = -4.08, (0.79, 6.38, 3.33)
-SCORE_LOW, SCORE_HIGH = 0.22, 0.65
+SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.06, 0.84, 0.4
 # A sentence states a misconception when its cosine with it (plus TERMS_WEIGHT times the share of the
 # misconception's own words it uses, less the share of the correction's) exceeds its cosine with every
 # correct statement of the entry by SENTENCE_MARGIN; an answer whose sentences lean that way by
@@ -405,7 +408,7 @@ class Grader:
         n = counts["sentences"]
         if not n or not points:
             return 0.0
-        coverage = float(np.mean([p.credit for p in points]))
+        coverage = float(np.mean([p.credit if p.credit >= SCORE_FLOOR else 0.0 for p in points]))
         scaled = float(np.clip((coverage - SCORE_LOW) / (SCORE_HIGH - SCORE_LOW), 0.0, 1.0))
         penalty = (OFF_TOPIC_WEIGHT * counts["off_topic"] + WRONG_WEIGHT * counts["mistaken"]) / n
         score = 10.0 * scaled * max(0.0, 1.0 - penalty)

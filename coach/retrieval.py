@@ -66,6 +66,14 @@ class Hit:
         return Document(id=self.chunk_id, page_content=self.text, metadata=meta)
 
 
+def _read_json(path: Path) -> dict | None:
+    """A fitted parameter file, or None when it is missing or unreadable (the caller's defaults apply)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
@@ -82,9 +90,8 @@ class Calibration:
 
     @classmethod
     def load(cls, path: Path = CALIBRATION_FILE) -> Calibration:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        data = _read_json(path)
+        if data is None:
             return cls()  # uncalibrated fallback: a cosine of 0.5 maps to 0.5
         return cls(bias=data["bias"], w_dense=data["w_dense"], w_bm25=data["w_bm25"],
                    threshold=data["threshold"], w_key=data.get("w_key", 0.0), info=data.get("info", {}))
@@ -111,9 +118,8 @@ class Reranker:
 
     @classmethod
     def load(cls, path: Path = RERANK_FILE) -> Reranker:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        data = _read_json(path)
+        if data is None:
             return cls()
         return cls(weights=tuple(data["weights"][name] for name in cls.FEATURES),
                    candidates=data.get("candidates", 20), info=data)

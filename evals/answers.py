@@ -39,11 +39,11 @@ from evals.suite import ours_record, sample
 LABELS = SETS / "real_questions_labels.jsonl"
 # An answer's first sentence that points at something it never showed ("Both normalize…").
 DANGLING = re.compile(r"^\W*(?:both|this|these|those|it|they|their|such|each of (?:these|them|those)|"
-                      r"the (?:former|latter)|if (?:they|it))\b(?!\s+[^,.:;]{1,40}?\band\b)", re.I)
+                      r"the (?:former|latter)|if (?:they|it))\b(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)", re.I)
 # A line that is part of a markdown table: answers render tables as lists, so any is a cut table.
 TABLE_FRAGMENT = re.compile(r"^\s*\||\|\s*(?:\[\d+\]\s*)*[.]?\s*$|\|\s*\|")
 # A sentence whose formula was left behind: it ends on a word that needs something after it.
-STUB_END = re.compile(r"(?:\b(?:is|are|of|by|the|a|an|gives|becomes|equals|computes|where)|[=:+−])\s*$", re.I)
+STUB_END = re.compile(r"(?:\b(?:is|are|of|by|the|a|an|gives|becomes|equals|computes|where)|[=:+−])\s*$")
 # "… no matter how large the image is" ends a clause; "the output width is" does not.
 CLAUSE_END = re.compile(r"\b(?:how|what|whatever|wherever|however|whoever)\b[^,;:]*\b(?:is|are)\s*$", re.I)
 
@@ -86,7 +86,8 @@ def defects(text: str) -> dict[str, list[str]]:
     used = sorted(set(numbers))
     return {"dangling_opening": [sentences[0]] if sentences and DANGLING.match(sentences[0]) else [],
             "table_fragment": [line for line in text.split("\n") if TABLE_FRAGMENT.search(strip_citations(line))],
-            "formula_stub": [s for s in sentences if STUB_END.search(claim := strip_citations(s).rstrip(".!? "))
+            "formula_stub": [s for s in sentences if not strip_citations(s).endswith("?")
+                             and STUB_END.search(claim := strip_citations(s).rstrip(".! "))
                              and not CLAUSE_END.search(claim)],
             "citation_gap": [] if used == list(range(1, len(used) + 1)) else [str(used)]}
 
@@ -191,16 +192,26 @@ def main(argv=None) -> int:
     parser.add_argument("--real", nargs="?", const="both", choices=["tuning", "heldout", "both"],
                         help="usefulness on the real-question dev set (default: both halves)")
     parser.add_argument("--show", action="store_true", help="with --real: print every answer and its defects")
+    parser.add_argument("--llama-server", action="store_true",
+                        help="start `python -m llama_cpp.server` with the packaged GGUF and use the openai backend")
     args = parser.parse_args(argv)
 
     from coach.answer import Answerer
     from coach.config import setup_logging
-    from coach.llm import get_backend
+    from coach.llm import OpenAIBackend, get_backend
 
     setup_logging()
+    if args.llama_server:  # the openai backend against the same GGUF served by llama_cpp.server
+        from evals.servers import llama_server
+
+        with llama_server() as url:
+            answerer = Answerer(backend=OpenAIBackend(url, "smollm2", None, timeout=600))
+            return _real_main(answerer, args) if args.real else _main(answerer, args)
     answerer = Answerer(backend=get_backend(kind=args.backend))
-    if args.real:
-        return _real_main(answerer, args)
+    return _real_main(answerer, args) if args.real else _main(answerer, args)
+
+
+def _main(answerer, args) -> int:
     in_scope = load_jsonl(GOLD)
     if args.in_scope:
         in_scope = random.Random(0).sample(in_scope, args.in_scope)
@@ -208,11 +219,7 @@ def main(argv=None) -> int:
     out_of_scope = load_jsonl(OUT_OF_SCOPE)
     result = evaluate(_Progress(answerer, len(in_scope) + len(out_of_scope)), in_scope, out_of_scope)
     result["backend"] = answerer.backend.describe()
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
-    return 0
+    return _emit(result, result, args.out)
 
 
 def _real_main(answerer, args) -> int:
@@ -228,10 +235,15 @@ def _real_main(answerer, args) -> int:
                 print(r["answer"])
     summary = {half: {k: v for k, v in figures.items() if k != "answers"} for half, figures in result.items()}
     summary["backend"] = answerer.backend.describe()
+    return _emit(summary, result, args.out)
+
+
+def _emit(summary: dict, result: dict, out: Path | None) -> int:
+    """Print the summary; write the whole result (every answer, for --real) to `out` when given."""
     print(json.dumps(summary, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -5,7 +5,9 @@ Three steps, each on the tuning half only, in the order the grader uses them:
    accusing at most MAX_ACCUSED of the complete and partial answers;
 2. the credit model: a logistic regression of the human "covered" label of every (answer, key point)
    on the point's (cosine, terms, specific cosine);
-3. the 0-10 mapping: SCORE_LOW and SCORE_HIGH that bring the scores closest to the human ones.
+3. the 0-10 mapping (SCORE_LOW, SCORE_HIGH, SCORE_FLOOR): among those that keep the issue's bands per
+   kind of answer, the one that orders most questions complete > partial > wrong, then the one closest
+   to the human scores.
 It prints the constants to paste into coach/grader.py; nothing is written.
 """
 from __future__ import annotations
@@ -40,10 +42,10 @@ def fit(grader, rows: list[dict]) -> str:
     with constants(SENTENCE_MARGIN=sentence_margin, ANSWER_MARGIN=answer_margin):
         bias, weights = fit_credit(grader, rows, entries)
         with constants(CREDIT_BIAS=bias, CREDIT_WEIGHTS=weights):
-            low, high, error = fit_mapping(grader, rows, entries)
+            low, high, floor, error = fit_mapping(grader, rows, entries)
     return (f"# fitted on {len(rows)} answers to {len({r['qid'] for r in rows})} questions (tuning half)\n"
             f"CREDIT_BIAS, CREDIT_WEIGHTS = {bias:.2f}, ({', '.join(f'{w:.2f}' for w in weights)})\n"
-            f"SCORE_LOW, SCORE_HIGH = {low:.2f}, {high:.2f}   # mean absolute error {error:.2f}\n"
+            f"SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = {low:.2f}, {high:.2f}, {floor:.1f}   # mean absolute error {error:.2f}\n"
             f"SENTENCE_MARGIN, ANSWER_MARGIN = {sentence_margin:.2f}, {answer_margin:.2f}"
             f"   # wrong answers named {detected:.0%}, correct answers accused {accused:.1%}")
 
@@ -75,14 +77,34 @@ def fit_credit(grader, rows, entries) -> tuple[float, tuple[float, ...]]:
     return float(model.intercept_[0]), tuple(float(w) for w in model.coef_[0])
 
 
-def fit_mapping(grader, rows, entries) -> tuple[float, float, float]:
+# The issue's bands per kind of answer (evals/README.md): a mapping must keep all of them on the tuning half.
+BANDS = {"complete": (7.5, 10.0), "partial": (2.0, 6.0), "wrong": (0.0, 2.0), "restating": (0.0, 1.0),
+         "off_topic": (0.0, 0.5)}
+
+
+def fit_mapping(grader, rows, entries) -> tuple[float, float, float, float]:
+    """(low, high, floor, mean absolute error): among the mappings whose mean score per kind stays in
+    BANDS, the one with the most questions ordered complete > partial > wrong, then the smallest error."""
     assessed = [grader.assess(entry, row["answer"]) for entry, row in zip(entries, rows, strict=True)]
     human = np.array([row["score"] for row in rows])
+    kinds = np.array([row["kind"] for row in rows])
     best = None
-    for low, high in product(np.arange(0.0, 0.30, 0.01), np.arange(0.40, 1.0, 0.01)):
-        with constants(SCORE_LOW=low, SCORE_HIGH=high):
+    for low, high, floor in product(np.arange(0.0, 0.26, 0.02), np.arange(0.50, 1.0, 0.02), np.arange(0.0, 0.6, 0.1)):
+        with constants(SCORE_LOW=low, SCORE_HIGH=high, SCORE_FLOOR=floor):
             scores = np.array([grader.score(points, counts) for points, counts, _ in assessed])
-        error = float(np.mean(np.abs(scores - human)))
-        if best is None or error < best[2]:
-            best = (float(low), float(high), error)
-    return best
+        if not all(lo <= scores[kinds == kind].mean() <= hi for kind, (lo, hi) in BANDS.items() if (kinds == kind).any()):
+            continue
+        key = (_ordered(rows, scores), -float(np.mean(np.abs(scores - human))))
+        if best is None or key > best[0]:
+            best = (key, float(low), float(high), float(floor))
+    (_, error), low, high, floor = best
+    return low, high, floor, -error
+
+
+def _ordered(rows, scores) -> float:
+    """Share of questions whose complete answers average above their partial ones, above the wrong one."""
+    by_question: dict = {}
+    for row, score in zip(rows, scores, strict=True):
+        by_question.setdefault(row["qid"], {}).setdefault(row["kind"], []).append(score)
+    return float(np.mean([np.mean(k["complete"]) > np.mean(k["partial"]) > max(k["wrong"])
+                          for k in by_question.values() if {"complete", "partial", "wrong"} <= set(k)]))

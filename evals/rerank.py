@@ -6,8 +6,9 @@ The first stage (hybrid: dense and BM25 over chunks and question keys, fused by 
 each question its best `Reranker.candidates` entries with their evidence (coach.retrieval.Reranker
 .FEATURES). A logistic regression learns which candidate is an entry that answers the question (the
 labelled `bank_id` or one of its `alt_ids`) from those features; its coefficients are the reranker's
-weights (the intercept does not change an order, so it is dropped). The regularisation strength is
-chosen by 5-fold cross-validation over tuning questions, on MRR. The held-out half is never read
+weights (the intercept does not change an order, so it is dropped). Which features take part (all
+five, or all but one) and the regularisation strength are chosen together by 5-fold cross-validation
+over tuning questions, on MRR; a feature left out gets weight 0. The held-out half is never read
 here: `python -m evals.retrieval --real` reports both halves afterwards.
 """
 from __future__ import annotations
@@ -41,13 +42,17 @@ def candidates(retriever, items: list[dict]) -> list[tuple[np.ndarray, np.ndarra
     return out
 
 
-def fit(groups, strength: float) -> np.ndarray:
+def fit(groups, strength: float, used: tuple[int, ...] | None = None) -> np.ndarray:
+    """Weights for every feature; those not in `used` (default: all) are 0."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.vstack([g[0] for g in groups])
+    used = tuple(range(x.shape[1])) if used is None else used
     y = np.concatenate([g[1] for g in groups])
-    model = LogisticRegression(C=strength, max_iter=2000, class_weight="balanced").fit(x, y)
-    return model.coef_[0]
+    model = LogisticRegression(C=strength, max_iter=2000, class_weight="balanced").fit(x[:, used], y)
+    weights = np.zeros(x.shape[1])
+    weights[list(used)] = model.coef_[0]
+    return weights
 
 
 def mrr(groups, items, weights: np.ndarray) -> float:
@@ -65,13 +70,18 @@ def hit1(groups, items, weights: np.ndarray) -> float:
     return float(np.mean(hits))
 
 
-def cross_validated(groups, items, strength: float) -> float:
+def feature_sets(n: int) -> list[tuple[int, ...]]:
+    """All features, then each set that leaves one out."""
+    return [tuple(range(n))] + [tuple(i for i in range(n) if i != out) for out in range(n)]
+
+
+def cross_validated(groups, items, strength: float, used: tuple[int, ...] | None = None) -> float:
     fold_of = np.arange(len(groups)) % FOLDS
     scores = []
     for f in range(FOLDS):
         train = [g for g, fold in zip(groups, fold_of, strict=True) if fold != f]
         test = [n for n in range(len(groups)) if fold_of[n] == f]
-        weights = fit(train, strength)
+        weights = fit(train, strength, used)
         scores.append(mrr([groups[n] for n in test], [items[n] for n in test], weights) * len(test))
     return float(sum(scores) / len(groups))
 
@@ -93,13 +103,16 @@ def main(argv=None) -> int:
         return 1
     retriever = HybridRetriever(reranker=Reranker())
     groups = candidates(retriever, items)
-    by_strength = {c: cross_validated(groups, items, c) for c in STRENGTHS}
-    strength = max(by_strength, key=by_strength.get)
-    weights = fit(groups, strength)
+    names = Reranker.FEATURES
+    tried = {(used, c): cross_validated(groups, items, c, used)
+             for used in feature_sets(len(names)) for c in STRENGTHS}
+    used, strength = max(tried, key=tried.get)
+    weights = fit(groups, strength, used)
     first_stage = np.eye(len(Reranker.FEATURES))[-1]  # the fused score alone: the hybrid order
     figures = {"tuning_questions": len(items), "candidates": retriever.reranker.candidates,
-               "cv_mrr_by_strength": {str(c): round(v, 4) for c, v in by_strength.items()},
-               "chosen_strength": strength,
+               "cv_mrr": {f"{'+'.join(names[i] for i in u)} C={c}": round(v, 4) for (u, c), v in tried.items()},
+               "chosen": {"features": [names[i] for i in used], "strength": strength,
+                          "cv_mrr": round(tried[(used, strength)], 4)},
                "tuning_hybrid": {"hit@1": round(hit1(groups, items, first_stage), 4),
                                  "mrr": round(mrr(groups, items, first_stage), 4)},
                "tuning_reranked": {"hit@1": round(hit1(groups, items, weights), 4),
@@ -107,8 +120,9 @@ def main(argv=None) -> int:
     data = {"about": "Weights of the second retrieval stage (coach.retrieval.Reranker): a logistic regression "
                      "over each first-stage candidate's evidence, fitted by `python -m evals.rerank` on the "
                      "covered questions of the TUNING half of the real-question dev set only (an entry is "
-                     "right when it is the labelled bank_id or one of its alt_ids); the regularisation was "
-                     "chosen by 5-fold cross-validation on MRR within that half. Never fitted on the held-out half.",
+                     "right when it is the labelled bank_id or one of its alt_ids); the features used (a weight of 0 "
+                     "leaves one out) and the regularisation were chosen by 5-fold cross-validation on MRR "
+                     "within that half. Never fitted on the held-out half.",
             "fitted": datetime.date.today().isoformat(), "candidates": retriever.reranker.candidates,
             "weights": {name: round(float(w), 4) for name, w in zip(Reranker.FEATURES, weights, strict=True)},
             "figures": figures}

@@ -131,9 +131,7 @@ def main(argv=None) -> int:
     print(f"{len(gold)} gold queries, {retriever.store.count()} chunks, "
           f"embedder {retriever.store.settings.embedder}\n")
     print(table(results))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+    _save(args.out, results)
     return 0
 
 
@@ -146,10 +144,14 @@ def _print_real(retriever, args) -> int:
         print(f"\n{half} half: {results[0]['n']} covered questions (right: bank_id or an alt_id), "
               f"{retriever.store.count()} chunks\n")
         print(table(results))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(halves, indent=2))
+    _save(args.out, halves)
     return 0
+
+
+def _save(path: Path | None, results) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -199,6 +199,8 @@ def ours_record(answer, item: dict, scope: str) -> dict:
             "answer": answer.answer, "refused": answer.refused, "blocked": answer.blocked,
             "contexts": [{"text": c["text"], "qids": [c["qid"]]} for c in answer.contexts],
             "cited": {n: {"qid": c["qid"], "text": c["text"]} for n, c in cited.items()},
+            # "See also" pointers name related entries; citation precision counts what supports a claim
+            "see_also": [c["n"] for c in answer.citations if c.get("see_also")],
             "fallback": answer.fallback, "generated": answer.generated_sentences,
             "dropped": answer.dropped_sentences, "error": None, **_times(answer.timings)}
 
@@ -246,7 +248,7 @@ class Scorer:
             supported.append(bool(passages) and self.checker.check(sentence, passages).supported)
         record["faithfulness"] = m.share(supported)
         if record["cited"] is not None:
-            cited_ids = {c["qid"] for c in record["cited"].values()}
+            cited_ids = {c["qid"] for n, c in record["cited"].items() if n not in record.get("see_also", ())}
             record["citation_precision"] = m.set_precision(cited_ids, expected)
             record["citation_recall"] = m.set_recall(cited_ids, expected)
         claim = " ".join(strip_citations(s) for s in sentences)

@@ -46,6 +46,23 @@ def retriever(corpus_index):
     return HybridRetriever(store=corpus_index)
 
 
+@pytest.fixture(scope="session")
+def bank():
+    """The bank's entries by id, as loaded from corpus/."""
+    from coach.bank import load_bank
+    from coach.config import get_settings
+
+    return {entry.id: entry for entry in load_bank(get_settings().corpus_dir)}
+
+
+@pytest.fixture(scope="session")
+def embeddings():
+    """The shared MiniLM embedder (cached vectors), without building an index."""
+    from coach.embedder import embedder
+
+    return embedder()
+
+
 @pytest.fixture
 def fresh_settings(tmp_path, monkeypatch):
     """Settings pointing at an empty data folder of the test's own."""

@@ -12,21 +12,6 @@ from evals.datasets import real_questions
 from helpers import assert_grounded
 
 
-@pytest.fixture(scope="module")
-def bank():
-    from coach.bank import load_bank
-    from coach.config import get_settings
-
-    return {entry.id: entry for entry in load_bank(get_settings().corpus_dir)}
-
-
-@pytest.fixture(scope="module")
-def embeddings():
-    from coach.embedder import embedder
-
-    return embedder()
-
-
 def composed(entry, question, embeddings) -> str:
     from coach.compose import choose, render, units_of
 

@@ -193,33 +193,34 @@ def test_overlong_answer_is_refused_with_a_reason(grader, bank):
         grader.grade_entry(bank["p4-lora"], "word " * 3000)
 
 
-def test_grading_set_floors(grader):
-    """The hand-written grading set the parameters were chosen on: floors a few points under the figures
-    in evals/README.md."""
-    from evals.datasets import load_jsonl
-    from evals.grader import GRADING, evaluate
-
-    rows = load_jsonl(GRADING)
-    assert len(rows) >= 40 and {"full", "partial", "wrong", "off-topic", "paraphrase", "stuffed", "empty"} <= {
-        r["kind"] for r in rows}
-    result = evaluate(grader, rows)
-    assert result["spearman"] >= 0.75 and result["ordering"] >= 0.65, result
-    assert result["per_kind"]["stuffed"] < result["per_kind"]["partial"] < result["per_kind"]["full"]
-
-
-def test_held_out_answers_in_other_words_score_high_and_junk_near_zero(grader):
-    """The issue's promises, on answers written blind to other bank questions (never tuned on): a complete
-    answer in other words scores high, empty / nonsense / off-topic near 0, keyword stuffing low."""
+def test_older_grading_sets_floors(grader):
+    """The two older hand-written sets (not what the grader is fitted on any more): floors a little under
+    the figures in evals/README.md, so a regression shows."""
     from evals.datasets import load_jsonl
     from evals.grader import GRADING, HOLDOUT, evaluate
 
-    rows = load_jsonl(HOLDOUT)
-    assert not {r["qid"] for r in rows} & {r["qid"] for r in load_jsonl(GRADING)}, "the sets share questions"
-    result = evaluate(grader, rows)
+    assert not {r["qid"] for r in load_jsonl(HOLDOUT)} & {r["qid"] for r in load_jsonl(GRADING)}, "sets share questions"
+    tuned, held = evaluate(grader, load_jsonl(GRADING)), evaluate(grader, load_jsonl(HOLDOUT))
+    assert tuned["spearman"] >= 0.70 and held["spearman"] >= 0.50, (tuned, held)
+    for kinds in (tuned["per_kind"], held["per_kind"]):
+        assert kinds["full"] >= 8.0 and max(kinds["off-topic"], kinds["empty"], kinds["stuffed"]) <= 1.0, kinds
+        assert kinds["partial"] < kinds["paraphrase"] < kinds["full"], kinds
+
+
+def test_blind_held_out_half(grader):
+    """The blind set's held-out half (questions never tuned on; evals/datasets.py splits by question):
+    floors a little under the figures in evals/README.md."""
+    from evals.datasets import grading_blind
+    from evals.grader import evaluate_blind
+
+    tuning, heldout = grading_blind("tuning"), grading_blind("heldout")
+    assert not {r["qid"] for r in tuning} & {r["qid"] for r in heldout} and len(tuning) + len(heldout) == 308
+    result = evaluate_blind(grader, heldout)
     kinds = result["per_kind"]
-    assert kinds["paraphrase"] >= 6.0 and kinds["full"] >= 8.0, kinds
-    assert max(kinds["off-topic"], kinds["empty"], kinds["nonsense"]) <= 1.5 and kinds["stuffed"] <= 2.5, kinds
-    assert kinds["partial"] < kinds["paraphrase"] and result["spearman"] >= 0.5, result
+    assert result["spearman"] >= 0.82 and result["ordering"] >= 0.8, result
+    assert kinds["complete"] >= 7.5 and 2.0 <= kinds["partial"] <= 6.0 and kinds["wrong"] <= 2.0, kinds
+    assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
+    assert result["misconception_named"] >= 0.6 and result["correct_accused"] <= 0.1, result
 
 
 # --- sessions --------------------------------------------------------------------------------------

@@ -57,21 +57,6 @@ TRUE_PREMISES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def bank():
-    from coach.bank import load_bank
-    from coach.config import get_settings
-
-    return {entry.id: entry for entry in load_bank(get_settings().corpus_dir)}
-
-
-@pytest.fixture(scope="module")
-def embeddings():
-    from coach.embedder import embedder
-
-    return embedder()
-
-
 def passage(entry) -> tuple[str, object]:
     return f"{entry.question}\n\n{entry.answer}", entry
 
