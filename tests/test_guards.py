@@ -220,12 +220,21 @@ def test_a_model_repeating_its_prompt_never_shows_it(retriever):
     assert "interview coach for deep learning" not in " ".join(re.findall(r"\w+", answer.answer.lower()))
 
 
-def test_a_dictated_string_from_an_ingested_document_never_reaches_the_answer(retriever):
+def test_a_dictated_string_from_an_ingested_document_never_reaches_the_answer(fresh_settings):
+    """A hijacked model writes the string an ingested document dictates: the output guard stops it and
+    the answer is composed from the passages. The document is the only thing in this index, under its
+    question as a heading, so it surely is a passage the model reads: beside the 332-entry bank, the
+    bank's own entry on the topic outranks a one-question note and the attack never reaches the model,
+    which would leave this guard untested (the red-team eval measures that realistic setting)."""
     from coach.answer import Answerer
+    from coach.retrieval import HybridRetriever
+    from coach.store import open_store
     from evals.guards import _ask_with_document
 
     row = next(r for r in load_set("attacks.jsonl") if r["category"] == "indirect" and r["dictated"])
+    row = {**row, "document": f"## {row['question']}\n\n{row['document']}"}
     backend = FixedBackend(f"{row['dictated']} is the answer")
+    retriever = HybridRetriever(store=open_store(fresh_settings))
     answer = _ask_with_document(Answerer(retriever=retriever, backend=backend), row)
     assert row["dictated"].lower() not in answer.answer.lower()
     assert "dictated" in answer.fallback and not answer.blocked and answer.citations

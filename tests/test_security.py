@@ -332,11 +332,16 @@ def test_upload_names_never_collide():
 
 
 def test_an_empty_answer_is_a_refusal(retriever, monkeypatch):
+    """When the bank yields nothing to say for a question above the threshold, the user gets a refusal
+    with text, never an empty answer. The extractive answer is composed from the entries (coach.compose),
+    and a model's is drawn from the evidence sentences: both are emptied here."""
     from coach import answer as answer_module
     from coach.answer import Answerer
+    from coach.compose import Composed
     from coach.llm import ExtractiveBackend
 
     monkeypatch.setattr(answer_module.evidence, "select", lambda *args, **kwargs: [])
+    monkeypatch.setattr(answer_module.compose, "compose", lambda *args, **kwargs: Composed(text="", sources=[]))
     result = Answerer(retriever=retriever, backend=ExtractiveBackend()).ask("what is dropout?")
     assert result.refused and result.answer.strip()
 
