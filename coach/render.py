@@ -195,9 +195,10 @@ def grade_text(grade: dict) -> str:
     return "\n".join(lines)
 
 
-def feedback_markdown(grade: dict, question: str | None = None) -> str:
+def feedback_markdown(grade: dict, question: str | None = None, open_answer: bool = False) -> str:
     """A graded answer in the Interview tab: score, covered and missing key points, feedback, follow-up,
-    the cited model answer. With the `question`, each missing point links to the chat's answer on it."""
+    the cited model answer (folded, or shown open when `open_answer`: "I don't know / reveal" asked for
+    it). With the `question`, each missing point links to the chat's answer on it."""
     lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade, question), *_mistakes(grade),
              grade.get("feedback", "")]
     if grade.get("followup"):
@@ -205,7 +206,8 @@ def feedback_markdown(grade: dict, question: str | None = None) -> str:
     for c in grade.get("citations", []):
         lines += ["", f"[{c['n']}] **{c['question']}** · `{c['source']}`"]
     if grade.get("model_answer"):
-        lines += ["", "<details><summary>Model answer [1]</summary>", "", grade["model_answer"], "", "</details>"]
+        lines += ["", f"<details{' open' if open_answer else ''}><summary>Model answer [1]</summary>", "",
+                  grade["model_answer"], "", "</details>"]
     return "\n".join(lines)
 
 

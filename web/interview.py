@@ -200,7 +200,8 @@ class InterviewTab:
         answer left key points to probe."""
         timed = f"Time taken: {render.seconds_text(turn.seconds)}" if turn.seconds is not None else ""
         followup = bool(turn.grade.get("followup")) and not turn.revealed
-        return {self.answer: gr.update(interactive=False), self.feedback: render.feedback_markdown(turn.grade, question=turn.question),
+        feedback = render.feedback_markdown(turn.grade, question=turn.question, open_answer=turn.revealed)
+        return {self.answer: gr.update(interactive=False), self.feedback: feedback,
                 **self._buttons(self.next_button), self.hint_button: visible(False),
                 self.reveal_button: visible(False), self.clock: gr.Timer(active=False), self.timer_text: timed,
                 self.followup_box: visible(followup), self.followup_answer: gr.update(value="", interactive=True),
