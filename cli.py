@@ -337,8 +337,15 @@ def _batch(path: str, required: list[str], run, as_json: bool) -> int:
     return 1 if failures else 0
 
 
+# Characters str.splitlines() and some JSON Lines readers take for line ends, written as JSON escapes
+# (the same string once decoded), so one document stays one line whatever a user typed.
+LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def _print_json(document: dict) -> None:
     text = json.dumps(document, ensure_ascii=False)
+    for char, escaped in LINE_BREAKS.items():
+        text = text.replace(char, escaped)
     sys.stdout.write(text.encode("utf-8", "replace").decode("utf-8") + "\n")  # lone surrogates never crash it
     sys.stdout.flush()
 
