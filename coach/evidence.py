@@ -26,6 +26,7 @@ TERM_WEIGHT = 0.15     # share of the question's terms the sentence contains
 LEAD_BONUS = 0.15      # first sentence of an answer: usually the definition
 RANK_PENALTY = 0.04    # per rank of the passage the sentence comes from
 NEAR_DUPLICATE = 0.85  # cosine above which two sentences say the same thing
+MIN_INTRO_WORDS = 8    # as coach.compose: a list intro this long is shown as a claim
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,16 @@ def quote(sentence: str, passage: str, embeddings) -> str | None:
     """The passage sentence closest in meaning to `sentence` (an answer sentence, citations removed), as
     an exact substring of `passage`; None when the passage has no sentence. The support check passed the
     sentence because its closest passage sentence is this close, so this is the sentence that supports it."""
-    raws = [raw for raw, _ in passage_sentences(passage) if raw in passage]
+    body = passage.split("\n", 1)[-1]
+    raws = [raw for raw in split_sentences(body) if raw in passage and (clean(raw) or _long_intro(raw))]
     if not raws:
         return None
     vectors = np.asarray(embeddings.embed_sentences(raws))  # cached: selection embedded the same strings
     claim = np.asarray(embeddings.embed_sentences([strip_citations(sentence)])[0])
     return raws[int(np.argmax(vectors @ claim))]
+
+
+def _long_intro(raw: str) -> bool:
+    """'A multilayer perceptron … becomes the next layer's inputs:' introduces a list, and the composer
+    shows a sentence this long as a claim of its own ('….'): it is the evidence for that claim."""
+    return raw.endswith(":") and len(raw.split()) >= MIN_INTRO_WORDS
