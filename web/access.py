@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 from dataclasses import dataclass
 
 import gradio as gr
@@ -27,9 +28,22 @@ from coach.users import LOCAL, User, Users
 
 log = logging.getLogger("coach.web")
 
-# Requests a minute per user (or client address): a person never comes near these, a loop does. Questions
-# to the model follow the configured `questions_per_minute` (12).
-LIMITS = {"ask": get_settings().questions_per_minute, "search": 60, "grade": 30, "interview": 60, "library": 10}
+
+
+def questions_per_minute() -> int:
+    """The chat limit: `COACH_QUESTIONS_PER_MINUTE` where many people share one address (a class behind
+    one NAT, a load test), else the configured `questions_per_minute` (12)."""
+    raw = os.environ.get("COACH_QUESTIONS_PER_MINUTE", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    if raw:
+        log.warning("COACH_QUESTIONS_PER_MINUTE=%r is not a positive whole number; using %d", raw,
+                    get_settings().questions_per_minute)
+    return get_settings().questions_per_minute
+
+
+# Requests a minute per user (or client address): a person never comes near these, a loop does.
+LIMITS = {"ask": questions_per_minute(), "search": 60, "grade": 30, "interview": 60, "library": 10}
 
 
 class Refused(Exception):
