@@ -245,6 +245,8 @@ def _other_sections(metrics: dict) -> list[str]:
         lines += [f"| {rule} | {v['pairs']} | {v['supported_kept']:.3f} | {v['unsupported_dropped']:.3f} |"
                   for rule, v in metrics["support"].items()] + [""]
     for half, v in (metrics.get("real_questions") or {}).items():
+        if "questions" not in v:
+            continue  # retrieval figures only: the real_questions set itself (its answers) was not run
         lines += [f"## Real questions, {half} half (../shared/real-questions/dev.jsonl)\n",
                   f"{v['questions']} questions: {v['covered']} covered (full or partial), {v['uncovered']} not. "
                   f"First citation right {fmt(v['first_citation_right'])} (full only "
