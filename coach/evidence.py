@@ -85,6 +85,9 @@ def quote(sentence: str, passage: str, embeddings) -> str | None:
     an exact substring of `passage`; None when the passage has no sentence. The support check passed the
     sentence because its closest passage sentence is this close, so this is the sentence that supports it."""
     body = passage.split("\n", 1)[-1]
+    claim = _plain(strip_citations(sentence))
+    if same := [raw for raw in split_sentences(body) if raw in passage and _plain(raw) == claim]:
+        return same[0]  # the composer showed this very sentence (a short '**ReLU**, $max(0, x)$.' too)
     raws = [raw for raw in split_sentences(body) if raw in passage and (clean(raw) or _long_intro(raw))]
     if not raws:
         return None
@@ -97,3 +100,9 @@ def _long_intro(raw: str) -> bool:
     """'A multilayer perceptron … becomes the next layer's inputs:' introduces a list, and the composer
     shows a sentence this long as a claim of its own ('….'): it is the evidence for that claim."""
     return raw.endswith(":") and len(raw.split()) >= MIN_INTRO_WORDS
+
+
+def _plain(text: str) -> str:
+    """A sentence without list marker, spacing or end punctuation, to recognise the same sentence."""
+    text = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", text)
+    return re.sub(r"\s+([.,;:!?])", r"\1", " ".join(text.split())).rstrip(".:;!? ")
