@@ -26,6 +26,7 @@ from pathlib import Path
 from coach import render
 from coach.config import get_settings, setup_logging
 from coach.llm import judge_backend
+from coach.text import clean_input
 
 log = logging.getLogger("coach")
 
@@ -119,11 +120,17 @@ def cmd_interview(args) -> int:
             for session in engine.history():
                 print(render.session_line(session))
             return 0
-        if args.export:
+        # `is not None`: an id that cleans to "" (control characters only) is an unknown id, not "no id";
+        # falling through would start an interactive interview that waits on stdin.
+        if args.export is not None:
             _export(engine.export_markdown(args.export), args.out)
             return 0
-        session_id = args.resume or engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty,
-                                                 n=args.n, review=args.review)
+        if args.progress:
+            print(_progress_text(engine))
+            return 0
+        session_id = (engine.session(args.resume)["id"] if args.resume is not None else
+                      engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty, n=args.n,
+                                   review=args.review, time_limit=args.time_limit, adaptive=args.adaptive))
     except SessionError as exc:
         raise SystemExit(f"error: {exc}") from None
     return _run_interview(engine, session_id)
@@ -137,28 +144,60 @@ def _export(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _progress_text(engine) -> str:
+    questions = {qid: entry.question for qid, entry in engine.bank.items()}
+    mastery = [f"  {topic:34} " + "  ".join(f"{day[5:]} {score:.1f}" for day, score in days[-4:])
+               for topic, days in engine.mastery().items()]
+    return "\n".join(["Mastery per topic (latest days):", *(mastery or ["  (no answers yet)"]), "",
+                      "Review queue:", render.schedule_markdown(engine.schedule(), questions), "",
+                      "Activity:", render.activity_calendar(engine.activity(), engine.today())])
+
+
 def _run_interview(engine, session_id: str) -> int:
     """Ask the session's questions one by one until it is over (scorecard) or the user stops (saved)."""
-    print(f"Session {session_id}. Answer in a few sentences and finish with an empty line; "
-          "type :skip to skip a question, :end to stop (resume later with --resume).\n")
+    print(f"Session {session_id}. Answer in a few sentences and finish with an empty line; type :hint for a "
+          "hint (costs a point), :reveal if you don't know, :skip to skip, :end to stop (resume with --resume).\n")
     while (entry := engine.current(session_id)) is not None:
         print(render.question_text(entry, *engine.progress(session_id)))
+        attempt = engine.begin(session_id)
+        if attempt["time_limit"]:
+            print(render.timer_markdown(attempt["time_limit"], attempt["started"], attempt["started"]))
         answer = _read_paragraph("> ")
-        if answer is None or answer.strip() == ":end":
+        command = (answer or ":end").strip()
+        if command == ":end":
             print(f"\nSaved. Resume with: python app.py interview --resume {session_id}")
             return 0
-        if answer.strip() == ":skip":
-            engine.skip(session_id)
-            print("Skipped.\n")
+        if command in (":skip", ":hint", ":reveal"):
+            _practice_command(engine, session_id, command)
             continue
         _answer_question(engine, session_id, answer)
-    print(render.scorecard_text(engine.end(session_id)))
+    card = engine.end(session_id)
+    print(render.scorecard_text(card))
+    print(render.turns_text(card))
     print(f"\nExport: python app.py interview --export {session_id} --out interview.md")
     return 0
 
 
+def _practice_command(engine, session_id: str, command: str) -> None:
+    """:skip, :hint (the next rung of the ladder) or :reveal (the model answer; back in review first)."""
+    from coach.interviewer import SessionError
+
+    if command == ":skip":
+        engine.skip(session_id)
+        print("Skipped.\n")
+    elif command == ":reveal":
+        turn = engine.reveal(session_id)
+        print(f"{turn.grade['feedback']}\n\n{turn.grade['model_answer']}\n")
+    else:
+        try:
+            print(f"Hint: {engine.hint(session_id)[-1]}  (answer now, or :hint again)")
+        except SessionError as exc:
+            print(f"{exc}")
+
+
 def _answer_question(engine, session_id: str, answer: str) -> None:
-    """Grade one answer and show the grade; then offer the follow-up question, which may be left out."""
+    """Grade one answer and show the grade; then up to MAX_FOLLOWUPS follow-up questions on the points
+    still missing, each of which may be left out with an empty line."""
     from coach.grader import AnswerError
 
     try:
@@ -167,22 +206,35 @@ def _answer_question(engine, session_id: str, answer: str) -> None:
         print(f"error: {exc} Try again.\n")
         return
     print(render.grade_text(turn.grade))
-    if turn.grade.get("followup"):
-        print(f"\nFollow-up: {turn.grade['followup']}  (answer, or press Enter to go on)")
+    if turn.seconds is not None:
+        print(f"Time taken: {render.seconds_text(turn.seconds)}")
+    question = turn.grade.get("followup")
+    while question:
+        print(f"\nFollow-up: {question}  (answer, or press Enter to go on)")
         followup = _read_paragraph("> ")
-        if followup and followup.strip() not in (":skip", ":end"):
-            try:
-                turn = engine.answer_followup(session_id, followup)
-                print(turn.followup_grade["feedback"])
-            except AnswerError as exc:
-                print(f"error: {exc}")
+        if not followup or followup.strip() in (":skip", ":end"):
+            break
+        try:
+            turn = engine.answer_followup(session_id, followup)
+        except AnswerError as exc:
+            print(f"error: {exc}")
+            break
+        print(turn.followups[-1]["grade"]["feedback"])
+        question = turn.followups[-1]["grade"]["next"]
     print()
 
 
 def cmd_serve(args) -> int:
     from coach.answer import Answerer
     from coach.embedder import limit_heap_fragmentation
+    from coach.users import Users, is_loopback
 
+    users = Users()
+    if not is_loopback(args.host) and not users.configured() and not args.auth_header:
+        raise SystemExit(f"error: serving on {args.host} shares the app with other machines, so it needs users.\n"
+                         "Add one first:  python app.py users add NAME --admin   (and learners without --admin)\n"
+                         "or, behind a proxy that authenticates people, pass --auth-header X-Forwarded-User.\n"
+                         "On 127.0.0.1 (the default) no set-up is needed.")
     started = time.perf_counter()
     limit_heap_fragmentation()  # before the models allocate: a server lives long, its peak memory counts
     answerer = Answerer()  # loads the configured backend once; it stays warm
@@ -192,10 +244,49 @@ def cmd_serve(args) -> int:
     from web.assembly import build_app, launch  # only serve needs Gradio
 
     demo = build_app(answerer, judge=judge_backend())
-    log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d",
-             time.perf_counter() - started, retriever.store.count(), args.host, args.port)
-    launch(demo, args.host, args.port)
+    accounts = users if users.configured() else None
+    log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d (%s)",
+             time.perf_counter() - started, retriever.store.count(), args.host, args.port,
+             f"users from {users.path}" if accounts else f"user names from the {args.auth_header} header"
+             if args.auth_header else "one local user, no sign-in")
+    launch(demo, args.host, args.port, users=accounts, auth_header=args.auth_header)
     return 0
+
+
+def cmd_users(args) -> int:
+    """Manage who may use a shared server: add (or change the password of), remove and list users."""
+    import getpass
+
+    from coach.users import UserError, Users
+
+    users = Users()
+    try:
+        if args.action == "list":
+            for user in users.list():
+                print(f"{user.name:32} {user.role}")
+            if not users.list():
+                print(f"no users yet ({users.path}); add one with: python app.py users add NAME --admin",
+                      file=sys.stderr)
+            return 0
+        if not args.name:
+            raise UserError(f"give a NAME: python app.py users {args.action} NAME")
+        if args.action == "remove":
+            users.remove(args.name)
+            print(f"removed {args.name}", file=sys.stderr)
+            return 0
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else _new_password(getpass.getpass)
+        user = users.add(args.name, password, "admin" if args.admin else "learner")
+        print(f"{user.name} can sign in as {user.role} ({users.path})", file=sys.stderr)
+        return 0
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _new_password(ask) -> str:
+    password = ask("Password: ")
+    if password != ask("Repeat it: "):
+        raise SystemExit("error: the two passwords differ; nothing was changed")
+    return password
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -246,8 +337,16 @@ def _batch(path: str, required: list[str], run, as_json: bool) -> int:
     return 1 if failures else 0
 
 
+# Characters str.splitlines() and some JSON Lines readers take for line ends, written as JSON escapes
+# (the same string once decoded), so one document stays one line whatever a user typed.
+LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def _print_json(document: dict) -> None:
-    sys.stdout.write(json.dumps(document, ensure_ascii=False) + "\n")
+    text = json.dumps(document, ensure_ascii=False)
+    for char, escaped in LINE_BREAKS.items():
+        text = text.replace(char, escaped)
+    sys.stdout.write(text.encode("utf-8", "replace").decode("utf-8") + "\n")  # lone surrogates never crash it
     sys.stdout.flush()
 
 
@@ -267,7 +366,21 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the Gradio app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--auth-header", metavar="HEADER",
+                       help="trust this header (e.g. X-Forwarded-User) from an authenticating reverse proxy "
+                            "for the user name; roles still come from `users add --admin`")
     serve.set_defaults(run=cmd_serve)
+
+    users = sub.add_parser("users", help="who may use a shared server: users add|remove|list",
+                           description="Users and roles for `serve` on a non-loopback address. Passwords are "
+                           "hashed with bcrypt in COACH_DATA_DIR/users.json. Learners chat, search and "
+                           "practise; admins also change the library and run evaluations.")
+    users.add_argument("action", choices=["add", "remove", "list"])
+    users.add_argument("name", nargs="?", help="the user name (for add and remove)")
+    users.add_argument("--admin", action="store_true", help="with add: the admin role (default: learner)")
+    users.add_argument("--password-stdin", action="store_true",
+                       help="with add: read the password from the first line of standard input")
+    users.set_defaults(run=cmd_users)
 
     search = sub.add_parser("search", help="hybrid search over the bank (dense + BM25, fused)")
     search.add_argument("query", nargs="?", help="the question or keywords")
@@ -312,6 +425,11 @@ def _add_grade_and_interview(sub) -> None:
     _add_filters(interview)
     interview.add_argument("--n", type=int, default=5, help="number of questions (default 5)")
     interview.add_argument("--review", action="store_true", help="spaced-repetition review: weak questions first")
+    interview.add_argument("--time-limit", type=float, metavar="SECONDS", help="time limit per question")
+    interview.add_argument("--adaptive", action="store_true",
+                           help="adaptive difficulty: a strong answer steps the next question up, a weak one down")
+    interview.add_argument("--progress", action="store_true",
+                           help="progress across sessions: mastery per topic, review queue, activity calendar")
     interview.add_argument("--resume", metavar="ID", help="continue an unfinished session")
     interview.add_argument("--history", action="store_true", help="list past sessions")
     interview.add_argument("--export", metavar="ID", help="print a session as markdown")
@@ -320,6 +438,8 @@ def _add_grade_and_interview(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Arguments that were not valid UTF-8 arrive with lone surrogates; they become U+FFFD, not a crash.
+    argv = [clean_input(a) for a in (sys.argv[1:] if argv is None else argv)]
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.command == "search" and args.query is None and not args.batch:

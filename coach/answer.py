@@ -2,11 +2,14 @@
 
 1. A follow-up ("and how do you fix it?") becomes a standalone question using the chat history.
 2. Retrieve with the shared retriever; below the calibrated threshold, refuse and suggest bank questions.
-3. Pick the passage sentences that answer the question (coach.evidence), give them to the backend as
-   numbered passages and stream its tokens.
-4. Keep only the sentences the passages support (coach.support), each cited with the passage that
-   supports it, so citations to passages that were not given disappear. If too little survives, the
-   answer is composed extractively from the evidence instead, and the answer says why.
+3. Compose the answer at the level of the best entry (coach.compose): its opening, the units that
+   address what was asked, "See also" for the other relevant entries. A question whose premise the entry
+   contradicts is answered by correcting it first (coach.premise).
+4. A backend that generates gets the passage sentences that answer the question (coach.evidence) as
+   numbered passages and streams its tokens. Only the sentences the passages support (coach.support)
+   and the cited entry does not contradict are kept, each cited with the passage that supports it. If
+   too little survives, the composed answer is given instead, and the answer says why.
+5. Citations are renumbered 1..n in order of appearance.
 
 Injection guards (coach.guards) wrap these steps: the input guard runs first; passages are screened
 (instruction-like sentences taken out, flagged passages datamarked) and sent between per-request random
@@ -23,8 +26,10 @@ from dataclasses import dataclass, field
 from langchain_core.messages import convert_to_openai_messages
 from langchain_core.prompts import ChatPromptTemplate
 
-from coach import evidence
-from coach.config import prompt
+from coach import compose, evidence, premise
+from coach.bank import BankError, load_bank
+from coach.compose import with_citation
+from coach.config import get_settings, prompt
 from coach.guards import (
     OUTPUT_BLOCKED,
     InputGuard,
@@ -44,7 +49,6 @@ from coach.text import citations_of, split_sentences, strip_citations
 
 PASSAGES = 3               # retrieved passages the evidence is drawn from
 EVIDENCE_SENTENCES = 5     # sentences shown to the model
-EXTRACTIVE_SENTENCES = 3   # sentences in an extractive answer
 MIN_SUPPORTED_WORDS = 12   # less than this left after the support check: answer extractively
 MAX_TOKENS = 200
 MODEL_REFUSAL = re.compile(r"bank does not cover", re.I)
@@ -71,13 +75,15 @@ class Answer:
     contexts: list[dict] = field(default_factory=list)
     # The request's canary: never shown to users (not in the JSON); evaluations check answers for it.
     canary: str = field(default="", repr=False)
+    corrected_premise: str | None = None   # the presupposed claim the answer opens by correcting
 
     def as_json(self) -> dict:
         return {"question": self.question, "answer": self.answer, "refused": self.refused,
                 "blocked": self.blocked, "guard": self.guard, "citations": self.citations,
                 "timings": self.timings, "standalone_question": self.standalone_question,
                 "generated_sentences": self.generated_sentences, "dropped_sentences": self.dropped_sentences,
-                "fallback": self.fallback, "suggestions": self.suggestions, "backend": self.backend}
+                "fallback": self.fallback, "suggestions": self.suggestions, "backend": self.backend,
+                "corrected_premise": self.corrected_premise}
 
 
 @dataclass
@@ -94,6 +100,8 @@ class Request:
     passages: list[tuple[Hit, str]] = field(default_factory=list)   # numbered 1..n as the model sees them
     chosen: list[evidence.Sentence] = field(default_factory=list)   # evidence sentences, in that numbering
     flagged: set[int] = field(default_factory=set)      # passage numbers sent datamarked
+    correction: premise.Correction | None = None        # the question's premise, corrected (numbered as relevant)
+    composed: compose.Composed | None = None            # the answer composed from the entries
     raw: str = ""                                       # what the model wrote, markers removed
     first_token_ms: float | None = None
 
@@ -110,6 +118,7 @@ class Answerer:
         self.template = ChatPromptTemplate.from_messages([("system", prompt("answer_system")),
                                                           ("human", prompt("answer_user"))])
         self.input_guard = InputGuard(self.embeddings)
+        self.entries = bank_entries()
         # The prompts' own wording, placeholders removed: an answer quoting long spans of it is a leak.
         self.prompt_texts = [re.sub(r"\{\w+\}", " ", prompt(name)) for name in ("answer_system", "answer_user")]
 
@@ -131,6 +140,9 @@ class Answerer:
                          backend=self.backend.describe(), timings=_timings(started, 0.0, None))
             return
         request = self.retrieve(question, history, started, part=part, topic=topic)
+        if request.answer.blocked:
+            yield request.answer
+            return
         if not request.relevant:
             yield self._refuse(request)
             return
@@ -140,8 +152,17 @@ class Answerer:
 
     # --- the stages of one answer ----------------------------------------------------------------
     def retrieve(self, question: str, history: Sequence[dict], started: float, **filters) -> Request:
-        """Make the question standalone and retrieve; keep the hits above the refusal threshold."""
+        """Make the question standalone and retrieve; keep the hits above the refusal threshold. The
+        standalone question is what the model will read, so it passes the input guard too."""
         standalone = self.standalone(question, history)
+        if standalone != question:
+            try:
+                self.input_guard.check(standalone)
+            except QuestionError as exc:
+                answer = Answer(question=question, answer=str(exc), blocked=True, guard=exc.guard,
+                                standalone_question=standalone, backend=self.backend.describe())
+                answer.timings = _timings(started, 0.0, None)
+                return Request(answer=answer, started=started, hits=[], relevant=[], retrieve_ms=0.0)
         hits = self.retriever.search(standalone, k=PASSAGES, **filters)
         threshold = self.retriever.calibration.threshold
         relevant = [hit for hit in hits if hit.score >= threshold] if hits and hits[0].score >= threshold else []
@@ -159,12 +180,18 @@ class Answerer:
         request.answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
                                     "question": hit.metadata.get("question"), "text": text}
                                    for hit, text in zip(request.relevant, texts, strict=True)]
-        chosen = evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES)
+        chosen = ([] if self.backend.name == "extractive" else  # it generates nothing from them
+                  evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES))
         used = sorted({s.passage for s in chosen}) or [1]
         request.passages = [(request.relevant[n - 1], texts[n - 1]) for n in used]
         request.flagged = {used.index(n) + 1 for n in flagged if n in used}
         request.chosen = [evidence.Sentence(used.index(s.passage) + 1, s.position, s.text, s.relevance)
                           for s in chosen]
+        entries = [self.entries.get(hit.metadata.get("qid")) for hit in request.relevant]
+        request.correction = premise.correct(request.answer.standalone_question, list(zip(texts, entries, strict=True)),
+                                             self.embeddings)
+        request.composed = compose.compose(request.answer.standalone_question, request.relevant, texts,
+                                           self.embeddings, self.entries, request.correction)
 
     def generate_under_guard(self, request: Request) -> Iterator[str]:
         """Stream the model's tokens. The first token that leaks (canary, dictated string, prompt text)
@@ -196,33 +223,66 @@ class Answerer:
         answer, raw = request.answer, request.raw
         if self.backend.capable and MODEL_REFUSAL.search(raw) and len(raw.split()) < 15:
             return self._refuse(request)  # a capable model read the passages and found no answer
-        text, cited, answer.generated_sentences, answer.dropped_sentences = self.keep_supported(raw, request.passages)
+        text, _, answer.generated_sentences, answer.dropped_sentences = self.keep_supported(raw, request.passages)
         if len(strip_citations(text).split()) < MIN_SUPPORTED_WORDS:
             if answer.fallback is None and raw:
                 answer.fallback = "too little of the model's answer was supported by the bank; answered extractively"
             elif answer.fallback is None and self.backend.name != "extractive":
                 answer.fallback = "the model returned nothing; answered extractively"
-            text, cited = self.extractive(request.chosen)
+            text, sources = request.composed.text, request.composed.sources
+        else:
+            text, sources = self.frame(request, text)
         if violation := output_violation(text, request.spotlight, request.dictated, request.texts, self.prompt_texts):
             return self._withhold(request, violation)
+        if not strip_citations(text):
+            return self._refuse(request)  # nothing to say from the bank is a refusal, never an empty answer
         answer.answer = text
-        answer.citations = [citation(n, request.passages[n - 1][0]) for n in sorted(cited)]
+        passage_of = {hit.chunk_id: text for hit, text in zip(request.relevant, request.texts, strict=True)}
+        quotes = self.evidence_of(text, [(hit, passage_of.get(hit.chunk_id, hit.text)) for hit in sources])
+        pointers = compose.see_also_numbers(text)
+        answer.citations = [{**citation(n, hit, quotes.get(n, [])), "see_also": n in pointers}
+                            for n, hit in enumerate(sources, start=1)]
+        answer.corrected_premise = request.correction.claim if request.correction else None
         answer.timings = request.timings()
         return answer
 
-    def warm_up(self, limit: int = 4000) -> int:
-        """Embed the sentences of the indexed answers before users ask: evidence selection and the support
-        check embed every sentence of the retrieved answers, about half a second per cold question on 2
-        cores, and the vectors are cached. Returns how many sentences were embedded (at most `limit`,
-        half the cache, so a large index does not evict everything it warmed)."""
+    @staticmethod
+    def frame(request: Request, text: str) -> tuple[str, list[Hit]]:
+        """The model's kept sentences (citing request.passages) framed like a composed answer: the
+        premise corrected first, no opening that refers back to something unseen, "See also" last,
+        citations renumbered 1..n over the relevant hits."""
+        relevant = request.relevant
+        number = {n: relevant.index(hit) + 1 for n, (hit, _) in enumerate(request.passages, start=1)}
+        sentences = split_sentences(text)
+        while sentences and compose.REFERS_BACK.match(sentences[0]):
+            sentences.pop(0)
+        body = re.sub(r"\[(\d+)\]", lambda m: f"[{number[int(m.group(1))]}]", " ".join(sentences))
+        parts = [request.correction.render(request.correction.source)] if request.correction else []
+        parts.append(body)
+        shown = {int(n) for n in re.findall(r"\[(\d+)\]", "\n".join(parts))}
+        related = [k for k in range(1, len(relevant) + 1) if k not in shown][:compose.SEE_ALSO]
+        see_also = [compose.see_also_line(relevant[k - 1], k) for k in related if relevant[k - 1].metadata.get("question")]
+        text = "\n\n".join(p for p in parts if p.strip())
+        return compose.renumber(text + ("\n\n" + "\n".join(see_also) if see_also else ""), relevant)
+
+    def warm_up(self, limit: int = 6000) -> int:
+        """Embed what answering embeds before users ask: the units of every bank entry (the composer
+        ranks them), the misconceptions (the premise check), and the sentences of other indexed
+        answers (evidence for a model, the support check). About half a second per cold question on 2
+        cores otherwise; the vectors are cached. Returns how many texts were embedded (at most `limit`,
+        under the cache's size, so a large index does not evict everything it warmed)."""
+        texts: dict[str, None] = {}
+        for entry in self.entries.values():
+            texts.update(dict.fromkeys(u.plain for u in compose.units_of(entry.answer)))
+            texts.update(dict.fromkeys(t for m in entry.misconceptions for t in (m.wrong, m.right)))
         store = self.retriever.store
-        sentences: dict[str, None] = {}
         for source, qid in sorted({(m.get("source"), m.get("qid")) for m in store.metadatas().values()}):
-            text = store.section_text(source, qid) or ""
-            sentences.update(dict.fromkeys(split_sentences(text) + [raw for raw, _ in evidence.passage_sentences(text)]))
-            if len(sentences) >= limit:
+            if len(texts) >= limit:
                 break
-        batch = list(sentences)[:limit]
+            if qid not in self.entries:
+                text = store.section_text(source, qid) or ""
+                texts.update(dict.fromkeys(split_sentences(text) + [raw for raw, _ in evidence.passage_sentences(text)]))
+        batch = list(texts)[:limit]
         for start in range(0, len(batch), 256):
             self.embeddings.embed_sentences(batch[start:start + 256])
         return len(batch)
@@ -231,7 +291,7 @@ class Answerer:
     def standalone(self, question: str, history: Sequence[dict]) -> str:
         """Rewrite a follow-up into a standalone question. A capable model rewrites it; with the tiny
         embedded model, the previous question is prepended, which is what retrieval needs."""
-        previous = [turn["content"] for turn in history if turn.get("role") == "user"]
+        previous = [turn["content"] for turn in history if turn.get("role") == "user" and self._harmless(turn["content"])]
         if not previous or not FOLLOW_UP.search(question):
             return question
         if self.backend.capable:
@@ -244,6 +304,14 @@ class Answerer:
             except BackendUnavailable:
                 pass
         return f"{previous[-1]} {question}"
+
+    def _harmless(self, text: str) -> bool:
+        """A past question the input guard lets through (a blocked one never re-enters a prompt)."""
+        try:
+            self.input_guard.check(text)
+            return True
+        except QuestionError:
+            return False
 
     def screen(self, hits: list[Hit], question: str) -> tuple[list[str], set[int], list[str]]:
         """The whole answers of the hits with instruction-like sentences taken out; the numbers of the
@@ -274,9 +342,17 @@ class Answerer:
 
     def whole_answer(self, hit: Hit) -> str:
         """The whole bank answer a hit belongs to: a long answer is indexed in pieces, and the piece
-        that matched the query best is often not the one that holds the definition."""
-        meta = hit.metadata
+        that matched the query best is often not the one that holds the definition. A bank entry is
+        taken from the bank itself, with its markdown (lists, tables, formulas) intact."""
+        meta, entry = hit.metadata, self.entry_of(hit)
+        if entry is not None:
+            return f"{entry.question}\n\n{entry.answer}"
         return self.retriever.store.section_text(meta.get("source"), meta.get("qid")) or hit.text
+
+    def entry_of(self, hit: Hit):
+        """The bank entry a hit comes from, or None (an uploaded document, or an entry since removed)."""
+        entry = self.entries.get(hit.metadata.get("qid"))
+        return entry if entry is not None and entry.question == hit.metadata.get("question") else None
 
     def keep_supported(self, raw: str, passages: list[tuple[Hit, str]]) -> tuple[str, set[int], int, int]:
         """The supported sentences, each cited with its supporting passage; the passages cited; how many
@@ -289,18 +365,25 @@ class Answerer:
             if claim.lower() in seen:
                 continue  # small models repeat themselves
             support = self.checker.check(sentence, texts, prefer=valid)
-            if support.supported:
+            if support.supported and not premise.contradiction(claim, texts[support.passage - 1],
+                                                               self.entry_of(passages[support.passage - 1][0]),
+                                                               self.embeddings):
                 seen.add(claim.lower())
                 kept.append(with_citation(claim, [support.passage]))
                 cited.add(support.passage)
         return " ".join(kept), cited, len(sentences), len(sentences) - len(kept)
 
-    @staticmethod
-    def extractive(chosen: list[evidence.Sentence]) -> tuple[str, set[int]]:
-        """The most relevant evidence sentences, in passage order, each with its citation."""
-        best = sorted(chosen, key=lambda s: -s.relevance)[:EXTRACTIVE_SENTENCES]
-        best.sort(key=lambda s: (s.passage, s.position))
-        return " ".join(with_citation(s.text, [s.passage]) for s in best), {s.passage for s in best}
+    def evidence_of(self, text: str, passages: list[tuple[Hit, str]]) -> dict[int, list[str]]:
+        """For each cited passage, the passage sentences (exact substrings) that support the answer
+        sentences citing it, in answer order: what the side panel highlights and `evidence` lists."""
+        quotes: dict[int, list[str]] = {}
+        for sentence in split_sentences(text):
+            for n in citations_of(sentence):
+                if 1 <= n <= len(passages):
+                    found = evidence.quote(sentence, passages[n - 1][1], self.embeddings)
+                    if found and found not in quotes.setdefault(n, []):
+                        quotes[n].append(found)
+        return quotes
 
     @staticmethod
     def _withhold(request: Request, violation: tuple[str, str]) -> Answer:
@@ -321,18 +404,18 @@ class Answerer:
         return answer
 
 
-def citation(n: int, hit: Hit) -> dict:
+def citation(n: int, hit: Hit, quotes: Sequence[str] = ()) -> dict:
+    """A citation of the contract; `evidence` holds the passage's supporting sentences (exact substrings)."""
     return {"n": n, "chunk_id": hit.chunk_id, "source": hit.metadata.get("source"),
-            "question": hit.metadata.get("question"), "score": round(hit.score, 4)}
+            "question": hit.metadata.get("question"), "score": round(hit.score, 4), "evidence": list(quotes)}
 
 
-def with_citation(sentence: str, numbers: list[int]) -> str:
-    """'Claim.' -> 'Claim [2].' (the marker goes before the closing punctuation)."""
-    marker = "".join(f"[{n}]" for n in numbers)
-    sentence = sentence.strip()
-    if sentence[-1:] in ".!?":
-        return f"{sentence[:-1].rstrip()} {marker}{sentence[-1]}"
-    return f"{sentence} {marker}."
+def bank_entries() -> dict:
+    """The bank's entries by id; {} when the bank cannot be read (answers then use the indexed text)."""
+    try:
+        return {entry.id: entry for entry in load_bank(get_settings().corpus_dir)}
+    except (BankError, OSError):
+        return {}
 
 
 def refusal_message(suggestions: list[str]) -> str:

@@ -266,6 +266,10 @@ def load_bank(folder: Path | str) -> list[Entry]:
 
 
 MIN_ASKED_AS = 5
+# A misconception's correction must be stated by the entry's own answer, since the grader's feedback
+# cites that answer as [1] for it: at least this share of the correction's content words appear there
+# (the word-overlap floor of the support check's default rule, coach/support.py).
+MIN_CORRECTION_SUPPORT = 0.5
 
 
 def style_warnings(entries: list[Entry]) -> list[str]:
@@ -275,7 +279,19 @@ def style_warnings(entries: list[Entry]) -> list[str]:
                 for e in entries if not MIN_WORDS <= e.words <= MAX_WORDS]
     warnings += [f"{e.source}:{e.line}: '{e.id}' has {len(e.asked_as)} asked_as phrasings "
                  f"(give {MIN_ASKED_AS}-{MAX_ASKED_AS})" for e in entries if e.asked_as and len(e.asked_as) < MIN_ASKED_AS]
+    warnings += [f"{e.source}:{e.line}: '{e.id}': the correction '{m.right}' is not stated by the answer "
+                 f"(only {share:.0%} of its words are there; use the answer's own terms)"
+                 for e in entries for m, share in _correction_support(e) if share < MIN_CORRECTION_SUPPORT]
     return warnings
+
+
+def _correction_support(entry: Entry) -> list[tuple[Misconception, float]]:
+    """Each misconception of the entry with the share of its correction's content words the answer uses."""
+    from coach.text import content_words
+
+    said = content_words(entry.answer)
+    return [(m, len(content_words(m.right) & said) / max(1, len(content_words(m.right))))
+            for m in entry.misconceptions]
 
 
 def _display(path: Path) -> str:

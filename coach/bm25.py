@@ -11,12 +11,17 @@ import logging
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from coach.text import stemmer
+
+# A search started in the background (start_search) runs while the caller embeds its query and asks Chroma;
+# onnxruntime, Chroma and numpy's inner loops release the GIL, so on 2 cores BM25 costs little wall time.
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 
 
 class Bm25Index:
@@ -74,22 +79,48 @@ class Bm25Index:
         except (OSError, ValueError, KeyError):
             return None
 
+    def scores(self, query: str, ids: list[str]) -> list[float]:
+        """The BM25 score of each of `ids` for the query (0 for an id this index has not seen): exact
+        evidence for candidates that the top-k search did not reach."""
+        tokens = self.tokenize([query])[0] if self.ids else []
+        if not tokens:
+            return [0.0] * len(ids)
+        every = self.model.get_scores(tokens)
+        return [float(every[self.position[i]]) if i in self.position else 0.0 for i in ids]
+
+    def start_search(self, query: str, k: int, where: dict | None = None) -> Future:
+        """search() on a background thread; .result() gives its list."""
+        return _BACKGROUND.submit(self.search, query, k, where)
+
     def search(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
-        """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`."""
+        """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`.
+
+        Scored from bm25s's saved matrix (per term, the score of each chunk containing it) with one
+        np.bincount, touching only the chunks that share a term with the query. bm25s's own retrieve
+        costs a thread pool per call, np.add.at per term, and a weight mask and a partition over every
+        chunk: most of a hybrid search at 100k chunks (benchmarks/README.md). The scores are the same
+        sums; ties are ordered by position in the index, so results do not depend on sort stability."""
         if not self.ids:
             return []
-        tokens = self.tokenize([query])
-        if not tokens[0]:
+        vocab = self.model.vocab_dict
+        terms = np.array([vocab[t] for t in self.tokenize([query])[0] if t in vocab], dtype=np.int64)
+        if not len(terms):
             return []
-        mask = None
-        if where:
-            mask = np.ones(len(self.ids), dtype=bool)
-            for name, value in where.items():
-                mask &= self.fields[name] == value
-            mask = mask.astype(np.float32)
-        docs, scores = self.model.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False,
-                                               weight_mask=mask, n_threads=1)
-        return [(self.ids[d], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        matrix = self.model.scores
+        starts, ends = matrix["indptr"][terms], matrix["indptr"][terms + 1]
+        chunks = np.concatenate([matrix["indices"][a:b] for a, b in zip(starts, ends, strict=True)])
+        weights = np.concatenate([matrix["data"][a:b] for a, b in zip(starts, ends, strict=True)])
+        touched, slot = np.unique(chunks, return_inverse=True)
+        totals = np.bincount(slot, weights=weights)
+        keep = totals > 0
+        for name, value in (where or {}).items():
+            keep &= self.fields[name][touched] == value
+        touched, totals = touched[keep], totals[keep]
+        if len(touched) > k:
+            best = np.argpartition(-totals, k - 1)[:k]
+            touched, totals = touched[best], totals[best]
+        order = np.lexsort((touched, -totals))
+        return [(self.ids[i], float(totals[j])) for j, i in zip(order, touched[order], strict=True)]
 
 
 @lru_cache(maxsize=1)

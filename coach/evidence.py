@@ -6,6 +6,10 @@ token, and most of it is context the question did not ask about. Sentences are s
 (cosine to the question), by how many of the question's own terms they contain, and by position (a
 bank answer opens with its definition); section labels such as "**Training.**" or "Practical note:"
 are removed so they never reach the user.
+
+`quote` goes the other way, after the answer is written: for an answer sentence, the passage sentence
+that supports it, exactly as the passage has it, so a reader can be shown the very words (the side
+panel highlights them; `ask --json` lists them as each citation's `evidence`).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coach.text import content_words, split_sentences
+from coach.text import content_words, split_sentences, strip_citations
 
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; "**LoRA** learns ..." does not.
 LABEL = re.compile(r"^(?:\*\*[^*]{1,60}[.:]\*\*|\*\*[^*]{1,60}\*\*[.:]|[A-Z][A-Za-z ]{2,30} note:)\s*")
@@ -22,6 +26,7 @@ TERM_WEIGHT = 0.15     # share of the question's terms the sentence contains
 LEAD_BONUS = 0.15      # first sentence of an answer: usually the definition
 RANK_PENALTY = 0.04    # per rank of the passage the sentence comes from
 NEAR_DUPLICATE = 0.85  # cosine above which two sentences say the same thing
+MIN_INTRO_WORDS = 8    # as coach.compose: a list intro this long is shown as a claim
 
 
 @dataclass(frozen=True)
@@ -33,14 +38,14 @@ class Sentence:
 
 
 def clean(sentence: str) -> str | None:
-    """The sentence without markdown section labels; None for list intros and fragments."""
+    """The sentence without markdown section labels; None for list intros, table rows and fragments."""
     text = LABEL.sub("", sentence.strip()).strip()
     if text != sentence.strip():
         text = text[:1].upper() + text[1:]  # "Practical note: the main ..." -> "The main ..."
     elif text[:1].islower():
         return None  # a fragment, e.g. the "where ..." that follows a formula
-    if text.endswith(":") or len(text.split()) < 5 or not re.search(r"[A-Za-z]", text):
-        return None
+    if text.endswith(":") or text.startswith("|") or len(text.split()) < 5 or not re.search(r"[A-Za-z]", text):
+        return None  # a list intro, a table row, a fragment
     return text
 
 
@@ -73,3 +78,31 @@ def select(question: str, passages: list[str], embeddings, limit: int) -> list[S
             break
     chosen.sort(key=lambda k: candidates[k][:2])
     return [Sentence(*candidates[k], relevance=relevance[k]) for k in chosen]
+
+
+def quote(sentence: str, passage: str, embeddings) -> str | None:
+    """The passage sentence closest in meaning to `sentence` (an answer sentence, citations removed), as
+    an exact substring of `passage`; None when the passage has no sentence. The support check passed the
+    sentence because its closest passage sentence is this close, so this is the sentence that supports it."""
+    body = passage.split("\n", 1)[-1]
+    claim = _plain(strip_citations(sentence))
+    if same := [raw for raw in split_sentences(body) if raw in passage and _plain(raw) == claim]:
+        return same[0]  # the composer showed this very sentence (a short '**ReLU**, $max(0, x)$.' too)
+    raws = [raw for raw in split_sentences(body) if raw in passage and (clean(raw) or _long_intro(raw))]
+    if not raws:
+        return None
+    vectors = np.asarray(embeddings.embed_sentences(raws))  # cached: selection embedded the same strings
+    claim = np.asarray(embeddings.embed_sentences([strip_citations(sentence)])[0])
+    return raws[int(np.argmax(vectors @ claim))]
+
+
+def _long_intro(raw: str) -> bool:
+    """'A multilayer perceptron … becomes the next layer's inputs:' introduces a list, and the composer
+    shows a sentence this long as a claim of its own ('….'): it is the evidence for that claim."""
+    return raw.endswith(":") and len(raw.split()) >= MIN_INTRO_WORDS
+
+
+def _plain(text: str) -> str:
+    """A sentence without list marker, spacing or end punctuation, to recognise the same sentence."""
+    text = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", text)
+    return re.sub(r"\s+([.,;:!?])", r"\1", " ".join(text.split())).rstrip(".:;!? ")

@@ -1,24 +1,29 @@
-"""Grading an interview answer against the bank entry's key points.
+"""Grading an interview answer against the bank entry's key points and its common misconceptions.
 
 1. The user's question is matched to a bank entry with the shared HybridRetriever (an interviewer session
    already knows its entry and skips this step).
-2. Every key point is compared with every sentence of the answer, and with each clause of a compound
-   sentence: MiniLM cosine (meaning) blended with the share of the key point's own words the piece uses
-   (lexical evidence), or by meaning alone for the key point the piece is closest to (answers in other
-   words). A key point's credit is the best piece's, in [0, 1]; covered from COVERED on.
-3. Keyword stuffing earns little: a "sentence" without the function words of real prose (a bag of key
-   terms, a comma list, a 2-word fragment) can contribute at most FRAGMENT_CAP of a point, and an answer
-   made only of fragments is capped at STUFFED_CAP.
-4. Penalties: sentences about something else (off-topic), and sentences that restate a key point with a
-   negation or an antonym it does not have (confidently wrong). Measured limit: a wrong answer that uses
-   the right words in the wrong roles looks like a paraphrase to MiniLM; only an entailment model, or the
-   optional LLM judge, can tell them apart.
-5. With a capable backend (`backend.capable`), an LLM judge may confirm key points; it is blended with the
-   code's credit and can never award a point the answer shows no evidence of. The embedded 135M model is
-   never asked to judge.
+2. The answer is cut into sentences, and compound sentences into clauses. A piece earns credit only from
+   what it says beyond the question's own words: one that adds fewer than MIN_NEW_WORDS content words to
+   the question ("beam search searches with a beam") earns nothing, so restating the question scores 0.
+3. Each key point gets three signals from the pieces: meaning (MiniLM cosine with the key point, with
+   each of its `also` phrasings and with the model-answer sentence that states it), terms (the share of
+   the point's own words, less the question's, that a piece uses), and meaning that is specific (the
+   cosine of pieces for which this key point is the nearest of the entry's and no other entry's key point
+   is clearly nearer). A logistic model of the three, fitted on the tuning half of the blind grading set
+   (`python -m evals.grader --fit`), turns them into the point's credit in [0, 1].
+4. Mistakes: a sentence nearer to one of the entry's misconceptions than to anything the bank says is
+   right (key points, their phrasings, the corrections, the model answer) states that misconception; a
+   sentence that restates a key point with a negation or antonym contradicts it. Such a sentence earns
+   nothing, lowers the score, and the feedback names the mistake and the correct statement, citing [1].
+   MiniLM cannot read roles ("the target model drafts" sits at 0.97 from "the draft model drafts"), so
+   an answer is also accused when its sentences lean, on average, towards the misconceptions.
+5. Keyword stuffing earns little (fragments are capped), off-topic sentences cost points.
+6. With a capable backend (`coach.llm.may_judge`), an LLM judge is asked which key points the answer
+   states, and must quote the words of the answer that state each one; a point is only credited when the
+   quote is really in the answer. The embedded 135M model is never asked to judge.
 
-The feedback is short, cites the bank's model answer as [1], and ends with a follow-up question built from
-a template (prompts/followup.md) around the most important missing key point.
+The 0-10 mapping of the credits is calibrated on the tuning half of evals/sets/grading_blind.jsonl
+(split by question in evals/datasets.py); the held-out half is only ever measured.
 """
 from __future__ import annotations
 
@@ -31,31 +36,41 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coach.config import get_settings, prompt
+from coach.guards import validate_question
 from coach.llm import may_judge
-from coach.text import WORD, content_words, split_sentences, stopwords
+from coach.text import WORD, clean_input, content_words, split_sentences, stopwords
 
-# Credit of a key point from one piece of the answer (a sentence or one of its clauses): the cosine with
-# the key point, or with the model-answer sentence that states it (a paraphrase of the explanation is
-# often closer to that than to the terse key point), blended with lexical evidence: the share of the key
-# point's own words (those not already in the question: "BERT" and "GPT" say nothing about which fact
-# about them was stated) found in the piece. The blend maps linearly from CREDIT_FLOOR (none) to
-# CREDIT_FULL (full credit). An answer in other words shares few of those words, so a piece also earns
-# credit from meaning alone, from SEMANTIC_FLOOR to SEMANTIC_FULL, but only for the one key point it is
-# closest to: the key points of one question are all about the same thing, and one on-topic sentence sits
-# at cosine 0.35-0.45 from every one of them. Chosen by a grid search on evals/sets/grading.jsonl and
-# checked once on evals/sets/grading_holdout.jsonl, written blind by another author (evals/README.md).
-LEXICAL_WEIGHT = 0.45
-ANCHOR_WEIGHT = 0.85
-CREDIT_FLOOR, CREDIT_FULL = 0.30, 0.60
-SEMANTIC_FLOOR, SEMANTIC_FULL = 0.35, 0.50
-SPECIFIC_MARGIN = 0.1     # how much nearer another entry's key point must be to withhold that credit
+# Pieces that add fewer content words than this to the question's own are restating it.
+MIN_NEW_WORDS = 2
+ANCHOR_WEIGHT = 0.85        # a model-answer sentence that states the point counts a little less than it
+SPECIFIC_MARGIN = 0.1       # how much nearer another entry's key point must be to withhold specific credit
+# Credit of a key point = sigmoid(CREDIT_BIAS + CREDIT_WEIGHTS . (cosine, terms, specific cosine)); the
+# 0-10 score = 10 * clip((mean credit - SCORE_LOW) / (SCORE_HIGH - SCORE_LOW)), where a credit under
+# SCORE_FLOOR counts as 0 (the small credit every on-topic answer leaks to every point adds up otherwise).
+# Fitted by `python -m evals.grader --fit` on the tuning half of evals/sets/grading_blind.jsonl: the
+# weights on the human "covered" labels; the mapping as the one, among those that keep the issue's bands
+# per kind of answer, with the most questions ordered complete > partial > wrong, then the smallest mean
+# absolute error against the human scores. See evals/README.md.
+CREDIT_BIAS, CREDIT_WEIGHTS = -4.08, (0.79, 6.38, 3.33)
+SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.06, 0.84, 0.4
+# A sentence states a misconception when its cosine with it (plus TERMS_WEIGHT times the share of the
+# misconception's own words it uses, less the share of the correction's) exceeds its cosine with every
+# correct statement of the entry by SENTENCE_MARGIN; an answer whose sentences lean that way by
+# ANSWER_MARGIN on average is accused of its nearest misconception. Chosen on the tuning half so that at
+# most 5% of its correct answers are accused.
+TERMS_WEIGHT = 0.2
+SENTENCE_MARGIN, ANSWER_MARGIN = 0.15, -0.08
 COVERED = 0.5               # credit from which a key point is listed as covered
 FRAGMENT_CAP = 0.2          # most a non-sentence (bag of terms, fragment) can earn for one key point
 STUFFED_CAP = 2.5           # score cap when the answer holds no real sentence at all
 OFF_TOPIC_COSINE = 0.25     # a sentence this far from the question, key points and model answer is off-topic
-OFF_TOPIC_WEIGHT, WRONG_WEIGHT = 0.6, 0.8  # share of the score lost per off-topic / contradicting sentence
+OFF_TOPIC_WEIGHT, WRONG_WEIGHT = 0.6, 1.0  # share of the score lost per off-topic / mistaken sentence
 CONTRADICTION_RECALL = 0.75  # share of a key point's words a sentence must reuse to be read as negating it
 MIN_FUNCTION_SHARE = 0.15   # share of function words real prose has at least
+# A run of this many words without one glue word (the function words a keyword list drops: articles, "is",
+# "of", "and", ...) is a bag of terms: 2 of the bank's 4,864 answer sentences are that long without one.
+BAG_MIN_WORDS = 15
+JUDGE_MIN_QUOTE = 12        # characters a judge's quote must have to count as evidence
 FUNCTION_WORDS = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "over", "under", "as", "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "do", "does", "did", "can", "could", "may", "might", "must", "should", "would", "will", "shall", "it", "its", "this", "that", "these", "those", "which", "who", "whom", "whose", "what", "when", "where", "while", "because", "so", "than", "then", "there", "their", "they", "them", "he", "she", "we", "you", "i", "not", "no", "but", "or", "and", "if", "also", "each", "every", "all", "any", "some", "more", "most", "less", "such", "only", "just", "very", "how", "why", "once", "until", "about", "during", "after", "before", "between", "through", "per", "within", "across", "via", "among", "against", "without", "out", "up", "off", "down"])
 # Where a sentence splits into separately checkable claims: "…, which …", "…; …", "… because …".
 CLAUSE_BREAK = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|because|where|since|then)\b)"
@@ -82,7 +97,7 @@ class AnswerError(ValueError):
 
 
 def validate_answer(text: str | None) -> str:
-    text = (text or "").strip()
+    text = clean_input(text if isinstance(text, str) else None).strip()
     limit = get_settings().max_answer_chars
     if len(text) > limit:
         raise AnswerError(f"The answer is {len(text)} characters long and the limit is {limit}; "
@@ -96,10 +111,22 @@ class PointResult:
     credit: float            # 0..1
     evidence: str | None     # the answer sentence that earned the credit
     judged: bool | None = None   # the LLM judge's verdict, when one was asked
+    features: tuple = field(default=(), repr=False)  # (cosine, terms, specific): what the credit came from
 
     @property
     def covered(self) -> bool:
-        return self.credit >= COVERED
+        return bool(self.credit >= COVERED)
+
+
+@dataclass
+class Mistake:
+    """Something the answer got wrong: what it said, the statement it matches, and the correct one."""
+    sentence: str            # the answer's sentence
+    wrong: str               # the misconception it states (or the key point it negates, restated)
+    right: str               # the correct statement, from the bank entry cited as [1]
+
+    def as_json(self) -> dict:
+        return {"sentence": self.sentence, "wrong": self.wrong, "right": self.right}
 
 
 @dataclass
@@ -116,7 +143,8 @@ class Grade:
     followup: str | None = None
     model_answer: str = ""
     points: list[PointResult] = field(default_factory=list)
-    # sentences in the answer, and how many were fragments, off-topic or contradicting a key point
+    mistakes: list[Mistake] = field(default_factory=list)
+    # sentences in the answer, and how many were fragments, off-topic, restating or mistaken
     sentence_counts: dict = field(default_factory=dict)
     judge: str = "key points"
     timings: dict = field(default_factory=dict)
@@ -128,6 +156,7 @@ class Grade:
                 "model_answer": self.model_answer,
                 "points": [{"point": p.point, "credit": round(p.credit, 3), "covered": p.covered,
                             "evidence": p.evidence, "judged": p.judged} for p in self.points],
+                "mistakes": [m.as_json() for m in self.mistakes],
                 "penalties": self.sentence_counts, "judge": self.judge, "timings": self.timings}
 
 
@@ -138,11 +167,16 @@ def is_claim(sentence: str) -> bool:
     if len(words) < 4:
         return False
     function = sum(w in FUNCTION_WORDS for w in words) / len(words)
-    if function < MIN_FUNCTION_SHARE:
+    if function < MIN_FUNCTION_SHARE or _glueless(words):
         return False
     items = [item for item in re.split(r"[,;/|]|\.\s", sentence) if item.strip()]
     # "momentum, bias correction, moment estimates, epsilon, warm-up": a list, even with an "is" in front
     return not (len(items) >= 4 and np.mean([len(i.split()) for i in items]) <= 3 and function < 0.3)
+
+
+def _glueless(words: list[str]) -> bool:
+    """Many words and none of prose's glue: "adam rescales every coordinate step running gradient ..."."""
+    return len(words) >= BAG_MIN_WORDS and not any(w in FUNCTION_WORDS and w in stopwords() for w in words)
 
 
 def clauses(sentence: str) -> list[str]:
@@ -167,6 +201,23 @@ def _negates(point: str, sentence: str) -> bool:
         return True
     return any(ANTONYM_OF[w] in s_words and ANTONYM_OF[w] not in p_words and w not in s_words
                for w in p_words if w in ANTONYM_OF)
+
+
+@dataclass
+class Signals:
+    """What the grader measures in an answer before it decides anything (`evals.grader --fit` fits the
+    credit model and the score mapping on these)."""
+    sentences: list[str]
+    claims: list[bool]           # per sentence: reads as a statement, not a bag of terms
+    units: list[str]             # every sentence, plus its clauses when it has several
+    owner: np.ndarray            # the sentence of each unit
+    new: np.ndarray              # per unit: says something beyond the question's own words
+    cosine: np.ndarray           # [key point, unit]: meaning, with the point, its phrasings, its anchor
+    terms: np.ndarray            # [key point, unit]: share of the point's own words the unit uses
+    specific: np.ndarray         # [key point, unit]: cosine where the point is the unit's nearest, else 0
+    leaning: np.ndarray          # per sentence: nearer a misconception than any correct statement by this
+    nearest_misconception: np.ndarray  # per sentence: the index of that misconception
+    relevance: np.ndarray        # per sentence: best cosine with the question, key points and model answer
 
 
 class Grader:
@@ -200,8 +251,6 @@ class Grader:
     # --- matching -------------------------------------------------------------------------------
     def match(self, question: str):
         """(bank entry, hit) for the question, or NoMatch when the bank does not cover it."""
-        from coach.guards import validate_question
-
         question = validate_question(question)
         hits = self.retriever.search(question, k=5)
         threshold = self.retriever.calibration.threshold
@@ -234,126 +283,186 @@ class Grader:
         return self.grade_entry(entry, answer, question=question, hit=hit, started=started)
 
     def grade_entry(self, entry, answer: str, question: str | None = None, hit=None,
-                    started: float | None = None) -> Grade:
-        """Grade an answer to a known bank entry (the interviewer's own question)."""
+                    started: float | None = None, points: list[int] | None = None) -> Grade:
+        """Grade an answer to a known bank entry (the interviewer's own question). `points` limits the
+        grade to those key points (by index): a follow-up turn is graded on the points it probes."""
         from coach.answer import citation
 
         started = started or time.perf_counter()
         answer = validate_answer(answer)
         hit = hit or self.hit_for(entry)
         cites = [citation(1, hit)] if hit is not None else []
-        points, counts = self.assess(entry, answer or "")
-        score = self.score(points, counts)
+        results, counts, mistakes = self.assess(entry, answer or "")
         judge = "key points"
-        if may_judge(self.backend) and (answer or "").strip() and self.judge(entry, answer, points):
+        if may_judge(self.backend) and (answer or "").strip() and self.judge(entry, answer, results):
             judge = f"key points + {self.backend.describe()}"
-            score = self.score(points, counts)
-        covered = [p.point for p in points if p.covered]
-        missing = [p.point for p in points if not p.covered]
+        if points is not None:
+            results = [results[i] for i in points]
+        score = self.score(results, counts)
+        covered = [p.point for p in results if p.covered]
+        missing = [p.point for p in results if not p.covered]
         followup = self.followup(entry, missing, answer) if missing else None
         return Grade(question=question or entry.question, matched_question=entry.question, score=score,
-                     covered=covered, missing=missing, feedback=self.feedback(score, points, counts, cites),
+                     covered=covered, missing=missing,
+                     feedback=self.feedback(score, results, counts, mistakes, cites),
                      citations=cites, qid=entry.id, topic=entry.topic, followup=followup,
-                     model_answer=entry.answer, points=points, sentence_counts=counts, judge=judge,
-                     timings=_ms(started))
+                     model_answer=entry.answer, points=results, mistakes=mistakes, sentence_counts=counts,
+                     judge=judge, timings=_ms(started))
 
-    def assess(self, entry, answer: str) -> tuple[list[PointResult], dict]:
-        """Per key point credit, and the counts of fragments, off-topic and contradicting sentences."""
+    def assess(self, entry, answer: str) -> tuple[list[PointResult], dict, list[Mistake]]:
+        """Per key point credit, the counts of kinds of sentences, and the mistakes the answer makes."""
+        signals = self.signals(entry, answer)
+        counts = {"sentences": 0, "fragments": 0, "off_topic": 0, "restating": 0, "mistaken": 0}
+        if signals is None:
+            return [PointResult(p, 0.0, None) for p in entry.key_points], counts, []
+        mistakes, mistaken = self.mistakes(entry, signals)
+        usable = signals.new & ~np.isin(signals.owner, sorted(mistaken))
+        claim_units = np.array([signals.claims[j] for j in signals.owner])
+        results = []
+        for i, point in enumerate(entry.key_points):
+            credit = point_credit(point_features(signals, i, usable & claim_units))
+            fragment = min(FRAGMENT_CAP, point_credit(point_features(signals, i, usable & ~claim_units)))
+            strength = np.where(usable, signals.cosine[i] + signals.terms[i], -np.inf)
+            best = int(np.argmax(strength))
+            evidence = signals.sentences[signals.owner[best]] if max(credit, fragment) > 0 else None
+            results.append(PointResult(point, max(credit, fragment), evidence,
+                                       features=point_features(signals, i, usable & claim_units)))
+        restating = {j for j in range(len(signals.sentences)) if not signals.new[signals.owner == j].any()}
+        off_topic = {j for j, r in enumerate(signals.relevance) if r < OFF_TOPIC_COSINE} - restating
+        counts.update(sentences=len(signals.sentences), fragments=signals.claims.count(False),
+                      off_topic=len(off_topic), restating=len(restating), mistaken=len(mistaken))
+        return results, counts, mistakes
+
+    def signals(self, entry, answer: str) -> Signals | None:
+        """Measure the answer against the entry; None when it holds no sentence with content."""
         sentences = [s for s in split_sentences(answer) if content_words(s)]
-        counts = {"sentences": len(sentences), "fragments": 0, "off_topic": 0, "contradicting": 0}
         if not sentences:
-            return [PointResult(p, 0.0, None) for p in entry.key_points], counts
-        claims = [is_claim(s) for s in sentences]
-        units, owner = [], []   # each sentence, plus its clauses when it has several
+            return None
+        units, owner = [], []
         for j, sentence in enumerate(sentences):
             parts = clauses(sentence)
             for unit in [sentence, *(parts if len(parts) > 1 else [])]:
                 units.append(unit)
                 owner.append(j)
         owner = np.array(owner)
-        points = list(entry.key_points)
-        model = split_sentences(entry.answer)
-        said = np.asarray(self.embeddings.embed_sentences(units))  # cached: the app re-grades the same text
-        keys = np.asarray(self.embeddings.embed_sentences(points))
-        model_vectors = np.asarray(self.embeddings.embed_sentences(model))
-        anchors = [int(np.argmax(model_vectors @ keys[i] + np.array([_recall(p, m) for m in model])))
-                   for i, p in enumerate(points)]
-        direct = keys @ said.T
-        cosine = np.maximum(direct, ANCHOR_WEIGHT * (model_vectors[anchors] @ said.T))
         asked = content_words(entry.question)
-        lexical = np.array([[_recall(p, u, ignore=asked) for u in units] for p in points])
-        blended = ((1 - LEXICAL_WEIGHT) * cosine + LEXICAL_WEIGHT * lexical - CREDIT_FLOOR) / (CREDIT_FULL - CREDIT_FLOOR)
-        semantic = (cosine - SEMANTIC_FLOOR) / (SEMANTIC_FULL - SEMANTIC_FLOOR)
-        semantic[cosine < cosine.max(axis=0)] = 0.0  # a piece earns it only for the key point it is closest to
-        # ... and only when no other bank entry has a key point clearly nearer to the piece: a sentence from
-        # another answer ("GPT predicts the next token") sits at 0.4 from key points about batch norm too
+        new = np.array([len(content_words(u) - asked) >= MIN_NEW_WORDS for u in units])
+        said = self._embed(units)
+        cosine, terms = self._point_signals(entry, units, said, asked)
+        specific = np.where(cosine >= cosine.max(axis=0), cosine, 0.0)  # only for the unit's nearest point
         elsewhere = (self.key_point_vectors(exclude=entry.id) @ said.T).max(axis=0)
-        semantic[:, direct.max(axis=0) < elsewhere - SPECIFIC_MARGIN] = 0.0
-        credit = np.clip(np.maximum(blended, semantic), 0.0, 1.0)
-        contradicting = set()
-        for i, point in enumerate(points):
+        specific[:, cosine.max(axis=0) < elsewhere - SPECIFIC_MARGIN] = 0.0
+        whole = said[[units.index(s) for s in sentences]]
+        leaning, nearest = self._leaning(entry, sentences, whole, asked)
+        reference = self._embed([entry.question, *entry.key_points, *split_sentences(entry.answer)])
+        return Signals(sentences=sentences, claims=[is_claim(s) for s in sentences], units=units, owner=owner,
+                       new=new, cosine=cosine, terms=terms, specific=specific, leaning=leaning,
+                       nearest_misconception=nearest, relevance=(reference @ whole.T).max(axis=0))
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.embeddings.embed_sentences(texts))  # cached: the app re-grades the same text
+
+    def _point_signals(self, entry, units: list[str], said: np.ndarray, asked: set[str]):
+        """Cosine and terms of every key point with every unit, the point's `also` phrasings included."""
+        model = split_sentences(entry.answer)
+        model_vectors = self._embed(model)
+        cosine = np.zeros((len(entry.key_points), len(units)))
+        terms = np.zeros_like(cosine)
+        for i, point in enumerate(entry.key_points):
+            phrasings = [point, *(entry.key_point_alternatives[i] if entry.key_point_alternatives else ())]
+            vectors = self._embed(phrasings)
+            anchor = int(np.argmax(model_vectors @ vectors[0] + np.array([_recall(point, m) for m in model])))
+            cosine[i] = np.maximum((vectors @ said.T).max(axis=0), ANCHOR_WEIGHT * (model_vectors[anchor] @ said.T))
+            terms[i] = [max(_recall(p, u, ignore=asked) for p in phrasings) for u in units]
+        return cosine, terms
+
+    def _leaning(self, entry, sentences: list[str], whole: np.ndarray, asked: set[str]):
+        """Per sentence: how much nearer it is to a misconception than to any correct statement of the
+        entry, and which misconception. Terms count a little: the words the wrong statement has and its
+        correction lacks ("generates the caption") and the reverse."""
+        if not entry.misconceptions:
+            return np.full(len(sentences), -1.0), np.zeros(len(sentences), dtype=int)
+        correct = [*entry.key_points, *(a for alts in entry.key_point_alternatives for a in alts),
+                   *(m.right for m in entry.misconceptions), *split_sentences(entry.answer)]
+        nearest_correct = (self._embed(correct) @ whole.T).max(axis=0)
+        wrong = self._embed([m.wrong for m in entry.misconceptions]) @ whole.T
+        for m, misconception in enumerate(entry.misconceptions):
+            wrong_words = content_words(misconception.wrong) - content_words(misconception.right) - asked
+            right_words = content_words(misconception.right) - content_words(misconception.wrong) - asked
             for j, sentence in enumerate(sentences):
-                mine = owner == j
-                if credit[i, mine].max() > 0.2 and contradicts(point, sentence):
-                    credit[i, mine] = 0.0  # its clauses too: "XOR is linearly separable, so ..."
-                    contradicting.add(j)
-                elif not claims[j]:
-                    credit[i, mine] = np.minimum(credit[i, mine], FRAGMENT_CAP)
-        results = []
-        for i, point in enumerate(points):
-            k = int(np.argmax(credit[i]))
-            results.append(PointResult(point, float(credit[i, k]),
-                                       sentences[owner[k]] if credit[i, k] > 0 else None))
-        reference = np.asarray(self.embeddings.embed_sentences([entry.question, *points, *model]))
-        relevance = (reference @ said.T).max(axis=0)
-        off_topic = {j for j in range(len(sentences)) if relevance[owner == j].max() < OFF_TOPIC_COSINE}
-        counts.update(fragments=claims.count(False), off_topic=len(off_topic), contradicting=len(contradicting))
-        return results, counts
+                said = content_words(sentence)
+                wrong[m, j] += TERMS_WEIGHT * (_share(wrong_words, said) - _share(right_words, said))
+        return wrong.max(axis=0) - nearest_correct, wrong.argmax(axis=0)
+
+    def mistakes(self, entry, signals: Signals) -> tuple[list[Mistake], set[int]]:
+        """The misconceptions and contradicted key points the answer states, and the sentences stating them."""
+        said_something = [signals.new[signals.owner == j].any() and signals.claims[j]
+                          for j in range(len(signals.sentences))]
+        leaning = np.where(said_something, signals.leaning, -np.inf)
+        accused = {int(j) for j in np.flatnonzero(leaning > SENTENCE_MARGIN)}
+        if any(said_something) and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN:
+            accused.add(int(np.argmax(leaning)))
+        found = [Mistake(signals.sentences[j], entry.misconceptions[signals.nearest_misconception[j]].wrong,
+                         entry.misconceptions[signals.nearest_misconception[j]].right) for j in sorted(accused)]
+        for j, sentence in enumerate(signals.sentences):
+            point = next((p for p in entry.key_points if j not in accused and contradicts(p, sentence)), None)
+            if point is not None:
+                found.append(Mistake(sentence, sentence, point))
+                accused.add(j)
+        return found, accused
 
     @staticmethod
     def score(points: list[PointResult], counts: dict) -> float:
         n = counts["sentences"]
-        if not n:
+        if not n or not points:
             return 0.0
-        coverage = float(np.mean([p.credit for p in points]))
-        penalty = (OFF_TOPIC_WEIGHT * counts["off_topic"] + WRONG_WEIGHT * counts["contradicting"]) / n
-        score = 10.0 * coverage * max(0.0, 1.0 - penalty)
+        coverage = float(np.mean([p.credit if p.credit >= SCORE_FLOOR else 0.0 for p in points]))
+        scaled = float(np.clip((coverage - SCORE_LOW) / (SCORE_HIGH - SCORE_LOW), 0.0, 1.0))
+        penalty = (OFF_TOPIC_WEIGHT * counts["off_topic"] + WRONG_WEIGHT * counts["mistaken"]) / n
+        score = 10.0 * scaled * max(0.0, 1.0 - penalty)
         if counts["fragments"] == n:
             score = min(score, STUFFED_CAP)
         return round(score, 1)
 
     def judge(self, entry, answer: str, points: list[PointResult]) -> bool:
-        """Ask a capable model which key points the answer states; blend its verdict into the credit.
-        The model can never award a point without evidence found by the code (credit > 0)."""
+        """Ask a capable model which key points the answer states, each with the words of the answer that
+        state it. A point counts as judged covered only when that quote really is in the answer; the
+        verdict is blended with the code's credit."""
         from coach.llm import BackendUnavailable
 
         numbered = "\n".join(f"{n}. {p.point}" for n, p in enumerate(points, start=1))
         message = prompt("grade_judge").format(question=entry.question, key_points=numbered, answer=answer)
         try:
-            reply = self.backend.generate([{"role": "user", "content": message}], max_tokens=40)
+            reply = self.backend.generate([{"role": "user", "content": message}], max_tokens=200)
         except BackendUnavailable:
             return False
-        found = re.search(r"covered\s*:\s*(none|[\d,\s]+)", reply, re.I)
-        if not found:
+        quotes = judge_quotes(reply, answer)
+        if quotes is None:
             return False
-        said = {int(n) for n in re.findall(r"\d+", found.group(1))}
         for n, p in enumerate(points, start=1):
-            p.judged = n in said
-            if p.credit > 0:
-                p.credit = 0.5 * p.credit + 0.5 * float(p.judged)
+            p.judged = n in quotes
+            p.credit = 0.5 * p.credit + 0.5 * float(p.judged)
+            if p.judged:
+                p.evidence = quotes[n]
         return True
 
     # --- feedback -------------------------------------------------------------------------------
     @staticmethod
-    def feedback(score: float, points: list[PointResult], counts: dict, cites: list[dict]) -> str:
+    def feedback(score: float, points: list[PointResult], counts: dict, mistakes: list[Mistake],
+                 cites: list[dict]) -> str:
         covered = sum(p.covered for p in points)
         if not counts["sentences"]:
             return "No answer to grade: say in a few sentences what you know."
         parts = [f"{score:.1f}/10: you covered {covered} of {len(points)} key points."]
-        if counts["fragments"] == counts["sentences"]:
+        if counts["restating"] == counts["sentences"]:
+            parts.append("The answer only restates the question: say what you know about it.")
+        elif counts["fragments"] == counts["sentences"]:
             parts.append("Answer in full sentences: bare terms and fragments do not show you understand them.")
-        if counts["contradicting"]:
-            parts.append("Some of what you said contradicts the model answer.")
+        source = " [1]" if cites else ""
+        for mistake in mistakes:
+            named = ("contradicts the model answer" if mistake.wrong == mistake.sentence
+                     else f'is the misconception "{mistake.wrong.rstrip(".")}"')
+            parts.append(f'Mistake: "{_short(mistake.sentence)}" {named}. Correct: {mistake.right.rstrip(".")}{source}.')
         if counts["off_topic"]:
             parts.append("Part of the answer is about something else.")
         missing = [p.point for p in points if not p.covered]
@@ -372,6 +481,42 @@ class Grader:
         terms = " ".join((fresh or words)[:4])
         template = self.templates[int(hashlib.sha1(point.encode()).hexdigest(), 16) % len(self.templates)]
         return template.format(terms=terms, topic=entry.topic, point=point)
+
+
+def point_features(signals: Signals, i: int, usable: np.ndarray) -> tuple[float, float, float]:
+    """(cosine, terms, specific cosine) of key point i: the best of the usable units for each."""
+    if not usable.any():
+        return 0.0, 0.0, 0.0
+    return (float(signals.cosine[i, usable].max()), float(signals.terms[i, usable].max()),
+            float(signals.specific[i, usable].max()))
+
+
+def point_credit(features: tuple[float, float, float]) -> float:
+    if not any(features):
+        return 0.0
+    z = CREDIT_BIAS + float(np.dot(CREDIT_WEIGHTS, features))
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def judge_quotes(reply: str, answer: str) -> dict[int, str] | None:
+    """{key point number: quote} from a judge's reply, keeping only quotes found in the answer; None
+    when the reply is not in the asked format at all."""
+    if re.search(r"covered\s*:\s*none", reply, re.I):
+        return {}
+    found = re.findall(r'^\s*(\d+)\s*[:.)-]\s*["“]?(.+?)["”]?\s*$', reply, re.M)
+    if not found:
+        return None
+    flat = " ".join(answer.lower().split())
+    return {int(n): quote.strip() for n, quote in found
+            if len(quote.strip()) >= JUDGE_MIN_QUOTE and " ".join(quote.lower().split()) in flat}
+
+
+def _share(words: set[str], said: set[str]) -> float:
+    return len(words & said) / len(words) if words else 0.0
+
+
+def _short(sentence: str, limit: int = 120) -> str:
+    return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + "…"
 
 
 def _recall(point: str, sentence: str, ignore: set[str] = frozenset()) -> float:

@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from coach.config import get_settings
+from coach.text import clean_input
 
 
 class QuestionError(ValueError):
@@ -45,7 +46,7 @@ class QuestionError(ValueError):
 
 def validate_question(text: str | None) -> str:
     """The question with whitespace collapsed, or QuestionError if it is empty or over the limit."""
-    text = (text or "").strip()
+    text = clean_input(text if isinstance(text, str) else None).strip()
     if not text:
         raise QuestionError("The question is empty: ask something about deep learning.", "input_empty")
     limit = get_settings().max_query_chars
@@ -463,17 +464,20 @@ OUTPUT_BLOCKED = ("I can't give that answer: {reason}. Ask me a deep-learning in
 
 # --- limits ------------------------------------------------------------------------------------------
 class RateLimiter:
-    """At most `limit` events per `window` seconds per key (a Gradio session), sliding window."""
+    """At most `limit` events per `window` seconds per key (a user, or a client address), sliding
+    window. Keys idle for a whole window are pruned, so a stream of new keys cannot grow it forever."""
 
     def __init__(self, limit: int, window: float = 60.0):
         self.limit, self.window = limit, window
         self._events: dict[str, deque] = defaultdict(deque)
         self._lock = threading.Lock()
+        self._pruned_at = 0.0
 
     def allow(self, key: str, now: float | None = None) -> float:
         """0 when allowed (and counted), else the seconds until the next event is allowed."""
         now = time.monotonic() if now is None else now
         with self._lock:
+            self._prune(now)
             events = self._events[key]
             while events and now - events[0] >= self.window:
                 events.popleft()
@@ -481,3 +485,13 @@ class RateLimiter:
                 return self.window - (now - events[0])
             events.append(now)
             return 0.0
+
+    def _prune(self, now: float) -> None:
+        if now - self._pruned_at < self.window:
+            return
+        self._pruned_at = now
+        for key in [k for k, events in self._events.items() if not events or now - events[-1] >= self.window]:
+            del self._events[key]
+
+    def __len__(self) -> int:
+        return len(self._events)

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 from html import escape
+from urllib.parse import quote
 
 from markdown_it import MarkdownIt
+from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 NO_SCORE = "–"
+# Evidence is marked in a passage's markdown with two private-use characters, which survive rendering;
+# the span between them then becomes <mark> elements (split around tags, so the HTML stays well nested).
+MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
+SEARCH_PREVIEW = 600   # characters of a passage a search result shows, cut at a paragraph's end
 
 
 # --- search ------------------------------------------------------------------------------------
@@ -35,9 +42,26 @@ def search_markdown(results: list[dict]) -> str:
     """Search results as the Search tab shows them: question, part, topic, relevance and the passage."""
     if not results:
         return "_No results._"
-    return "\n\n".join(f"**{r['rank']}. {r['question']}** · part {r['part']} · {r['topic']} · "
-                       f"relevance {r['score']:.2f}\n\n{r['text'][len(r['question']):].strip()[:600]}"
+    return "\n\n".join(f"**{r['rank']}. {inert(r['question'])}** · part {r['part']} · {inert(r['topic'] or '')} · "
+                       f"relevance {r['score']:.2f}\n\n{inert(preview(r['text'][len(r['question']):].strip()))}"
                        for r in results)
+
+
+def inert(text: str) -> str:
+    """Untrusted text (passages, questions) made safe to put in markdown that a page renders: markup
+    characters become entities, so "<img onerror=...>" shows as text and never becomes a tag."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def preview(text: str, limit: int = SEARCH_PREVIEW) -> str:
+    """The first paragraphs of a passage, up to about `limit` characters, cut between blocks so that a
+    table, a code block or a formula is shown whole or not at all (the first block is always shown)."""
+    blocks, kept = re.split(r"\n\s*\n", text), []
+    for block in blocks:
+        if kept and len("\n\n".join([*kept, block])) > limit:
+            return "\n\n".join(kept) + "\n\n…"
+        kept.append(block)
+    return "\n\n".join(kept)
 
 
 # --- answers -----------------------------------------------------------------------------------
@@ -52,38 +76,110 @@ def chat_markdown(answer) -> str:
     """The answer as shown in the chat: [n] become links to the side panel; refusals and blocked
     questions are marked so they never look like an answer."""
     if answer.blocked:
-        return f"⛔ **Blocked** ({answer.guard}): {answer.answer}"
+        return f"⛔ **Blocked** ({answer.guard}): {inert(answer.answer)}"
     if answer.refused:
         text = "🚫 **Not in the bank.** The question bank does not cover this, so there is no grounded answer."
         if answer.suggestions:
-            text += "\n\nNearby questions it does cover:\n" + "\n".join(f"- {s}" for s in answer.suggestions)
+            text += "\n\nNearby questions it does cover:\n" + "\n".join(f"- {inert(s)}" for s in answer.suggestions)
         return text
-    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#source-{m.group(1)})", answer.answer)
+    hover = {c["n"]: " … ".join(c.get("evidence") or []) for c in answer.citations}
+    text = re.sub(r"\[(\d+)\]", lambda m: citation_link(int(m.group(1)), hover.get(int(m.group(1)), "")),
+                  inert(answer.answer))
     if answer.fallback:
         text += f"\n\n_Composed from the bank's own sentences: {answer.fallback}._"
     return text
 
 
-def sources_html(answer, store) -> str:
-    """One collapsible panel per cited passage: question, part, topic, source file and the passage."""
-    if not answer.citations:
+def citation_link(n: int, supporting: str) -> str:
+    """[n] as a markdown link to the side panel's passage; hovering it shows the supporting sentence."""
+    if not supporting:
+        return f"[[{n}]](#source-{n})"
+    title = inert(" ".join(supporting.split())).replace('"', "”")  # a straight quote would end the title
+    return f'[[{n}]](#source-{n} "{title}")'
+
+
+def sources_html(citations: list[dict]) -> str:
+    """One collapsible panel per cited passage (question, part, topic, source file, the whole passage)
+    with the sentences that support the answer highlighted. Each citation carries its `passage` text
+    and may carry `part` and `topic` (the chat adds them from the store)."""
+    if not citations:
         return ""
     panels = []
-    for c in answer.citations:
-        meta = store.chunk_metadata(c["chunk_id"])
-        text = store.section_text(meta.get("source"), meta.get("qid")) or ""
-        body = markdown_html(text.split("\n\n", 1)[1] if "\n\n" in text else "")
+    for c in citations:
+        text = c.get("passage") or ""
+        body = markdown_html(highlight(text.split("\n\n", 1)[1] if "\n\n" in text else text, c.get("evidence", [])))
         panels.append(
-            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'])}"
-            f"</summary><p class='meta'>Part {meta.get('part', '?')} · {escape(str(meta.get('topic') or ''))} · "
-            f"<code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>{body}</details>")
+            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'] or '')}"
+            f"</summary><p class='meta'>Part {escape(str(c.get('part') or '?'))} · {escape(str(c.get('topic') or ''))}"
+            f" · <code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>"
+            f"<div class='passage' tabindex='0' role='region' aria-label='passage [{c['n']}]'>{body}</div></details>")
     return "<h4>Sources</h4>" + "".join(panels)
 
 
+def highlight(markdown: str, quotes: list[str]) -> str:
+    """The markdown with each quoted sentence wrapped in the evidence markers (table rows are left
+    unmarked: a marker would break the row)."""
+    for sentence in quotes:
+        if sentence and not sentence.lstrip().startswith("|"):
+            markdown = markdown.replace(sentence, f"{MARK_OPEN}{sentence}{MARK_CLOSE}", 1)
+    return markdown
+
+
 def markdown_html(text: str) -> str:
-    """Bank answers are markdown (lists, bold, formulas). Raw HTML stays escaped: uploaded documents are
-    untrusted, and a passage must never inject markup or script into the page."""
-    return MarkdownIt("commonmark", {"html": False}).render(text)
+    """Bank answers are markdown (lists, bold, tables, code, $formulas$ rendered as MathML). Raw HTML stays
+    escaped: uploaded documents are untrusted, and a passage must never inject markup or script into the
+    page. Evidence markers (see `highlight`) become <mark> elements."""
+    html = re.sub(f"{MARK_OPEN}(.*?){MARK_CLOSE}", _marked, _markdown().render(text), flags=re.S)
+    return html.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")  # a stray marker of an untrusted text
+
+
+def _marked(match: re.Match) -> str:
+    """A highlighted span as <mark> elements that close before and reopen after every tag (a formula is
+    kept whole), so that the marks never cross an element's boundary."""
+    inner = re.sub(r"(<math\b.*?</math>|<[^>]+>)", r"</mark>\1<mark>", match.group(1), flags=re.S)
+    return f"<mark>{inner}</mark>".replace("<mark></mark>", "")
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark", {"html": False}).enable("table").use(dollarmath_plugin, renderer=_mathml)
+
+
+def _mathml(latex: str, options: dict) -> str:
+    """A formula as MathML (Chromium, Firefox and Safari draw it natively); the source when it does not parse."""
+    from latex2mathml.converter import convert
+
+    display = "block" if options.get("display_mode") else "inline"
+    try:
+        return convert(latex, display=display)
+    except Exception:  # a malformed formula is shown as its source, never an error
+        return f"<code>{escape(latex)}</code>"
+
+
+# --- a saved conversation ----------------------------------------------------------------------
+def conversation_markdown(conversation: dict) -> str:
+    """A saved conversation (`Conversations.get`) as a markdown document: each question and answer, then
+    each cited passage quoted in full, with the sentences that support the answer listed above it."""
+    lines = [f"# {conversation['title']}", "",
+             f"_Saved conversation · started {session_started(conversation)} · {len(conversation['turns'])} "
+             "questions_", ""]
+    for turn in conversation["turns"]:
+        answer = turn["answer"]
+        lines += [f"## {turn['question']}", "", _answer_words(answer), ""]
+        for c in answer.get("citations", []):
+            lines += [f"**[{c['n']}] {c['question']}** (`{c['source']}`)", ""]
+            lines += [f"Supports the answer: “{quote_}”" for quote_ in c.get("evidence", [])]
+            lines += ["", _quote(c.get("passage") or "(passage not saved)"), ""]
+    return "\n".join(lines) + "\n"
+
+
+def _answer_words(answer: dict) -> str:
+    """An answer's text as saved, marked when it was a refusal or blocked."""
+    if answer.get("blocked"):
+        return f"**Blocked** ({answer.get('guard')}): {answer['answer']}"
+    if answer.get("refused"):
+        return f"**Not in the bank.** {answer['answer']}"
+    return answer["answer"]
 
 
 # --- a graded answer ---------------------------------------------------------------------------
@@ -92,33 +188,73 @@ def grade_text(grade: dict) -> str:
     lines = [f"Score: {grade['score']:.1f} / 10"]
     lines += [f"  ✓ {p}" for p in grade["covered"]]
     lines += [f"  ✗ {p}" for p in grade["missing"]]
+    lines += [f"  ! you said: {m['sentence']}\n    correct: {m['right']} [1]" for m in grade.get("mistakes", [])]
     lines.append(grade["feedback"])
     for c in grade["citations"]:
         lines.append(f"  [{c['n']}] {c['question']}  ({c['source']})")
     return "\n".join(lines)
 
 
-def feedback_markdown(grade: dict) -> str:
+def feedback_markdown(grade: dict, question: str | None = None, open_answer: bool = False) -> str:
     """A graded answer in the Interview tab: score, covered and missing key points, feedback, follow-up,
-    the cited model answer."""
-    lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade), grade.get("feedback", "")]
+    the cited model answer (folded, or shown open when `open_answer`: "I don't know / reveal" asked for
+    it). With the `question`, each missing point links to the chat's answer on it."""
+    lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade, question), *_mistakes(grade),
+             grade.get("feedback", "")]
     if grade.get("followup"):
         lines += ["", f"**Follow-up:** {grade['followup']}"]
     for c in grade.get("citations", []):
         lines += ["", f"[{c['n']}] **{c['question']}** · `{c['source']}`"]
     if grade.get("model_answer"):
-        lines += ["", "<details><summary>Model answer [1]</summary>", "", grade["model_answer"], "", "</details>"]
+        lines += ["", f"<details{' open' if open_answer else ''}><summary>Model answer [1]</summary>", "",
+                  grade["model_answer"], "", "</details>"]
     return "\n".join(lines)
 
 
-def _key_points(grade: dict) -> list[str]:
-    """Covered and missing key points as two bulleted lists, each followed by an empty line.
+def _key_points(grade: dict, question: str | None = None) -> list[str]:
+    """Covered and missing key points as two bulleted lists, each followed by an empty line; with the
+    `question`, each missing point is a link that asks the chat about it.
     Words rather than emoji marks: headless and minimal systems often lack an emoji font."""
     lines = []
-    for title, key in (("Covered", "covered"), ("Missing", "missing")):
-        if grade.get(key):
-            lines += [f"**{title}**", "", *(f"- {p}" for p in grade[key]), ""]
+    if grade.get("covered"):
+        lines += ["**Covered**", "", *(f"- {p}" for p in grade["covered"]), ""]
+    if grade.get("missing"):
+        shown = [ask_link(p, question) if question else p for p in grade["missing"]]
+        lines += ["**Missing**", "", *(f"- {p}" for p in shown), ""]
     return lines
+
+
+def _mistakes(grade: dict) -> list[str]:
+    """What the answer got wrong: the sentence, the misconception it states and the bank's correction."""
+    if not grade.get("mistakes"):
+        return []
+    lines = ["**Mistakes**", ""]
+    for m in grade["mistakes"]:
+        named = "this contradicts the model answer" if m["wrong"] == m["sentence"] else \
+            f"that is the misconception \"{m['wrong']}\""
+        lines.append(f"- You said: _{m['sentence']}_ — {named}. Correct: {m['right']} [1]")
+    return lines + [""]
+
+
+def chat_question_about(point: str, question: str) -> str:
+    """What the chat is asked when a reader follows a missed key point: the interview question names the
+    entry (so retrieval finds it) and the point says what to explain."""
+    return f"{question.rstrip()} Explain this key point: {point.rstrip('.')}."
+
+
+def ask_link(point: str, question: str) -> str:
+    """A missed key point as a link (#ask=...) that the page's script turns into a chat question."""
+    text = point.replace("[", "(").replace("]", ")")
+    return f"[{text}](#ask={quote(chat_question_about(point, question), safe='')} \"Ask the chat about this point\")"
+
+
+def missed_points_markdown(turns: list) -> str:
+    """After an interview: every key point missed, each linking to the chat answer that explains it."""
+    lines = [f"- {ask_link(point, turn.question)} ({turn.topic})"
+             for turn in turns for point in turn.grade.get("missing", [])]
+    if not lines:
+        return ""
+    return "### Missed key points\n\nEach link asks the chat to explain the point from the bank.\n\n" + "\n".join(lines)
 
 
 # --- an interview ------------------------------------------------------------------------------
@@ -195,13 +331,23 @@ def interview_markdown(session: dict, card: dict, turns: list) -> str:
 def _turn_markdown(turn) -> list[str]:
     grade = turn.grade
     lines = [f"## {turn.position + 1}. {turn.question}", "", f"*Topic: {turn.topic} · score {turn.score:.1f} / 10*", ""]
-    lines += ["**Your answer**", "", "_(skipped)_" if turn.skipped else _quote(turn.answer), ""]
+    unanswered = "_(revealed: I don't know)_" if getattr(turn, "revealed", False) else "_(skipped)_"
+    lines += ["**Your answer**", "", unanswered if turn.skipped or getattr(turn, "revealed", False)
+              else _quote(turn.answer), ""]
+    practice = [f"time taken {seconds_text(turn.seconds)}" if getattr(turn, "seconds", None) is not None else "",
+                f"{turn.hints} hint(s), {grade.get('hint_cost', 0):.1f} points off" if getattr(turn, "hints", 0) else ""]
+    if any(practice):
+        lines += ["*" + " · ".join(p for p in practice if p) + "*", ""]
     lines += _key_points(grade)
+    lines += _mistakes(grade)
     lines += [f"**Feedback.** {grade.get('feedback', '')}", ""]
-    if grade.get("followup"):
+    followups = getattr(turn, "followups", None) or (
+        [{"question": grade.get("followup"), "answer": turn.followup_answer, "grade": turn.followup_grade}]
+        if turn.followup_answer else [])
+    for f in followups:
+        lines += [f"**Follow-up.** {f['question']}", "", _quote(f["answer"]), "", f"_{f['grade']['feedback']}_", ""]
+    if grade.get("followup") and not followups:
         lines += [f"**Follow-up.** {grade['followup']}", ""]
-        if turn.followup_answer:
-            lines += [_quote(turn.followup_answer), "", f"_{turn.followup_grade['feedback']}_", ""]
     for c in grade.get("citations", []):
         lines += [f"[{c['n']}] {c['question']} (`{c['source']}`)", ""]
     lines += ["<details><summary>Model answer</summary>", "", grade.get("model_answer", ""), "", "</details>", ""]
@@ -216,3 +362,108 @@ def describe_filters(part=None, topic=None, difficulty=None) -> str:
 
 def _quote(text: str) -> str:
     return "\n".join(f"> {line}" for line in (text or "").splitlines()) or "> "
+
+
+# --- practice: hints, time, progress -------------------------------------------------------------
+def hints_markdown(hints: list[str], cost: float) -> str:
+    """The hints taken so far on the question card, each with what it cost."""
+    if not hints:
+        return ""
+    return "\n".join([f"**Hints** (each costs {cost:.1f} points)", "",
+                      *(f"{n}. {hint}" for n, hint in enumerate(hints, start=1))])
+
+
+def followup_markdown(followups: list[dict], next_question: str | None) -> str:
+    """The follow-up turns so far (each with the points it recovered), then the next follow-up, if any."""
+    lines = []
+    for n, f in enumerate(followups, start=1):
+        grade = f["grade"]
+        lines += [f"**Follow-up {n}:** {grade['feedback']}", ""]
+        lines += [f"- recovered: {p}" for p in grade["recovered"]]
+        lines += [f"- mistake: _{m['sentence']}_ — correct: {m['right']} [1]" for m in grade.get("mistakes", [])]
+        lines.append("")
+    if next_question:
+        lines.append(f"**Next follow-up:** {next_question}")
+    return "\n".join(lines).strip()
+
+
+def seconds_text(seconds: float | None) -> str:
+    """Time taken as the scorecard shows it: "1 min 05 s", "42 s", or a dash when it was not timed."""
+    if seconds is None:
+        return NO_SCORE
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def timer_markdown(limit_seconds: float | None, started: float, now: float) -> str:
+    """The time limit line of the question card: the limit and what is left (or how far over it is)."""
+    if not limit_seconds:
+        return ""
+    left = limit_seconds - (now - started)
+    state = f"{seconds_text(left)} left" if left >= 0 else f"over by {seconds_text(-left)}"
+    return f"⏱ Time limit {seconds_text(limit_seconds)} · {state}"
+
+
+def turns_table_markdown(card: dict) -> str:
+    """Each question of a scorecard with its score, time taken, hints used and whether it was revealed."""
+    rows = card.get("turns") or []
+    if not rows:
+        return ""
+    lines = ["| # | question | score | time | hints | follow-ups |", "|---|---|---|---|---|---|"]
+    for t in rows:
+        score = "revealed" if t["revealed"] else "skipped" if t["skipped"] else f"{t['score']:.1f}"
+        over = " (over the limit)" if t.get("over_limit") else ""
+        lines.append(f"| {t['position'] + 1} | {t['question']} | {score} | {seconds_text(t['seconds'])}{over} "
+                     f"| {t['hints']} | {t['followups']} |")
+    return "\n".join(lines)
+
+
+def turns_text(card: dict) -> str:
+    """The same per-question lines for the terminal scorecard."""
+    lines = []
+    for t in card.get("turns") or []:
+        score = "revealed" if t["revealed"] else "skipped" if t["skipped"] else f"{t['score']:.1f}"
+        lines.append(f"  {t['position'] + 1:2}. {score:>8}  {seconds_text(t['seconds']):>10}  hints {t['hints']}  "
+                     f"{t['question'][:60]}")
+    return "\n".join(lines)
+
+
+def schedule_markdown(schedule: list[dict], questions: dict[str, str]) -> str:
+    """The review queue grouped by Leitner box (box 1 = weakest), each question with when it is due."""
+    if not schedule:
+        return "_Nothing to review yet: answered questions are scheduled here._"
+    lines = []
+    for box in sorted({r["box"] for r in schedule}):
+        lines += [f"**Box {box}**", ""]
+        lines += [f"- {questions.get(r['qid'], r['qid'])} · {due_text(r['due_in_days'])} · last score "
+                  f"{r['last_score']:.1f}" for r in schedule if r["box"] == box]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def due_text(days: float) -> str:
+    if days <= 0:
+        return "due now"
+    return f"due in {days * 24:.0f} h" if days < 1 else f"due in {days:.0f} d"
+
+
+def activity_calendar(days: dict[str, int], today: str, weeks: int = 12) -> str:
+    """Answers per day over the last `weeks` weeks as a grid (rows Monday to Sunday, a column per week),
+    plain text so the terminal and the tab show the same: · none, ░ 1-2, ▒ 3-5, █ 6 or more."""
+    import datetime as dt
+
+    end = dt.date.fromisoformat(today)
+    start = end - dt.timedelta(days=end.weekday() + 7 * (weeks - 1))
+    rows = []
+    for weekday, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")):
+        cells = []
+        for week in range(weeks):
+            day = start + dt.timedelta(days=7 * week + weekday)
+            cells.append(" " if day > end else _shade(days.get(day.isoformat(), 0)))
+        rows.append(f"{name} {''.join(cells)}")
+    total = sum(n for d, n in days.items() if start.isoformat() <= d <= today)
+    return "\n".join([*rows, f"{total} answers since {start.isoformat()} (· none ░ 1-2 ▒ 3-5 █ 6+)"])
+
+
+def _shade(count: int) -> str:
+    return "·" if count == 0 else "░" if count <= 2 else "▒" if count <= 5 else "█"

@@ -1,14 +1,27 @@
-"""One retriever for chat, interviewer and evals: dense (Chroma) + BM25, fused by reciprocal rank.
+"""One retriever for chat, interviewer and evals: dense (Chroma) + BM25, fused per question, reranked.
 
-Each result carries a calibrated relevance score in [0, 1] (a logistic model over the dense cosine
-similarity and the BM25 score, fitted by `python -m evals.calibrate` on in-scope and out-of-scope
-questions). The answer step refuses when the best score is under the calibrated threshold.
+Stage 1 ranks two kinds of items with two retrievers each: the answer chunks, and the question keys
+(every section's heading question and, for bank entries, the `asked_as` phrasings interviewers use;
+see coach.store). Real questions are phrased far from our answers' wording, and a question is most
+like another question: a key is a retrieval handle for its entry and is never shown. The four rankings
+(dense and BM25, chunks and keys) are cut to one row per question section and fused by reciprocal rank.
+
+Stage 2 (mode `rerank`, the default) re-scores the best fused candidates with a linear model over
+entry-level evidence: the best question-to-question cosine (query vs the entry's keys), the best chunk
+cosine, both BM25 scores and the fused score. Its few weights are fitted on the tuning half of the
+real-question dev set (`python -m evals.rerank`, written to `coach/rerank.json` with what chose them).
+
+Queries are normalised with NFKC first, so 𝐛𝐨𝐥𝐝 or ｆｕｌｌｗｉｄｔｈ letters read as the text they show.
+Each result carries a calibrated relevance score in [0, 1] (a logistic model over the best chunk cosine,
+the best key cosine and the BM25 score, fitted by `python -m evals.calibrate`); the answer step refuses
+when the best score is under the calibrated threshold.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +35,9 @@ from coach.config import get_settings
 from coach.store import open_store
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
-MODES = ("hybrid", "dense", "bm25")
+RERANK_FILE = Path(__file__).with_name("rerank.json")
+MODES = ("rerank", "hybrid", "dense", "bm25")   # rerank = hybrid, then the second stage
+DEFAULT_MODE = "rerank"
 
 
 @dataclass
@@ -30,11 +45,14 @@ class Hit:
     chunk_id: str
     text: str
     metadata: dict
-    dense: float = 0.0       # cosine similarity of query and chunk
-    bm25: float = 0.0        # raw BM25 score (0 when no query term matches)
+    dense: float = 0.0       # best cosine similarity of query and one of the question's chunks
+    bm25: float = 0.0        # best raw BM25 score of its chunks (0 when no query term matches)
     fused: float = 0.0       # reciprocal-rank-fusion score
     score: float = 0.0       # calibrated relevance, 0..1
     rank: int = 0
+    key_dense: float = 0.0   # best cosine of query and one of the question's keys (heading, asked_as)
+    key_bm25: float = 0.0    # best BM25 score of its keys
+    rerank: float = 0.0      # the second stage's score (mode rerank), else 0
 
     def as_json(self) -> dict:
         m = self.metadata
@@ -48,32 +66,81 @@ class Hit:
         return Document(id=self.chunk_id, page_content=self.text, metadata=meta)
 
 
+def _read_json(path: Path) -> dict | None:
+    """A fitted parameter file, or None when it is missing or unreadable (the caller's defaults apply)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """P(relevant) = sigmoid(bias + w_dense * cosine + w_bm25 * log1p(bm25))."""
+    """P(relevant) = sigmoid(bias + w_dense * cosine + w_bm25 * log1p(bm25) + w_key * key cosine)."""
     bias: float = -6.0
     w_dense: float = 12.0
     w_bm25: float = 0.0
     threshold: float = 0.5
+    w_key: float = 0.0
     info: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def load(cls, path: Path = CALIBRATION_FILE) -> Calibration:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        data = _read_json(path)
+        if data is None:
             return cls()  # uncalibrated fallback: a cosine of 0.5 maps to 0.5
         return cls(bias=data["bias"], w_dense=data["w_dense"], w_bm25=data["w_bm25"],
-                   threshold=data["threshold"], info=data.get("info", {}))
+                   threshold=data["threshold"], w_key=data.get("w_key", 0.0), info=data.get("info", {}))
 
     @staticmethod
-    def features(dense: float, bm25: float) -> tuple[float, float]:
-        return dense, math.log1p(max(bm25, 0.0))
+    def features(dense: float, bm25: float, key_dense: float = 0.0) -> tuple[float, float, float]:
+        return dense, math.log1p(max(bm25, 0.0)), key_dense
 
-    def __call__(self, dense: float, bm25: float) -> float:
-        x_dense, x_bm25 = self.features(dense, bm25)
-        z = self.bias + self.w_dense * x_dense + self.w_bm25 * x_bm25
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    def __call__(self, dense: float, bm25: float, key_dense: float = 0.0) -> float:
+        x_dense, x_bm25, x_key = self.features(dense, bm25, key_dense)
+        return _sigmoid(self.bias + self.w_dense * x_dense + self.w_bm25 * x_bm25 + self.w_key * x_key)
+
+
+@dataclass(frozen=True)
+class Reranker:
+    """The second stage: a linear score over one candidate question's evidence (see FEATURES).
+
+    The weights live in `coach/rerank.json` beside a note saying what chose them; without the file
+    every weight but the fused score's is 0, which keeps the first stage's order."""
+    FEATURES = ("key_dense", "dense", "log_bm25", "log_key_bm25", "fused")
+    weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 1.0)
+    candidates: int = 20     # how many fused candidates are re-scored
+    info: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def load(cls, path: Path = RERANK_FILE) -> Reranker:
+        data = _read_json(path)
+        if data is None:
+            return cls()
+        return cls(weights=tuple(data["weights"][name] for name in cls.FEATURES),
+                   candidates=data.get("candidates", 20), info=data)
+
+    @staticmethod
+    def features(hit: Hit, top_fused: float) -> tuple[float, ...]:
+        """Per candidate; the fused score is divided by the query's best, so it reads the same for
+        every query (RRF scores depend on how many rankings found anything)."""
+        return (hit.key_dense, hit.dense, math.log1p(max(hit.bm25, 0.0)), math.log1p(max(hit.key_bm25, 0.0)),
+                hit.fused / top_fused if top_fused > 0 else 0.0)
+
+    def __call__(self, hit: Hit, top_fused: float) -> float:
+        return sum(w * x for w, x in zip(self.weights, self.features(hit, top_fused), strict=True))
+
+
+def normalise_query(query: str) -> str:
+    """NFKC (mathematical bold and italic letters, fullwidth forms and ligatures become the plain letters
+    they show), invisible format characters (zero-width spaces, joiners) removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", query)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.split())
 
 
 class HybridRetriever(BaseRetriever):
@@ -82,14 +149,16 @@ class HybridRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     store: Any = None
     calibration: Any = None
+    reranker: Any = None
     k: int = 5
-    mode: str = "hybrid"
+    mode: str = DEFAULT_MODE
     filters: dict = {}
     last_timing_ms: float = 0.0
 
     def model_post_init(self, __context) -> None:
         self.store = self.store or open_store(get_settings())
         self.calibration = self.calibration or Calibration.load()
+        self.reranker = self.reranker or Reranker.load()
 
     @property
     def embeddings(self):
@@ -102,73 +171,121 @@ class HybridRetriever(BaseRetriever):
     def search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
                difficulty: str | None = None, mode: str | None = None) -> list[Hit]:
         started = time.perf_counter()
-        settings = self.store.settings
         k, mode = k or self.k, mode or self.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        query = " ".join(query.split())
+        query = normalise_query(query)
         if not query:
             raise ValueError("the query is empty")
         where = {name: value for name, value in
                  (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
-        bm25 = self.store.bm25()
         vector = list(self.store.embeddings.embed_query(query))
-        dense = self._dense(vector, where, settings.fetch_k) if mode != "bm25" else {}
-        lexical = dict(bm25.search(query, settings.fetch_k, where)) if mode != "dense" else {}
-
-        # Fuse per question, not per chunk: the pieces of one long answer must not crowd out other
-        # questions in either ranking, and one question is one result.
-        fused, chosen, best_dense, best_bm25 = {}, {}, {}, {}
-        for ranking, scores, best in ((sorted(dense, key=dense.get, reverse=True), dense, best_dense),
-                                      (list(lexical), lexical, best_bm25)):
-            rank = 0
-            for chunk_id in ranking:
-                key = (bm25.field(chunk_id, "source"), bm25.field(chunk_id, "qid") or chunk_id)
-                if key in best:
-                    continue
-                rank += 1
-                best[key] = scores[chunk_id]
-                fused[key] = fused.get(key, 0.0) + 1.0 / (settings.rrf_k + rank)
-                chosen.setdefault(key, (rank, chunk_id))
-                if rank < chosen[key][0]:
-                    chosen[key] = (rank, chunk_id)  # show the piece that ranked best in either list
-        top = sorted(fused, key=fused.get, reverse=True)[:k]
-        found = self._hydrate([chosen[key][1] for key in top], vector, dense)
-        hits = []
-        for key in top:
-            hit = found.get(chosen[key][1])
-            if hit is None:
-                continue  # deleted by a concurrent ingest since the BM25 index was loaded
-            hits.append(hit)
-            hit.rank, hit.fused = len(hits), fused[key]
-            hit.dense = max(hit.dense, best_dense.get(key, hit.dense))
-            hit.bm25 = best_bm25.get(key, 0.0)
-            hit.score = self.calibration(hit.dense, hit.bm25)
+        fused, chosen = self._fuse(self._rankings(query, vector, where, mode))
+        depth = max(k, self.reranker.candidates) if mode == "rerank" else k
+        top = sorted(fused, key=fused.get, reverse=True)[:depth]
+        hits = self._evidence(top, chosen, query, vector, mode)
+        for hit in hits:
+            hit.fused = fused[(hit.metadata.get("source"), hit.metadata.get("qid"))]
+            hit.score = self.calibration(hit.dense, hit.bm25, hit.key_dense)
+        if mode == "rerank" and hits:
+            top_fused = max(hit.fused for hit in hits)
+            for hit in hits:
+                hit.rerank = self.reranker(hit, top_fused)
+            hits.sort(key=lambda hit: hit.rerank, reverse=True)
+        hits = hits[:k]
+        for n, hit in enumerate(hits, start=1):
+            hit.rank = n
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
 
-    def _dense(self, vector: list[float], where: dict, fetch_k: int) -> dict[str, float]:
-        result = self.store.collection.query(query_embeddings=[vector], n_results=fetch_k,
-                                             where=_chroma_where(where), include=["distances"])
-        # Cosine space: Chroma's distance is 1 - cosine similarity.
-        return {chunk_id: 1.0 - dist for chunk_id, dist in zip(result["ids"][0], result["distances"][0], strict=True)}
+    def _rankings(self, query: str, vector: list[float], where: dict, mode: str) -> list[tuple[str, dict, Any]]:
+        """(kind, {item id: score} best first, its BM25 index for grouping) for each ranking the mode uses."""
+        fetch_k, key_fetch_k = self.store.settings.fetch_k, self.store.settings.key_fetch_k
+        chunks_bm25, keys_bm25 = self.store.bm25(), self.store.key_bm25()
+        rankings = []
+        if mode != "bm25":
+            rankings.append(("chunk_dense", _dense(self.store.collection, vector, where, fetch_k), chunks_bm25))
+            rankings.append(("key_dense", _dense(self.store.keys, vector, where, key_fetch_k), keys_bm25))
+        if mode != "dense":
+            rankings.append(("chunk_bm25", dict(chunks_bm25.search(query, fetch_k, where)), chunks_bm25))
+            rankings.append(("key_bm25", dict(keys_bm25.search(query, key_fetch_k, where)), keys_bm25))
+        return rankings
 
-    def _hydrate(self, ids: list[str], vector: list[float], dense: dict[str, float]) -> dict[str, Hit]:
-        """Texts and metadata of the chosen chunks; exact cosine for those dense search did not return."""
-        if not ids:
-            return {}
+    def _fuse(self, rankings) -> tuple[dict, dict]:
+        """Reciprocal rank fusion per question section, not per item: the pieces of one long answer, or
+        the eight phrasings of one entry, must not crowd out other questions, and one question is one
+        result. Also the chunk to show per section: the one ranked best in either chunk ranking."""
+        settings = self.store.settings
+        fused, chosen = {}, {}
+        for kind, scores, index in rankings:
+            seen = set()
+            for item_id in sorted(scores, key=scores.get, reverse=True):
+                key = (index.field(item_id, "source"), index.field(item_id, "qid") or item_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+                fused[key] = fused.get(key, 0.0) + 1.0 / (settings.rrf_k + len(seen))
+                if kind.startswith("chunk") and len(seen) < chosen.get(key, (math.inf, None))[0]:
+                    chosen[key] = (len(seen), item_id)
+        return fused, {key: item_id for key, (_, item_id) in chosen.items()}
+
+    def _evidence(self, top: list[tuple], chosen: dict, query: str, vector: list[float], mode: str) -> list[Hit]:
+        """One Hit per section with exact evidence whatever the mode: the best cosine over all its
+        chunks and over all its keys (from their stored vectors), and the best BM25 score of each.
+        Sections deleted by a concurrent ingest since the rankings were made are skipped."""
+        if not top:
+            return []
         import numpy as np
 
-        include = ["documents", "metadatas"] + (["embeddings"] if set(ids) - set(dense) else [])
-        got = self.store.collection.get(ids=ids, include=include)
-        by_id = {}
-        for n, chunk_id in enumerate(got["ids"]):
-            cosine = dense.get(chunk_id)
-            if cosine is None:
-                cosine = float(np.dot(np.asarray(got["embeddings"][n]), np.asarray(vector)))
-            by_id[chunk_id] = Hit(chunk_id=chunk_id, text=got["documents"][n], metadata=got["metadatas"][n],
-                                  dense=float(cosine))
-        return by_id
+        chunks = _sections_items(self.store.collection, top, ["embeddings", "metadatas", "documents"])
+        keys = _sections_items(self.store.keys, top, ["embeddings", "metadatas"])
+        chunk_evidence = _evidence_of(chunks, self.store.bm25(), query, np.asarray(vector, dtype=np.float32))
+        key_evidence = _evidence_of(keys, self.store.key_bm25(), query, np.asarray(vector, dtype=np.float32))
+        hits = []
+        for key in top:
+            if key not in chunk_evidence:
+                continue
+            pieces, (cosines, bm25) = chunks[key], chunk_evidence[key]
+            shown = next((p for p in pieces if p["id"] == chosen.get(key)), pieces[int(np.argmax(cosines))])
+            key_cosines, key_bm25 = key_evidence.get(key, ([0.0], [0.0]))
+            hits.append(Hit(chunk_id=shown["id"], text=shown["document"], metadata=shown["metadata"],
+                            dense=max(cosines), bm25=max(bm25), key_dense=max(key_cosines), key_bm25=max(key_bm25)))
+        return hits
+
+
+def _dense(collection, vector: list[float], where: dict, fetch_k: int) -> dict[str, float]:
+    if fetch_k <= 0 or collection.count() == 0:
+        return {}
+    result = collection.query(query_embeddings=[vector], n_results=fetch_k, where=_chroma_where(where),
+                              include=["distances"])
+    # Cosine space: Chroma's distance is 1 - cosine similarity.
+    return {item_id: 1.0 - dist for item_id, dist in zip(result["ids"][0], result["distances"][0], strict=True)}
+
+
+def _sections_items(collection, sections: list[tuple], include: list[str]) -> dict[tuple, list[dict]]:
+    """Every item (chunk or key) of the given (source, qid) sections, grouped by section."""
+    qids = sorted({qid for _, qid in sections})
+    got = collection.get(where={"qid": {"$in": qids}}, include=include)
+    wanted, out = set(sections), {}
+    singular = {"embeddings": "embedding", "metadatas": "metadata", "documents": "document"}
+    for n, item_id in enumerate(got["ids"]):
+        meta = got["metadatas"][n]
+        key = (meta.get("source"), meta.get("qid"))
+        if key in wanted:
+            out.setdefault(key, []).append({"id": item_id, **{singular[name]: got[name][n] for name in include}})
+    for items in out.values():
+        items.sort(key=lambda item: item["metadata"].get("piece") or 0)
+    return out
+
+
+def _evidence_of(items: dict[tuple, list[dict]], index, query: str, vector) -> dict[tuple, tuple[list, list]]:
+    """section -> (cosine of each item with the query, BM25 score of each item), items in order."""
+    import numpy as np
+
+    ids = [item["id"] for section in items.values() for item in section]
+    bm25 = dict(zip(ids, index.scores(query, ids), strict=True))
+    return {key: ([float(np.dot(vector, np.asarray(item["embedding"], dtype=np.float32))) for item in section],
+                  [bm25[item["id"]] for item in section]) for key, section in items.items()}
 
 
 def _chroma_where(where: dict) -> dict | None:

@@ -2,11 +2,19 @@
 
 Chroma is the source of truth. The BM25 index is rebuilt from Chroma's contents whenever its
 fingerprint (the chunk ids and content hashes it was built from) no longer matches, so a crash between
-the two writes heals itself on the next open. Embeddings always come from our packaged
+the two writes heals itself on the next open.
+
+Beside the chunks lives a second, smaller collection of **question keys** (`<collection>_keys`, with
+its own BM25 index): each section's heading question and, for bank entries, the `asked_as` phrasings
+interviewers use. A key is a retrieval handle that maps to its section, never text to show, so keeping
+it in a collection of its own keeps it out of everything that reads passages (section texts, the
+Library's counts, the answer's passages) without a filter in each of them. Keys whose section has no
+chunks left are pruned whenever the BM25 indexes are synced, so deleting a source's chunks is enough. Embeddings always come from our packaged
 sentence-transformers model; Chroma's own default embedding function (an ONNX download) is never used.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
@@ -19,6 +27,7 @@ from coach.config import Settings, get_settings
 from coach.embedder import LazyEmbeddings
 
 log = logging.getLogger(__name__)
+KEYS_SUFFIX = "_keys"  # the question keys' collection and BM25 folder: `coach_keys`, `bm25_keys`
 
 
 def _client(settings: Settings):
@@ -41,7 +50,7 @@ class Store:
         self.settings = settings or get_settings()
         self.client = _client(self.settings)
         self._lock = threading.Lock()
-        self._bm25 = None
+        self._bm25 = self._key_bm25 = self._keys = None
         self._checked_at = 0.0
         # The collection exactly as langchain-chroma creates it (no embedding function: Chroma's default
         # would download a model). The LangChain wrapper below imports langchain-core, about half the
@@ -63,13 +72,14 @@ class Store:
         from langchain_chroma import Chroma
 
         return Chroma(collection_name=self.settings.collection, client=self.client,
-                      embedding_function=LazyEmbeddings(self.settings.embedder),
+                      embedding_function=self.embeddings,
                       collection_metadata=self._metadata, collection_configuration=self._configuration)
 
-    @property
+    @cached_property
     def embeddings(self):
-        """The embedding model the stored vectors come from (coach.embedder), with its caches."""
-        return self.vectors.embeddings
+        """The embedding model the stored vectors come from (coach.embedder), with its caches. Searching
+        needs only this, not the LangChain wrapper above (whose import costs a short command ~0.3 s)."""
+        return LazyEmbeddings(self.settings.embedder)
 
     @property
     def built_with(self) -> str | None:
@@ -89,16 +99,8 @@ class Store:
         return dict(zip(got["ids"], got["metadatas"], strict=True))
 
     def everything(self, include: list[str]) -> dict[str, list]:
-        """Every chunk's id and the fields asked for, paged: asked for 100k chunks at once, Chroma fails
-        ("too many SQL variables")."""
-        out, offset, page = {"ids": [], **{name: [] for name in include}}, 0, 5000
-        while True:
-            got = self.collection.get(include=include, limit=page, offset=offset)
-            for name in out:
-                out[name].extend(got[name])
-            if len(got["ids"]) < page:
-                return out
-            offset += page
+        """Every chunk's id and the fields asked for (paged)."""
+        return _paged(self.collection, include)
 
     def chunk_metadata(self, chunk_id: str) -> dict:
         """One chunk's metadata (source, qid, part, topic, ...), or {} for a chunk no longer indexed."""
@@ -120,6 +122,35 @@ class Store:
     def upsert(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
         self.vectors.add_texts(texts=texts, metadatas=metadatas, ids=ids)
 
+    # --- question keys ----------------------------------------------------------------------
+    @property
+    def keys(self):
+        """The collection of question keys (headings and `asked_as` phrasings), created on first use."""
+        if self._keys is None:
+            self._keys = self.client.get_or_create_collection(
+                name=self.settings.collection + KEYS_SUFFIX, embedding_function=None,
+                metadata=self._metadata, configuration=self._configuration)
+        return self._keys
+
+    def key_metadatas(self) -> dict[str, dict]:
+        """key id -> metadata for every question key."""
+        got = _paged(self.keys, ["metadatas"])
+        return dict(zip(got["ids"], got["metadatas"], strict=True))
+
+    def upsert_keys(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
+        vectors = self.embeddings.embed_documents(texts)
+        self.keys.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
+
+    def delete_keys(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), 5000):
+            self.keys.delete(ids=ids[start:start + 5000])
+
+    def _prune_orphan_keys(self, chunk_metadatas: dict[str, dict]) -> None:
+        live = {(m.get("source"), m.get("qid")) for m in chunk_metadatas.values()}
+        orphans = [key_id for key_id, m in self.key_metadatas().items() if (m.get("source"), m.get("qid")) not in live]
+        if orphans:
+            self.delete_keys(orphans)
+
     def delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), 5000):
             self.collection.delete(ids=ids[start:start + 5000])
@@ -128,8 +159,13 @@ class Store:
         """Drop every chunk and the BM25 index (for --rebuild)."""
         self.vectors.reset_collection()
         self._collection = self.vectors._collection
-        shutil.rmtree(self.settings.bm25_dir, ignore_errors=True)
-        self._bm25 = None
+        # Absent already is fine (Chroma's error type for that differs across versions).
+        with contextlib.suppress(Exception):
+            self.client.delete_collection(self.settings.collection + KEYS_SUFFIX)
+        self._keys = None
+        for folder in (self.settings.bm25_dir, self.key_bm25_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        self._bm25 = self._key_bm25 = None
 
     # --- BM25 -------------------------------------------------------------------------------
     def fingerprint(self, metadatas: dict[str, dict] | None = None) -> str:
@@ -139,6 +175,10 @@ class Store:
             digest.update(f"{chunk_id}:{metadatas[chunk_id].get('content_hash')}\n".encode())
         return digest.hexdigest()
 
+    @property
+    def key_bm25_dir(self):
+        return self.settings.bm25_dir.with_name(self.settings.bm25_dir.name + KEYS_SUFFIX)
+
     def bm25(self) -> Bm25Index:
         """The BM25 index matching Chroma's current contents.
 
@@ -147,29 +187,59 @@ class Store:
         """
         with self._lock:
             now = time.monotonic()
-            if self._bm25 is None or (now - self._checked_at > 1.0 and
-                                      self._published_fingerprint() != self._bm25.fingerprint):
-                self._bm25 = self.sync_bm25()
+            if self._bm25 is None or self._key_bm25 is None or (
+                    now - self._checked_at > 1.0 and self._published_fingerprint() != self._bm25.fingerprint):
+                self.sync_bm25()
             self._checked_at = now
             return self._bm25
+
+    def key_bm25(self) -> Bm25Index:
+        """The BM25 index over the question keys, synced together with the chunks' index."""
+        self.bm25()
+        return self._key_bm25
 
     def _published_fingerprint(self) -> str | None:
         return (self.client.get_collection(self.settings.collection).metadata or {}).get("fingerprint")
 
     def sync_bm25(self) -> Bm25Index:
-        """Load the saved BM25 index, rebuilding it if it does not match Chroma; publish its fingerprint."""
-        fingerprint = self.fingerprint()
-        index = Bm25Index.load(self.settings.bm25_dir)
-        if index is None or index.fingerprint != fingerprint:
-            log.info("building the BM25 index from %d chunks", self.count())
-            got = self.everything(["documents", "metadatas"])
-            index = Bm25Index.build(got["ids"], got["documents"], got["metadatas"], fingerprint)
-            index.save(self.settings.bm25_dir)
+        """Load the saved BM25 indexes (chunks and keys), rebuilding each that does not match Chroma,
+        prune keys whose section is gone, and publish the fingerprint."""
+        chunk_metadatas = self.metadatas()
+        self._prune_orphan_keys(chunk_metadatas)
+        key_fingerprint = self.fingerprint(self.key_metadatas())
+        self._key_bm25 = _synced_bm25(self.keys, self.key_bm25_dir, key_fingerprint, "question keys")
+        # The published fingerprint covers both, so a change to the keys alone is noticed too.
+        fingerprint = hashlib.sha1((self.fingerprint(chunk_metadatas) + key_fingerprint).encode()).hexdigest()
+        index = _synced_bm25(self.collection, self.settings.bm25_dir, fingerprint, "chunks")
         if self._published_fingerprint() != fingerprint:
             meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
             self.collection.modify(metadata={**meta, "fingerprint": fingerprint})
         self._bm25 = index
         return index
+
+
+def _synced_bm25(collection, folder, fingerprint: str, what: str) -> Bm25Index:
+    """The saved BM25 index of a collection, rebuilt from the collection when its fingerprint differs."""
+    index = Bm25Index.load(folder)
+    if index is None or index.fingerprint != fingerprint:
+        log.info("building the BM25 index of %s from %d items", what, collection.count())
+        got = _paged(collection, ["documents", "metadatas"])
+        index = Bm25Index.build(got["ids"], got["documents"], got["metadatas"], fingerprint)
+        index.save(folder)
+    return index
+
+
+def _paged(collection, include: list[str]) -> dict[str, list]:
+    """Every item's id and the fields asked for, paged: asked for 100k items at once, Chroma fails
+    ("too many SQL variables")."""
+    out, offset, page = {"ids": [], **{name: [] for name in include}}, 0, 5000
+    while True:
+        got = collection.get(include=include, limit=page, offset=offset)
+        for name in out:
+            out[name].extend(got[name])
+        if len(got["ids"]) < page:
+            return out
+        offset += page
 
 
 @cache

@@ -18,6 +18,16 @@ LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[A-Z0-9\"'(*$`])")
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_input(text: str | None) -> str:
+    """Text typed or sent by a user, safe for every later stage: lone surrogates (from undecodable bytes)
+    become U+FFFD and control characters other than tab and newline are removed."""
+    text = (text or "").encode("utf-8", "replace").decode("utf-8") if text else ""
+    return CONTROL.sub("", text)
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of a model answer or a passage; list items and lines count as sentences too."""
     sentences = []

@@ -1,7 +1,19 @@
-"""Answer quality per backend: does it answer what the bank covers, refuse what it does not, and cite
-only what supports it?
+"""Answer quality per backend: does it answer what the bank covers, refuse what it does not, cite only
+what supports it, and give a learner something usable on questions other people wrote?
 
     python -m evals.answers [--backend llamacpp|openai|extractive] [--in-scope N] [--out FILE.json]
+    python -m evals.answers --real [tuning|heldout] [--backend B] [--in-scope N] [--show]
+
+`--real` answers the real-question dev set (`../shared/real-questions/dev.jsonl`, read from there and
+never copied; labels in evals/sets/real_questions_labels.jsonl) and measures usefulness:
+    first citation right   the first citation names the labelled entry (`bank_id` or one of `alt_ids`);
+                           a refused covered question counts as a miss
+    key-point coverage     share of the labelled entry's key points the answer states, by the grader's
+                           own key-point matching (`coach.grader.Grader.assess`, credit >= COVERED)
+    wrong statements       answer sentences the passage they cite does not support (default support
+                           rule) or that the cited entry contradicts (`coach.premise.contradiction`)
+    defects                dangling openings, table fragments, bare formula stubs, citation gaps
+    refused, uncovered     questions labelled `none` that are refused
 
 The full suite with quality metrics and the baseline is `python -m evals`; this is the quick per-backend
 view. In-scope questions are the retrieval gold set (each names the bank entries that answer it);
@@ -13,15 +25,27 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from coach.text import citations_of, split_sentences
-from evals.datasets import GOLD, OUT_OF_SCOPE, load_jsonl
-from evals.suite import ours_record
+from coach.text import citations_of, split_sentences, strip_citations
+from evals.datasets import GOLD, OUT_OF_SCOPE, SETS, load_jsonl, real_questions
+from evals.suite import ours_record, sample
+
+LABELS = SETS / "real_questions_labels.jsonl"
+# An answer's first sentence that points at something it never showed ("Both normalize…").
+DANGLING = re.compile(r"^\W*(?:both|this|these|those|it|they|their|such|each of (?:these|them|those)|"
+                      r"the (?:former|latter)|if (?:they|it))\b(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)", re.I)
+# A line that is part of a markdown table: answers render tables as lists, so any is a cut table.
+TABLE_FRAGMENT = re.compile(r"^\s*\||\|\s*(?:\[\d+\]\s*)*[.]?\s*$|\|\s*\|")
+# A sentence whose formula was left behind: it ends on a word that needs something after it.
+STUB_END = re.compile(r"(?:\b(?:is|are|of|by|the|a|an|gives|becomes|equals|computes|where)|[=:+−])\s*$")
+# "… no matter how large the image is" ends a clause; "the output width is" does not.
+CLAUSE_END = re.compile(r"\b(?:how|what|whatever|wherever|however|whoever)\b[^,;:]*\b(?:is|are)\s*$", re.I)
 
 
 def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:
@@ -54,6 +78,110 @@ def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:
             "total_ms_p50": round(float(np.median([r["total_ms"] for r in answered])), 1) if answered else None}
 
 
+# --- answers on real questions ----------------------------------------------------------------------
+def defects(text: str) -> dict[str, list[str]]:
+    """What makes an answer unusable as a whole: the offending pieces per kind (empty lists: none)."""
+    sentences = split_sentences(text)
+    numbers = [n for s in sentences for n in citations_of(s)]
+    used = sorted(set(numbers))
+    return {"dangling_opening": [sentences[0]] if sentences and DANGLING.match(sentences[0]) else [],
+            "table_fragment": [line for line in text.split("\n") if TABLE_FRAGMENT.search(strip_citations(line))],
+            "formula_stub": [s for s in sentences if not strip_citations(s).endswith("?")
+                             and STUB_END.search(claim := strip_citations(s).rstrip(".! "))
+                             and not CLAUSE_END.search(claim)],
+            "citation_gap": [] if used == list(range(1, len(used) + 1)) else [str(used)]}
+
+
+def labelled(half: str | None) -> list[dict]:
+    """The dev set's rows (one half, or all) with our labels against the current bank."""
+    labels = {row["key"]: row for row in load_jsonl(LABELS)}
+    rows = real_questions(half)
+    for row in rows:
+        label = labels.get(row["key"])
+        if label is None:
+            raise ValueError(f"{LABELS}: no label for dev question {row['key']}")
+        row.update(bank_id=label["bank_id"], coverage=label["coverage"], alt_ids=list(label.get("alt_ids") or []))
+    return rows
+
+
+def usefulness(answerer, rows: list[dict], grader, checker, progress: bool = True) -> dict:
+    """The measures of the module docstring over `rows`; `answers` keeps one record per question."""
+    from coach.grader import COVERED
+    from coach.premise import contradiction
+
+    records = []
+    for row in tqdm(rows, desc="real questions", unit="q", file=sys.stderr, disable=not progress, leave=False):
+        answer = answerer.ask(row["question"])
+        by_chunk = {c["chunk_id"]: c for c in answer.contexts}
+        cited = [by_chunk.get(c["chunk_id"], {}) for c in answer.citations]
+        record = {"key": row["key"], "coverage": row["coverage"], "refused": answer.refused or answer.blocked,
+                  "first_qid": cited[0].get("qid") if cited else None, "fallback": answer.fallback,
+                  "defects": defects(answer.answer) if not (answer.refused or answer.blocked) else {},
+                  "answer": answer.answer, "corrected_premise": answer.corrected_premise}
+        entry = grader.bank.get(row["bank_id"]) if row["bank_id"] else None
+        if entry is not None and not record["refused"]:
+            points, _, _ = grader.assess(entry, strip_citations(answer.answer))
+            record["key_points"] = sum(p.credit >= COVERED for p in points) / len(points)
+        if not record["refused"]:
+            answerer.embeddings.embed_sentences([strip_citations(s) for s in split_sentences(answer.answer)])
+            record["wrong"] = sum(_wrong(s, cited, answerer, checker, contradiction) for s in split_sentences(answer.answer))
+            record["sentences"] = len(split_sentences(answer.answer))
+        record["first_right"] = record["first_qid"] in {row["bank_id"], *row["alt_ids"]} - {None}
+        records.append(record)
+    return {**summarize_usefulness(records), "answers": records}
+
+
+def _wrong(sentence: str, cited: list[dict], answerer, checker, contradiction) -> bool:
+    texts = [cited[n - 1].get("text", "") for n in citations_of(sentence) if 1 <= n <= len(cited)]
+    if not texts or not checker.check(sentence, texts).supported:
+        return True
+    claim = strip_citations(sentence)
+    return any(contradiction(claim, cited[n - 1].get("text", ""), answerer.entries.get(cited[n - 1].get("qid")),
+                             answerer.embeddings) for n in citations_of(sentence) if 1 <= n <= len(cited))
+
+
+def summarize_usefulness(records: list[dict]) -> dict:
+    covered = [r for r in records if r["coverage"] in ("full", "partial")]
+    full = [r for r in covered if r["coverage"] == "full"]
+    uncovered = [r for r in records if r["coverage"] == "none"]
+    answered = [r for r in records if not r["refused"]]
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return round(float(np.mean(values)), 4) if values else None
+
+    return {"questions": len(records), "covered": len(covered), "full": len(full), "uncovered": len(uncovered),
+            "first_citation_right": mean([r["first_right"] for r in covered]),
+            "first_citation_right_full": mean([r["first_right"] for r in full]),
+            # a refused covered question states none of its key points
+            "key_point_coverage": mean([r.get("key_points", 0.0) for r in covered]),
+            "key_point_coverage_full": mean([r.get("key_points", 0.0) for r in full]),
+            "refused_covered": mean([r["refused"] for r in covered]),
+            "refused_uncovered": mean([r["refused"] for r in uncovered]),
+            "wrong_statements": sum(r.get("wrong", 0) for r in answered),
+            "sentences": sum(r.get("sentences", 0) for r in answered),
+            "wrong_statement_share": mean([r["wrong"] / r["sentences"] for r in answered if r.get("sentences")]),
+            "premises_corrected": sum(r["corrected_premise"] is not None for r in answered),
+            "extractive_fallback": mean([r["fallback"] is not None for r in answered]),
+            "defects": {kind: sum(bool(r["defects"].get(kind)) for r in answered)
+                        for kind in ("dangling_opening", "table_fragment", "formula_stub", "citation_gap")}}
+
+
+def real(answerer, halves=("tuning", "heldout"), limit: int = 0, progress: bool = True) -> dict:
+    """Usefulness per half of the dev set (a fixed sample of `limit` rows per half when given); {} when
+    the dev set is absent."""
+    from coach.grader import Grader
+    from coach.support import SupportChecker
+
+    if not real_questions():
+        return {}
+    answerer.warm_up()  # every bank unit embedded once, in batches: far faster than one answer at a time
+    grader = Grader(retriever=answerer.retriever, bank=list(answerer.entries.values()))
+    grader.key_point_vectors()
+    checker = SupportChecker(answerer.embeddings)
+    return {half: usefulness(answerer, sample(labelled(half), limit), grader, checker, progress) for half in halves}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.answers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,14 +189,29 @@ def main(argv=None) -> int:
     parser.add_argument("--in-scope", type=int, default=0, metavar="N",
                         help="a random sample of N in-scope questions (default: all)")
     parser.add_argument("--out", type=Path, help="also write the metrics as JSON here")
+    parser.add_argument("--real", nargs="?", const="both", choices=["tuning", "heldout", "both"],
+                        help="usefulness on the real-question dev set (default: both halves)")
+    parser.add_argument("--show", action="store_true", help="with --real: print every answer and its defects")
+    parser.add_argument("--llama-server", action="store_true",
+                        help="start `python -m llama_cpp.server` with the packaged GGUF and use the openai backend")
     args = parser.parse_args(argv)
 
     from coach.answer import Answerer
     from coach.config import setup_logging
-    from coach.llm import get_backend
+    from coach.llm import OpenAIBackend, get_backend
 
     setup_logging()
+    if args.llama_server:  # the openai backend against the same GGUF served by llama_cpp.server
+        from evals.servers import llama_server
+
+        with llama_server() as url:
+            answerer = Answerer(backend=OpenAIBackend(url, "smollm2", None, timeout=600))
+            return _real_main(answerer, args) if args.real else _main(answerer, args)
     answerer = Answerer(backend=get_backend(kind=args.backend))
+    return _real_main(answerer, args) if args.real else _main(answerer, args)
+
+
+def _main(answerer, args) -> int:
     in_scope = load_jsonl(GOLD)
     if args.in_scope:
         in_scope = random.Random(0).sample(in_scope, args.in_scope)
@@ -76,10 +219,31 @@ def main(argv=None) -> int:
     out_of_scope = load_jsonl(OUT_OF_SCOPE)
     result = evaluate(_Progress(answerer, len(in_scope) + len(out_of_scope)), in_scope, out_of_scope)
     result["backend"] = answerer.backend.describe()
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    return _emit(result, result, args.out)
+
+
+def _real_main(answerer, args) -> int:
+    if not real_questions():
+        raise SystemExit("the real-question dev set is absent (../shared/real-questions/dev.jsonl)")
+    halves = ("tuning", "heldout") if args.real == "both" else (args.real,)
+    result = real(answerer, halves, limit=args.in_scope)
+    if args.show:
+        for half, figures in result.items():
+            for r in figures["answers"]:
+                print(f"--- {half} {r['key']} {r['coverage']} first={r['first_qid']} right={r['first_right']} "
+                      f"kp={r.get('key_points')} wrong={r.get('wrong')} defects={ {k: v for k, v in r['defects'].items() if v} }")
+                print(r["answer"])
+    summary = {half: {k: v for k, v in figures.items() if k != "answers"} for half, figures in result.items()}
+    summary["backend"] = answerer.backend.describe()
+    return _emit(summary, result, args.out)
+
+
+def _emit(summary: dict, result: dict, out: Path | None) -> int:
+    """Print the summary; write the whole result (every answer, for --real) to `out` when given."""
+    print(json.dumps(summary, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
     return 0
 
 

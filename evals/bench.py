@@ -5,6 +5,8 @@
 Sections (progress on stderr, results in DIR/bench.json, default benchmarks/latest/):
   ingest   `python -m ingest` of the bank into an empty data folder, then again unchanged, against the
            baseline's indexing (split 1000/200, embed, add) in a subprocess too
+  startup  cold `app.py search`, `app.py ask` (extractive, then the embedded model) and `app.py bank`,
+           each a new process, wall time median of 5 (the time a person waits at the shell)
   bank     retrieval latency p50/p95 and hit@5 on the gold queries: hybrid vs baseline similarity top-4
   scale    the same at 10k and 100k chunks (the bank plus synthetic distractors with precomputed
            vectors), embedded Chroma and a real `chroma run` server
@@ -42,15 +44,23 @@ from evals.metrics import hit_at_k
 from evals.retrieval import evaluate
 from evals.servers import ROOT, app_server, chroma_server, llama_server
 
-SECTIONS = ("ingest", "bank", "scale", "answers", "tokens", "app")
+SECTIONS = ("ingest", "startup", "bank", "scale", "answers", "tokens", "app")
 DEFAULT_OUT = ROOT / "benchmarks" / "latest"
 # Targets on 2 CPU cores (issue 9).
 RETRIEVAL_RATIO_MAX = 1.3
 TTFT_MAX_MS = 1000.0
 SCALE_P95_MAX_MS = 150.0
-INGEST_COLD_MAX_S = 20.0
+INGEST_COLD_MAX_S = 10.0      # issue 21 (was 20)
 INGEST_UNCHANGED_MAX_S = 2.0
-RSS_MAX_MIB = 1.2 * 1024
+RSS_MAX_MIB = 700.0           # issue 21 (was 1,229)
+APP_READY_MAX_S = 5.0
+SCALE_RATIO_MAX = 1.3         # issue 21: hybrid p95 / the baseline's at 100k, with a higher hit@5
+# Cold commands (issue 21): seconds from `python app.py ...` to its exit, median of STARTUP_RUNS.
+STARTUP_RUNS = 5
+STARTUP = {"search": (["search", "what is dropout", "--json"], "extractive", 2.0),
+           "ask_extractive": (["ask", "what is dropout", "--json"], "extractive", 3.0),
+           "ask_llamacpp": (["ask", "what is dropout", "--json"], "llamacpp", 4.0),
+           "bank": (["bank", "--json"], "extractive", None)}
 SYNTHETIC_NOISE = 0.07  # per-dimension noise around a bank vector: cosine ~0.6 to it, a plausible neighbour
 BASELINE_INDEX = ("import json, sys\nfrom evals.baseline import Baseline\n"
                   "from coach.llm import get_backend\n"
@@ -69,8 +79,10 @@ def say(message: str) -> None:
 
 
 def figure(value, unit: str, baseline=None, target: float | None = None, **extra) -> dict:
-    """One figure in the contract's shape; `target` is a maximum (every target here is an upper bound)."""
-    out = {"value": None if value is None else round(float(value), 3), "unit": unit}
+    """One figure in the contract's shape; `target` is a maximum (every target here is an upper bound).
+    Each records the 1-minute load average when it was taken: the 2 cores are often shared."""
+    out = {"value": None if value is None else round(float(value), 3), "unit": unit,
+           "load_average": round(os.getloadavg()[0], 2)}
     if baseline is not None:
         out["baseline"] = round(float(baseline), 3)
         out["ratio"] = round(float(value) / float(baseline), 3) if value is not None and baseline else None
@@ -122,6 +134,19 @@ def bench_ingest(work: Path, figures: dict, details: dict) -> None:
                          "note": "wall time of the whole process (interpreter start, imports, model load "
                                  "included); the baseline re-run only reopens its collection, it cannot "
                                  "tell what changed"}
+
+
+# --- cold commands ---------------------------------------------------------------------------------
+def bench_startup(work: Path, figures: dict, details: dict) -> None:
+    """Each command as a person runs it: a new process on the bank's index, wall time to exit."""
+    details["startup"] = {"runs": STARTUP_RUNS, "commands": {}}
+    for name, (args, backend, target) in STARTUP.items():
+        env = clean_env((work / "bank").resolve(), COACH_LLM=backend)
+        say(f"startup: `app.py {' '.join(args)}` ({backend}), {STARTUP_RUNS} cold runs")
+        times = [timed_run([sys.executable, "app.py", *args], env)[0] for _ in range(STARTUP_RUNS)]
+        figures[f"cold_{name}_s"] = figure(np.median(times), "s", target=target)
+        details["startup"]["commands"][name] = {"args": args, "backend": backend,
+                                                "seconds": [round(t, 2) for t in times]}
 
 
 # --- retrieval on the bank -------------------------------------------------------------------------
@@ -250,6 +275,10 @@ def bench_scale(work: Path, queries: list[dict], sizes: list[int], figures: dict
                 figures[f"retrieval_{label}_{kind}_p50_ms"] = figure(ours["latency_ms"]["p50"], "ms", base["p50"])
                 figures[f"retrieval_{label}_{kind}_p95_ms"] = figure(ours["latency_ms"]["p95"], "ms", base["p95"],
                                                                      target)
+                if size >= 100_000:  # issue 21: within 1.3x of the baseline, and more accurate
+                    p95 = figures[f"retrieval_{label}_{kind}_p95_ms"]
+                    p95["target"] = {"max": target, "max_ratio": SCALE_RATIO_MAX, "more_accurate": True}
+                    p95["pass"] = bool(p95["pass"] and p95["ratio"] <= SCALE_RATIO_MAX and ours["hit@5"] > base["hit@5"])
                 figures[f"retrieval_{label}_{kind}_hit@5"] = figure(ours["hit@5"], "share", base["hit@5"])
                 details["scale"]["points"].append({"chunks": store.count(), "chroma": kind, "load_s": round(load_s, 1),
                                                    "ours": {k: ours[k] for k in ("hit@5", "mrr", "latency_ms")},
@@ -371,7 +400,7 @@ def bench_app(work: Path, questions: list[dict], figures: dict, details: dict) -
                           capture_output=True, text=True)
     hwm = re.search(r"VmHWM:\s*(\d+) kB", done.stdout) if done.returncode == 0 else None
     base_rss = int(hwm.group(1)) / 1024 if hwm else None
-    figures["app_ready_s"] = figure(ready_s, "s")
+    figures["app_ready_s"] = figure(ready_s, "s", target=APP_READY_MAX_S)
     figures["app_peak_rss_mib"] = figure(rss, "MiB", base_rss, RSS_MAX_MIB)
     details["app"] = {"questions": len(questions), "backend": "llamacpp",
                       "note": "peak RSS (VmHWM) of the serving process after answering; the baseline's is "
@@ -411,14 +440,14 @@ def markdown(result: dict) -> str:
     def show(x):
         return "" if x is None else f"{x:,.3g}" if abs(x) < 100 else f"{x:,.0f}"
 
-    lines = ["| figure | ours | baseline | ratio | target | pass |", "|---|---|---|---|---|---|"]
+    lines = ["| figure | ours | baseline | ratio | target | pass | load |", "|---|---|---|---|---|---|---|"]
     for name, f in result["figures"].items():
         target = f.get("target") or {}
-        target = (f"≤ {show(target['max'])}" if "max" in target else
-                  f"≤ {target['max_ratio']}× baseline, more accurate" if "max_ratio" in target else "")
+        target = ", ".join(([f"≤ {show(target['max'])}"] if "max" in target else []) +
+                           ([f"≤ {target['max_ratio']}× baseline, more accurate"] if "max_ratio" in target else []))
         verdict = {True: "yes", False: "**no**", None: "n/a"}[f["pass"]] if "pass" in f else ""
         lines.append(f"| {name} ({f['unit']}) | {show(f['value'])} | {show(f.get('baseline'))} | "
-                     f"{show(f.get('ratio'))} | {target} | {verdict} |")
+                     f"{show(f.get('ratio'))} | {target} | {verdict} | {show(f.get('load_average'))} |")
     return "\n".join(lines)
 
 
@@ -458,7 +487,8 @@ def main(argv=None) -> int:
               "command": " ".join(["python -m evals.bench", *(argv if argv is not None else sys.argv[1:])])}
     figures, details = result["figures"], result["details"]
     work = Path(tempfile.mkdtemp(prefix="coach-bench-"))
-    runs = [("bank", lambda: bench_bank(work, queries, figures, details)),
+    runs = [("startup", lambda: bench_startup(work, figures, details)),
+            ("bank", lambda: bench_bank(work, queries, figures, details)),
             ("scale", lambda: bench_scale(work, queries, sizes, figures, details)),
             ("answers", lambda: bench_answers(work, questions, args.backends, figures, details)),
             ("tokens", lambda: bench_tokens(work, figures, details)),

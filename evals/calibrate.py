@@ -2,12 +2,14 @@
 
     python -m evals.calibrate [--out coach/calibration.json] [--plot DIR]
 
-Each retrieved question gets P(relevant) = sigmoid(b + w1 * cosine + w2 * log(1 + bm25)): a logistic
-regression fitted on the best result of every gold query (relevant when it is an expected bank id) and
-of every out-of-scope query (never relevant). Fitting on the best result only keeps the labels clean:
-lower-ranked neighbours are often partly relevant without being listed in the gold set. The refusal
-threshold is the one that best separates in-scope from out-of-scope questions (Youden's J).
-Out-of-sample figures come from 5-fold cross-validation over queries.
+Each retrieved question gets P(relevant) = sigmoid(b + w1 * cosine + w2 * log(1 + bm25) + w3 * key
+cosine): a logistic regression fitted on the best result (default mode) of every query: in scope are
+the gold set and the covered questions of the real-question dev set's TUNING half (relevant when the
+result is an expected bank id), out of scope are `out_of_scope.jsonl` and the tuning half's uncovered
+questions (never relevant). Fitting on the best result only keeps the labels clean: lower-ranked
+neighbours are often partly relevant without being listed. The refusal threshold is the one that best
+separates in-scope from out-of-scope questions (Youden's J). Out-of-sample figures come from 5-fold
+cross-validation over queries, and from the dev set's held-out half, which is only measured here.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GOLD, OUT_OF_SCOPE, load_jsonl
+from evals.datasets import GOLD, OUT_OF_SCOPE, load_jsonl, real_gold, real_uncovered
 
 K = 1  # the best result per query: P(it is the passage that answers the question)
 
@@ -32,7 +34,7 @@ def collect(retriever, gold: list[dict], outside: list[dict]):
         relevant = set(item.get("expected", []))
         in_scope.append(bool(relevant))
         for hit in retriever.search(item["query"], k=K):
-            rows.append(Calibration.features(hit.dense, hit.bm25))
+            rows.append(Calibration.features(hit.dense, hit.bm25, hit.key_dense))
             labels.append(int(hit.metadata.get("qid") in relevant))
             groups.append(q)
     return np.array(rows), np.array(labels), np.array(groups), np.array(in_scope)
@@ -83,6 +85,23 @@ def cross_validated(x, y, groups, in_scope, folds: int = 5, seed: int = 0) -> di
     return {"auc_in_vs_out": round(float(roc_auc_score(in_scope, best)), 4), **point}
 
 
+def held_out(retriever, calibration) -> dict:
+    """The refusal decision on the dev set's held-out half: covered questions answered (in-scope
+    refusals are the rest) and uncovered ones refused; {} without the dev set."""
+    covered, uncovered = real_gold("heldout"), real_uncovered("heldout")
+    if not covered:
+        return {}
+
+    def best(item) -> float:
+        hits = retriever.search(item["query"], k=1)
+        return calibration(hits[0].dense, hits[0].bm25, hits[0].key_dense) if hits else 0.0
+
+    answered = [best(item) >= calibration.threshold for item in covered]
+    refused = [best(item) < calibration.threshold for item in uncovered]
+    return {"covered": len(covered), "covered_answered": round(float(np.mean(answered)), 4),
+            "uncovered": len(uncovered), "uncovered_refused": round(float(np.mean(refused)), 4) if refused else None}
+
+
 def plot(curve: list[dict], chosen: dict, path: Path) -> None:
     import matplotlib
 
@@ -119,26 +138,35 @@ def main(argv=None) -> int:
 
     setup_logging()
     retriever = HybridRetriever(calibration=Calibration())
-    gold, outside = load_jsonl(GOLD), load_jsonl(OUT_OF_SCOPE)
+    gold = load_jsonl(GOLD) + real_gold("tuning")
+    outside = load_jsonl(OUT_OF_SCOPE) + real_uncovered("tuning")
     x, y, groups, in_scope = collect(retriever, gold, outside)
     model = fit(x, y)
     best = best_per_query(model.predict_proba(x)[:, 1], groups, len(in_scope))
     curve = tradeoff(best, in_scope)
     chosen = choose_threshold(curve)
     cv = cross_validated(x, y, groups, in_scope)
-    info = {"in_scope_queries": len(gold), "out_of_scope_queries": len(outside), "pairs": int(len(y)),
-            "embedder": retriever.store.settings.embedder, "fitted": chosen, "cross_validated": cv,
-            "curve": curve}
     calibration = {"bias": round(float(model.intercept_[0]), 4), "w_dense": round(float(model.coef_[0][0]), 4),
-                   "w_bm25": round(float(model.coef_[0][1]), 4), "threshold": chosen["threshold"], "info": info}
+                   "w_bm25": round(float(model.coef_[0][1]), 4), "w_key": round(float(model.coef_[0][2]), 4),
+                   "threshold": chosen["threshold"]}
+    heldout = held_out(retriever, Calibration(**calibration))
+    info = {"in_scope_queries": len(gold), "out_of_scope_queries": len(outside), "pairs": int(len(y)),
+            "fitted_on": "gold set + out_of_scope.jsonl + the dev set's tuning half (covered in scope, "
+                         "uncovered out of scope)",
+            "embedder": retriever.store.settings.embedder, "mode": retriever.mode, "fitted": chosen,
+            "cross_validated": cv, "heldout_dev_half": heldout, "curve": curve}
+    calibration["info"] = info
     args.out.write_text(json.dumps(calibration, indent=1) + "\n")
     plot(curve, chosen, args.plot / "threshold_curve.png")
     print(f"P(relevant) = sigmoid({calibration['bias']} + {calibration['w_dense']} * cosine "
-          f"+ {calibration['w_bm25']} * log1p(bm25))")
+          f"+ {calibration['w_bm25']} * log1p(bm25) + {calibration['w_key']} * key cosine)")
     print(f"threshold {chosen['threshold']:.2f}: in-scope answered {chosen['answered_in_scope']:.1%}, "
           f"out-of-scope refused {chosen['refused_out_of_scope']:.1%} (fitted)")
     print(f"5-fold cross-validated: AUC {cv['auc_in_vs_out']:.3f}, threshold {cv['threshold']:.2f}, "
           f"answered {cv['answered_in_scope']:.1%}, refused {cv['refused_out_of_scope']:.1%}")
+    if heldout:
+        print(f"dev set, held-out half (never fitted on): covered answered {heldout['covered_answered']:.1%} "
+              f"of {heldout['covered']}, uncovered refused {heldout['uncovered_refused']:.1%} of {heldout['uncovered']}")
     print(f"wrote {args.out} and {args.plot / 'threshold_curve.png'}")
     return 0
 

@@ -25,8 +25,19 @@ ATTACKS = SETS / "attacks.jsonl"                 # red-team prompts
 BENIGN_SECURITY = SETS / "benign_security.jsonl" # honest questions about attacks
 GRADING = SETS / "grading.jsonl"                 # graded answers the grader was tuned on
 GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind, never tuned on
+GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, human-scored, written blind
 
-REAL_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "real-questions" / "dev.jsonl"
+
+
+def _shared_dev_set() -> Path:
+    """`../shared/real-questions/dev.jsonl` beside the checkout; a git worktree one level deeper
+    (`wt/NAME/`) finds the same folder further up. The first that exists wins."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [parent / "shared" / "real-questions" / "dev.jsonl" for parent in root.parents[:3]]
+    return next((path for path in candidates if path.exists()), candidates[0])
+
+
+REAL_QUESTIONS = _shared_dev_set()
 HALVES = ("tuning", "heldout")
 
 
@@ -61,3 +72,90 @@ def real_questions(half: str | None = None, path: Path = REAL_QUESTIONS) -> list
         for n, row in enumerate(sorted(members, key=lambda r: r["key"])):
             row["half"] = HALVES[n % 2]
     return [row for row in rows if half is None or row["half"] == half]
+
+
+def question_half(qid: str) -> str:
+    """The half a bank question's graded answers belong to: by the SHA-256 of its id, so the split does
+    not depend on file order or on any score, and a question keeps its half when rows are added."""
+    return HALVES[int(hashlib.sha256(qid.encode("utf-8")).hexdigest(), 16) % 2]
+
+
+def grading_blind(half: str | None = None, path: Path = GRADING_BLIND) -> list[dict]:
+    """The blind grading set (each row gains `half`), or one half of it, split BY QUESTION: every answer
+    to a question lands in the same half, so the held-out half's questions were never tuned on."""
+    if half is not None and half not in HALVES:
+        raise ValueError(f"half must be one of {HALVES}")
+    rows = load_jsonl(path)
+    for row in rows:
+        row["half"] = question_half(row["qid"])
+    return [row for row in rows if half is None or row["half"] == half]
+
+
+REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank
+LABEL_FIELDS = ("bank_id", "coverage", "alt_ids")
+
+
+def labelled_real_questions(half: str | None = None, path: Path = REAL_QUESTIONS,
+                            labels: Path = REAL_QUESTION_LABELS) -> list[dict]:
+    """The dev set with our labels against the current bank, joined by `question_key`.
+
+    The dev file's own `bank_id`/`coverage`/`alt_ids` label the old 166-entry bank; they are kept as
+    `old_bank_id`/`old_coverage`/`old_alt_ids` (issue 19's before/after figure) and replaced by the
+    labels in `real_questions_labels.jsonl`. The halves stay those of `real_questions`, which were drawn
+    from the old labels before anything was tuned. A row without a label is an error, not a silent skip.
+    """
+    by_key = {row["key"]: row for row in load_jsonl(labels)}
+    rows = real_questions(half, path)
+    for row in rows:
+        label = by_key.get(row["key"])
+        if label is None:
+            raise ValueError(f"{labels}: no label for dev question {row['key']}; relabel the dev set")
+        for name in LABEL_FIELDS:
+            row[f"old_{name}"] = row.get(name)
+            row[name] = label.get(name)
+        row["alt_ids"] = list(row["alt_ids"] or [])
+    return rows
+
+
+def real_gold(half: str) -> list[dict]:
+    """The covered dev questions of one half (coverage full or partial) in the gold set's shape.
+
+    Counted as right: the labelled `bank_id` or any of its `alt_ids`. The dev set's README defines
+    alt_ids as other entries that also answer the question or a part of it, so each is an answer a
+    learner can use; a question no entry answers (coverage none) has no right entry and is left out."""
+    return [{"query": row["question"], "expected": [row["bank_id"], *row["alt_ids"]], "style": row["coverage"],
+             "key": row["key"]}
+            for row in labelled_real_questions(half) if row["coverage"] in ("full", "partial") and row["bank_id"]]
+
+
+def real_uncovered(half: str) -> list[dict]:
+    """The dev questions of one half that no bank entry answers (coverage none), as out-of-scope rows."""
+    return [{"query": row["question"], "key": row["key"]}
+            for row in labelled_real_questions(half) if row["coverage"] == "none"]
+
+
+def coverage_shares(rows: list[dict], kind: str = "dl") -> dict:
+    """Share of `kind` questions labelled full / partial / none, before (old labels) and after (ours)."""
+    chosen = [row for row in rows if row.get("kind") == kind]
+    shares = {}
+    for when, field in (("before", "old_coverage"), ("after", "coverage")):
+        counts = {level: sum(row.get(field) == level for row in chosen) for level in ("full", "partial", "none")}
+        shares[when] = {**counts, "total": len(chosen),
+                        "full_share": round(counts["full"] / len(chosen), 4) if chosen else None}
+    return shares
+
+
+def main() -> int:
+    """`python -m evals.datasets`: issue 19's coverage figure on the dev set, before and after."""
+    rows = labelled_real_questions()
+    if not rows:
+        print(f"the dev set is absent ({REAL_QUESTIONS}); nothing to report")
+        return 0
+    for when, figures in coverage_shares(rows).items():
+        print(f"dl questions, {when}: full {figures['full']}, partial {figures['partial']}, none "
+              f"{figures['none']} of {figures['total']} (full share {figures['full_share']:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,14 @@
 """How well do the grader's scores follow the expected bands of hand-written answers?
 
     python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
+    python -m evals.grader --blind [--json] [--show]    # the blind set: tuning and held-out halves
+    python -m evals.grader --fit                        # refit the grader's constants on the tuning half
+
+The blind set (sets/grading_blind.jsonl: 308 answers to 44 questions, complete x2, partial x2, wrong,
+restating, off-topic per question, each with a human score 0-10, the key points it covers and the
+misconception a wrong answer makes) is split by question (evals/datasets.py). `--fit` chooses the
+misconception margins, the credit model's weights and the 0-10 mapping on the tuning half only, and
+prints them for coach/grader.py; the held-out half is only ever measured.
 
 Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
 sets/grading_holdout.jsonl, written blind by another author for other bank questions, which says how
@@ -25,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GRADING, GRADING_HOLDOUT, load_jsonl
+from evals.datasets import GRADING, GRADING_HOLDOUT, grading_blind, load_jsonl
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
@@ -69,6 +77,48 @@ def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
             "rows": scored}
 
 
+BLIND_KINDS = ("complete", "partial", "wrong", "restating", "off_topic")
+CORRECT_KINDS = ("complete", "partial")   # answers that must not be accused of a misconception
+
+
+def evaluate_blind(grader, rows: list[dict], progress: bool = False) -> dict:
+    """The blind set's figures: agreement with the human scores, the per-question order complete >
+    partial > wrong, the mean score per kind, and how well misconceptions are named."""
+    from scipy.stats import spearmanr
+    from tqdm import tqdm
+
+    scored, latencies = [], []
+    for row in tqdm(rows, desc="grading", disable=not progress, file=sys.stderr):
+        started = time.perf_counter()
+        grade = grader.grade(row["question"], row["answer"])
+        latencies.append((time.perf_counter() - started) * 1000)
+        scored.append({**row, "grader": grade.score, "matched": grade.qid == row["qid"],
+                       "named": [m.wrong for m in grade.mistakes]})
+    by_question = defaultdict(lambda: defaultdict(list))
+    for r in scored:
+        by_question[r["qid"]][r["kind"]].append(r["grader"])
+    ordered = [np.mean(k["complete"]) > np.mean(k["partial"]) > max(k["wrong"])
+               for k in by_question.values() if k["complete"] and k["partial"] and k["wrong"]]
+    strict = [min(k["complete"]) > max(k["partial"]) and min(k["partial"]) > max(k["wrong"])
+              for k in by_question.values() if k["complete"] and k["partial"] and k["wrong"]]
+    wrong = [bool(r["named"]) for r in scored if r["kind"] == "wrong"]
+    accused = [bool(r["named"]) for r in scored if r["kind"] in CORRECT_KINDS]
+    return {"n": len(scored), "questions": len(by_question),
+            "spearman": round(float(spearmanr([r["grader"] for r in scored], [r["score"] for r in scored]).statistic), 4),
+            "ordering": round(float(np.mean(ordered)), 4) if ordered else float("nan"),
+            "ordering_strict": round(float(np.mean(strict)), 4) if strict else float("nan"),
+            "per_kind": {k: round(float(np.mean([r["grader"] for r in scored if r["kind"] == k])), 2)
+                         for k in BLIND_KINDS if any(r["kind"] == k for r in scored)},
+            "human_per_kind": {k: round(float(np.mean([r["score"] for r in scored if r["kind"] == k])), 2)
+                               for k in BLIND_KINDS if any(r["kind"] == k for r in scored)},
+            "misconception_named": round(float(np.mean(wrong)), 4) if wrong else float("nan"),
+            "correct_accused": round(float(np.mean(accused)), 4) if accused else float("nan"),
+            "matched_entry": round(float(np.mean([r["matched"] for r in scored])), 4),
+            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
+            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1),
+            "rows": scored}
+
+
 def main(argv: list[str] | None = None) -> int:
     from coach.config import setup_logging
     from coach.grader import Grader
@@ -81,11 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="only the first N rows (quick runs while developing)")
     p.add_argument("--backend", choices=["extractive", "llamacpp", "openai"], default="extractive",
                    help="judge backend; only a capable one (openai) is asked (default: none, key points only)")
+    p.add_argument("--blind", action="store_true", help="the blind set, tuning and held-out halves apart")
+    p.add_argument("--fit", action="store_true", help="refit the grader's constants on the blind tuning half")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--show", action="store_true", help="list every row with its score")
     args = p.parse_args(argv)
     setup_logging()
     grader = Grader(backend=get_backend(kind=args.backend))
+    if args.fit:
+        from evals.grader_fit import fit
+
+        print(fit(grader, grading_blind("tuning")))
+        return 0
+    if args.blind:
+        return blind(grader, args)
     results = {}
     for path in map(Path, args.set or [GRADING, HOLDOUT]):
         result = evaluate(grader, load_jsonl(path)[:args.limit], progress=not args.json)
@@ -95,6 +154,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
+
+
+def blind(grader, args) -> int:
+    results = {}
+    for half in ("tuning", "heldout"):
+        result = evaluate_blind(grader, grading_blind(half), progress=not args.json)
+        results[half] = {k: v for k, v in result.items() if k != "rows" or args.show}
+        if not args.json:
+            report_blind(half, result, args.show)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def report_blind(half: str, result: dict, show: bool) -> None:
+    if show:
+        for r in result["rows"]:
+            print(f"{r['grader']:4.1f} (human {r['score']:4.1f}) {r['kind']:9} {r['qid']:34} "
+                  f"{'named ' + repr(r['named'][0][:50]) if r['named'] else ''}")
+    print(f"blind, {half} half: {result['n']} answers to {result['questions']} questions: Spearman "
+          f"{result['spearman']:.3f} with the human scores; complete > partial > wrong for "
+          f"{result['ordering']:.0%} of questions (strict {result['ordering_strict']:.0%}); misconception "
+          f"named in {result['misconception_named']:.0%} of wrong answers, {result['correct_accused']:.1%} of "
+          f"correct answers accused; question matched {result['matched_entry']:.0%}")
+    for kind, mean in result["per_kind"].items():
+        print(f"  {kind:10} mean score {mean:.1f} (human {result['human_per_kind'][kind]:.1f})")
 
 
 def report(name: str, result: dict, show: bool) -> None:

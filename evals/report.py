@@ -35,6 +35,26 @@ SINGLE = {
     "false_positive_rate": ("guards: false-positive rate", ("guards", "false_positive_rate"), False),
     "grader_spearman": ("grader: Spearman vs bands", ("grading", "spearman"), True),
     "grader_spearman_holdout": ("grader: Spearman vs bands, held-out set", ("grading", "holdout", "spearman"), True),
+    "real_hit1_heldout": ("real questions, held-out half: hit@1", ("real_questions", "heldout", "hit@1"), True),
+    "real_hit5_heldout": ("real questions, held-out half: hit@5", ("real_questions", "heldout", "hit@5"), True),
+    "real_right_entry_heldout": ("real questions, held-out half: right entry at rank 1",
+                                 ("real_questions", "heldout", "right_entry_at_1"), True),
+    "real_first_right_tuning": ("real questions, tuning: first citation right",
+                                ("real_questions", "tuning", "first_citation_right"), True),
+    "real_key_points_tuning": ("real questions, tuning: key-point coverage",
+                               ("real_questions", "tuning", "key_point_coverage"), True),
+    "real_first_right_heldout": ("real questions, held-out: first citation right",
+                                 ("real_questions", "heldout", "first_citation_right"), True),
+    "real_key_points_heldout": ("real questions, held-out: key-point coverage",
+                                ("real_questions", "heldout", "key_point_coverage"), True),
+    "grader_blind_spearman": ("grader: Spearman vs human scores, blind held-out half",
+                              ("grading", "blind_heldout", "spearman"), True),
+    "grader_blind_ordering": ("grader: complete > partial > wrong, blind held-out half",
+                              ("grading", "blind_heldout", "ordering"), True),
+    "grader_blind_named": ("grader: wrong answers whose misconception is named, blind held-out half",
+                           ("grading", "blind_heldout", "misconception_named"), True),
+    "grader_blind_accused": ("grader: correct answers wrongly accused, blind held-out half",
+                             ("grading", "blind_heldout", "correct_accused"), False),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one
@@ -147,7 +167,7 @@ def markdown(metrics: dict, previous: dict | None, plots: list[str], export: lis
                      + "\n")
     elif previous:
         parts.append(f"No regression against the previous run in this folder ({metrics.get('previous_run')}).\n")
-    parts += _retrieval_section(metrics) + _answers_section(metrics) + _other_sections(metrics)
+    parts += _retrieval_section(metrics) + _real_questions_section(metrics) + _answers_section(metrics) + _other_sections(metrics)
     if plots:
         parts.append("## Plots\n\n" + "\n".join(f"![{p}]({p})" for p in plots) + "\n")
     if export:
@@ -180,6 +200,21 @@ def _retrieval_section(metrics: dict) -> list[str]:
     return lines
 
 
+def _real_questions_section(metrics: dict) -> list[str]:
+    halves = metrics.get("real_questions")
+    if not halves:
+        return []
+    lines = ["## Real interview questions (../shared dev set; ours, default retrieval mode)\n",
+             "| half | covered | hit@1 | hit@5 | MRR | right entry at rank 1 | covered answered | uncovered refused |",
+             "|---|---|---|---|---|---|---|---|"]
+    for half, r in halves.items():
+        refused = "—" if r["uncovered_refused"] is None else f"{r['uncovered_refused']:.3f} of {r['uncovered']}"
+        lines.append(f"| {half} | {r['covered']} | {r['hit@1']:.3f} | {r['hit@5']:.3f} | {r['mrr']:.3f} | "
+                     f"{r['right_entry_at_1']:.3f} | {r['covered_answered']:.3f} | {refused} |")
+    return lines + ["", "hit@k counts the labelled bank_id or one of its alt_ids; the right entry at rank 1 is "
+                        "the bank_id itself. Only the tuning half was used to fit weights and thresholds.\n"]
+
+
 def _answers_section(metrics: dict) -> list[str]:
     a = metrics.get("answers")
     if not a:
@@ -209,12 +244,41 @@ def _other_sections(metrics: dict) -> list[str]:
                   "| rule | pairs | supported kept | unsupported dropped |", "|---|---|---|---|"]
         lines += [f"| {rule} | {v['pairs']} | {v['supported_kept']:.3f} | {v['unsupported_dropped']:.3f} |"
                   for rule, v in metrics["support"].items()] + [""]
+    for half, v in (metrics.get("real_questions") or {}).items():
+        if "questions" not in v:
+            continue  # retrieval figures only: the real_questions set itself (its answers) was not run
+        lines += [f"## Real questions, {half} half (../shared/real-questions/dev.jsonl)\n",
+                  f"{v['questions']} questions: {v['covered']} covered (full or partial), {v['uncovered']} not. "
+                  f"First citation right {fmt(v['first_citation_right'])} (full only "
+                  f"{fmt(v['first_citation_right_full'])}); key-point coverage {fmt(v['key_point_coverage'])} "
+                  f"(full only {fmt(v['key_point_coverage_full'])}); uncovered refused {fmt(v['refused_uncovered'])}; "
+                  f"covered refused {fmt(v['refused_covered'])}; wrong statements {v['wrong_statements']} of "
+                  f"{v['sentences']} sentences; premises corrected {v['premises_corrected']}; answers with a "
+                  "dangling opening / table fragment / formula stub / citation gap: "
+                  + " / ".join(str(n) for n in v["defects"].values()) + ".\n"]
+    lines += _blind_grading(metrics.get("grading", {}))
     for section, title in (("guards", "Guards (attacks.jsonl)"),
                            ("grading", "Grader (grading.jsonl; holdout: grading_holdout.jsonl)"),
                            ("judge", "LLM judge (reported apart)")):
         if section in metrics:
             lines += [f"## {title}\n", "```json", json.dumps(metrics[section], indent=1), "```", ""]
     return lines
+
+
+def _blind_grading(grading: dict) -> list[str]:
+    """The blind grading set as a table: tuning half (the grader was fitted on it) and held-out half."""
+    halves = [(name, grading[f"blind_{name}"]) for name in ("tuning", "heldout") if f"blind_{name}" in grading]
+    if not halves:
+        return []
+    kinds = ("complete", "partial", "wrong", "restating", "off_topic")
+    lines = ["## Grader on the blind set (grading_blind.jsonl, split by question)\n",
+             "| half | answers | Spearman vs human | complete > partial > wrong | misconception named | "
+             "correct accused | " + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
+    for name, r in halves:
+        lines.append(f"| {name} | {r['n']} | {r['spearman']:.3f} | {r['ordering']:.0%} | {r['misconception_named']:.0%} "
+                     f"| {r['correct_accused']:.1%} | " + " | ".join(f"{r['per_kind'].get(k, float('nan')):.1f}"
+                                                          for k in kinds) + " |")
+    return lines + [""]
 
 
 DEFINITIONS = """## Definitions
@@ -232,6 +296,9 @@ Anchored on RAGAS and DeepEval, computed locally (no hosted judge): sentence-lev
 - **context recall**: share of the gold entry's key points that the retrieved contexts support.
 - **refusal precision / recall**: refusals that were out of scope / out-of-scope questions refused.
   The baseline refuses only when its model says it cannot answer.
+- **first citation right** (real questions): the answer's first citation is the labelled entry or one
+  of its alternatives; a refused covered question is a miss. **key-point coverage**: share of the
+  labelled entry's key points the answer states, by `coach.grader.Grader.assess` (credit ≥ 0.5).
 - **retrieval** for the baseline: its top-5 chunks mapped to the bank questions whose sections they
   overlap (a 1000-character chunk may span two), in rank order.
 """

@@ -1,6 +1,10 @@
-"""Retrieval quality on the gold set: hit@1/3/5, MRR and nDCG@5 for dense, BM25 and hybrid search.
+"""Retrieval quality: hit@1/3/5, MRR and nDCG@5 for dense, BM25, hybrid and hybrid + rerank search.
 
-    python -m evals.retrieval [--modes hybrid dense bm25] [--out FILE.json]
+    python -m evals.retrieval [--modes dense bm25 hybrid rerank] [--out FILE.json]
+    python -m evals.retrieval --real      # the real-question dev set: tuning and held-out halves
+
+The gold set is the bank authors' own queries. `--real` scores the covered questions of the dev set
+(coverage full or partial; right = the labelled bank_id or one of its alt_ids), each half on its own.
 """
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GOLD, load_jsonl
+from evals.datasets import GOLD, HALVES, load_jsonl, real_gold, real_uncovered
 from evals.metrics import ranking_scores
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
+MODES = ("dense", "bm25", "hybrid", "rerank")
+LABELS = {"rerank": "hybrid + rerank"}
 
 
 def evaluate(retriever, gold: list[dict], mode: str = "hybrid", k: int = 5, topics: dict | None = None) -> dict:
@@ -65,10 +71,40 @@ def _part_of(qid: str) -> int | None:
     return int(qid[1]) if qid[:1] == "p" and qid[1:2].isdigit() else None
 
 
+def real(retriever, modes=MODES) -> dict[str, list[dict]]:
+    """Per dev-set half, the figures of each mode on its covered questions ({} without the dev set)."""
+    topics = bank_topics()
+    return {half: [evaluate(retriever, rows, mode, topics=topics) for mode in modes]
+            for half in HALVES if (rows := real_gold(half))}
+
+
+def real_summary(retriever, pick=lambda rows: rows) -> dict:
+    """For `python -m evals`: per dev-set half, the default mode's figures on covered questions (right:
+    bank_id or an alt_id), the right entry at rank 1 (the labelled bank_id itself, no alternative), and
+    the refusal decision (covered answered, uncovered refused). {} without the dev set; `pick` samples."""
+    out = {}
+    for half in HALVES:
+        covered, uncovered = pick(real_gold(half)), pick(real_uncovered(half))
+        if not covered:
+            continue
+        result = evaluate(retriever, covered, retriever.mode)
+        threshold = retriever.calibration.threshold
+        firsts = [retriever.search(item["query"], k=1) for item in covered]
+        best_out = [(retriever.search(item["query"], k=1) or [None])[0] for item in uncovered]
+        out[half] = {"covered": len(covered), "uncovered": len(uncovered), "mode": retriever.mode,
+                     **{m: result[m] for m in METRICS},
+                     "right_entry_at_1": round(float(np.mean([bool(hits) and hits[0].metadata.get("qid") == item["expected"][0]
+                                                              for hits, item in zip(firsts, covered, strict=True)])), 4),
+                     "covered_answered": round(float(np.mean([bool(h) and h[0].score >= threshold for h in firsts])), 4),
+                     "uncovered_refused": round(float(np.mean([h is None or h.score < threshold for h in best_out])), 4)
+                     if uncovered else None}
+    return out
+
+
 def table(results: list[dict]) -> str:
     lines = ["| mode | hit@1 | hit@3 | hit@5 | MRR | nDCG@5 | p50 ms |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['mode']} | {r['hit@1']:.3f} | {r['hit@3']:.3f} | {r['hit@5']:.3f} | {r['mrr']:.3f} "
+        lines.append(f"| {LABELS.get(r['mode'], r['mode'])} | {r['hit@1']:.3f} | {r['hit@3']:.3f} | {r['hit@5']:.3f} | {r['mrr']:.3f} "
                      f"| {r['ndcg@5']:.3f} | {r['latency_ms']['p50']:.1f} |")
     return "\n".join(lines)
 
@@ -76,8 +112,9 @@ def table(results: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.retrieval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", nargs="+", default=["dense", "bm25", "hybrid"])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--gold", type=Path, default=GOLD)
+    parser.add_argument("--real", action="store_true", help="the real-question dev set's two halves instead")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -88,14 +125,33 @@ def main(argv=None) -> int:
     retriever = HybridRetriever()
     gold = load_jsonl(args.gold)
     retriever.search(gold[0]["query"])  # load models before timing anything
+    if args.real:
+        return _print_real(retriever, args)
     results = [evaluate(retriever, gold, mode) for mode in args.modes]
     print(f"{len(gold)} gold queries, {retriever.store.count()} chunks, "
           f"embedder {retriever.store.settings.embedder}\n")
     print(table(results))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+    _save(args.out, results)
     return 0
+
+
+def _print_real(retriever, args) -> int:
+    halves = real(retriever, args.modes)
+    if not halves:
+        print("the real-question dev set is absent (../shared/real-questions/dev.jsonl)", file=sys.stderr)
+        return 1
+    for half, results in halves.items():
+        print(f"\n{half} half: {results[0]['n']} covered questions (right: bank_id or an alt_id), "
+              f"{retriever.store.count()} chunks\n")
+        print(table(results))
+    _save(args.out, halves)
+    return 0
+
+
+def _save(path: Path | None, results) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

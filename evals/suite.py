@@ -10,6 +10,8 @@ Sets and what they measure (`--sets` takes these names; default: every one whose
     support_pairs  support_pairs.jsonl: the sentence support check that faithfulness rests on
     attacks        attacks.jsonl + benign_security.jsonl, through evals.guards (issue 7) when present
     grading        grading.jsonl and grading_holdout.jsonl, through evals.grader and coach.grader.Grader (issue 6) when present
+    real_questions the real-question dev set (../shared, when present), tuning and held-out halves apart:
+                   first citation right and key-point coverage of covered questions (evals.answers.real)
 
 Answer metrics (RAGAS / DeepEval definitions, judged locally by coach.support and the embedder):
     faithfulness        share of answer sentences supported by the passages the sentence cites (ours) or,
@@ -37,7 +39,7 @@ from evals import metrics as m
 from evals.datasets import ATTACKS, BENIGN_SECURITY, GOLD, OUT_OF_SCOPE, SETS, load_jsonl
 from evals.retrieval import score, summarize
 
-SET_NAMES = ("retrieval", "out_of_scope", "support_pairs", "attacks", "grading")
+SET_NAMES = ("retrieval", "out_of_scope", "support_pairs", "attacks", "grading", "real_questions")
 # Answer metrics averaged over answered in-scope questions, in the order the report shows them.
 ANSWER_METRICS = ("faithfulness", "citation_precision", "citation_recall", "answer_relevance",
                   "context_precision", "context_recall")
@@ -59,7 +61,10 @@ class Run:
 
 
 def available_sets() -> list[str]:
-    return [name for name in SET_NAMES if (SETS / f"{name}.jsonl").exists()]
+    from evals.datasets import real_questions
+
+    return [name for name in SET_NAMES if (SETS / f"{name}.jsonl").exists()
+            or (name == "real_questions" and real_questions())]
 
 
 def choose_sets(names: list[str] | None) -> list[str]:
@@ -110,6 +115,9 @@ def run(options: Options, progress: bool = True) -> Run:
     outside = sample(load_jsonl(OUT_OF_SCOPE), options.limit) if "out_of_scope" in sets else []
     if gold:
         metrics["retrieval"] = retrieval(answerer.retriever, baseline, gold, bank, progress)
+        from evals.retrieval import real_summary  # the real-question dev set, when ../shared has it
+
+        metrics["real_questions"] = real_summary(answerer.retriever, lambda rows: sample(rows, options.limit))
     if gold or outside:
         records = answers(answerer, baseline, gold, outside, scorer, progress)
         metrics["answers"] = {system: summarize_answers([r for r in records if r["system"] == system])
@@ -121,6 +129,13 @@ def run(options: Options, progress: bool = True) -> Run:
         metrics["guards"] = guards(answerer, options.limit, progress)
     if "grading" in sets:
         metrics["grading"] = grading(answerer, backend, options.limit, progress)
+    if "real_questions" in sets:
+        from evals.answers import real
+
+        result = real(answerer, limit=options.limit, progress=progress)
+        real_figures = metrics.setdefault("real_questions", {})  # beside the retrieval figures, per half
+        for half, figures in result.items():
+            real_figures.setdefault(half, {}).update({k: v for k, v in figures.items() if k != "answers"})
     if options.judge:
         metrics["judge"] = judge(records, progress)
     metrics["meta"]["seconds"] = round(time.time() - started, 1)
@@ -184,6 +199,8 @@ def ours_record(answer, item: dict, scope: str) -> dict:
             "answer": answer.answer, "refused": answer.refused, "blocked": answer.blocked,
             "contexts": [{"text": c["text"], "qids": [c["qid"]]} for c in answer.contexts],
             "cited": {n: {"qid": c["qid"], "text": c["text"]} for n, c in cited.items()},
+            # "See also" pointers name related entries; citation precision counts what supports a claim
+            "see_also": [c["n"] for c in answer.citations if c.get("see_also")],
             "fallback": answer.fallback, "generated": answer.generated_sentences,
             "dropped": answer.dropped_sentences, "error": None, **_times(answer.timings)}
 
@@ -231,7 +248,7 @@ class Scorer:
             supported.append(bool(passages) and self.checker.check(sentence, passages).supported)
         record["faithfulness"] = m.share(supported)
         if record["cited"] is not None:
-            cited_ids = {c["qid"] for c in record["cited"].values()}
+            cited_ids = {c["qid"] for n, c in record["cited"].items() if n not in record.get("see_also", ())}
             record["citation_precision"] = m.set_precision(cited_ids, expected)
             record["citation_recall"] = m.set_recall(cited_ids, expected)
         claim = " ".join(strip_citations(s) for s in sentences)
@@ -310,8 +327,15 @@ def grading(answerer, backend, limit: int, progress: bool) -> dict:
     grader = interview.Grader(retriever=answerer.retriever, backend=backend)
     tuned = _summary(module.evaluate(grader, sample(load_jsonl(module.GRADING), limit), progress=progress))
     # the honest figure: answers to other questions, written blind, that the parameters were not chosen on
-    return {**tuned, "holdout": _summary(module.evaluate(grader, sample(load_jsonl(module.HOLDOUT), limit),
-                                                         progress=progress))}
+    result = {**tuned, "holdout": _summary(module.evaluate(grader, sample(load_jsonl(module.HOLDOUT), limit),
+                                                           progress=progress))}
+    if hasattr(module, "evaluate_blind"):  # the blind set (issue 17): its held-out half is the headline
+        from evals.datasets import grading_blind
+
+        for half in ("tuning", "heldout"):
+            result[f"blind_{half}"] = _summary(module.evaluate_blind(grader, sample(grading_blind(half), limit),
+                                                                      progress=progress))
+    return result
 
 
 def _optional(name: str):

@@ -63,10 +63,32 @@ def chunk_section(source: str, kind: str, section: Section, tokenizer, chunk_tok
     return chunks
 
 
+def question_keys(source: str, kind: str, section: Section) -> list[Chunk]:
+    """A section's retrieval keys: its heading question, then each `asked_as` phrasing.
+
+    Keys are matched against the user's question (dense and BM25) and map to their section; they are
+    never shown, so they go to the store's keys collection, not among the chunks."""
+    qid = section_key(section)
+    header = section.question.strip()
+    base = {"source": source, "kind": kind, "qid": qid, "question": header, "part": section.part,
+            "topic": section.topic, "difficulty": section.difficulty}
+    phrasings = [("question", header)] + [("asked_as", " ".join(text.split())) for text in section.asked_as]
+    keys, seen = [], set()
+    for role, text in phrasings:
+        if not text or text.lower() in seen:
+            continue
+        seen.add(text.lower())
+        meta = {k: v for k, v in {**base, "role": role}.items() if v is not None}
+        meta["content_hash"] = sha1(text + json.dumps(meta, sort_keys=True))
+        keys.append(Chunk(id=sha1(f"{source}\x1f{qid}\x1fkey\x1f{len(keys)}")[:20], text=text, metadata=meta))
+    return keys
+
+
 @lru_cache(maxsize=16)
 def _splitter(tokenizer, budget: int):
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        tokenizer, chunk_size=budget, chunk_overlap=0,
+    # Lengths in word pieces, counted as from_huggingface_tokenizer does, without needing transformers.
+    return RecursiveCharacterTextSplitter(
+        length_function=lambda text: len(tokenizer.tokenize(text)), chunk_size=budget, chunk_overlap=0,
         separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""], keep_separator="end")

@@ -21,6 +21,19 @@ HTML_NOISE = ["script", "style", "noscript", "template", "nav", "header", "foote
               "iframe", "svg", "button", "figure"]
 HTML_NOISE_CLASS = re.compile(r"share|social|comment|related|sidebar|menu|breadcrumb|newsletter|"
                               r"cookie|banner|advert|promo|subscribe|author-bio", re.I)
+# Text a reader never sees must never become a cited answer: an attacker hides instructions or fake
+# facts in display:none, zero-size, transparent or white-on-white elements.
+HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|opacity\s*:\s*0(?:\.0+)?\s*(?:;|$)|"
+                          r"font-size\s*:\s*0(?:\.0+)?(?:px|em|rem|pt|%)?\s*(?:;|$)|"
+                          r"(?:^|;)\s*(?:width|height|max-width|max-height)\s*:\s*0(?:px)?\s*(?:;|$)|"
+                          r"clip\s*:\s*rect\(\s*0|text-indent\s*:\s*-\d{3,}", re.I)
+WHITE = r"(?:#fff(?:fff)?|white|rgba?\(\s*255\s*,\s*255\s*,\s*255)"
+WHITE_TEXT = re.compile(r"(?:^|;)\s*color\s*:\s*" + WHITE, re.I)
+BACKGROUND = re.compile(r"background(?:-color)?\s*:\s*([^;]+)", re.I)
+HIDDEN_CLASS = re.compile(r"^(?:hidden|d-none|sr-only|visually-hidden|screen-reader-text|invisible)$", re.I)
+# Markup that survives as text once entities are decoded ("&lt;img onerror=...&gt;" -> "<img ...>"):
+# it is never content, and shown anywhere it could become a live tag.
+TAG_TEXT = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,500})?/?>")
 
 
 class LoadError(Exception):
@@ -86,7 +99,7 @@ def bank_sections(text: str, source: str) -> list[Section]:
     except BankError as exc:
         raise LoadError(f"malformed question bank entry: {exc}") from None
     return [Section(question=e.question, text=e.answer, number=e.number, part=e.part, topic=e.topic,
-                    difficulty=e.difficulty, qid=e.id) for e in entries]
+                    difficulty=e.difficulty, qid=e.id, asked_as=e.asked_as) for e in entries]
 
 
 def html_text(html: str) -> str:
@@ -96,6 +109,9 @@ def html_text(html: str) -> str:
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(HTML_NOISE):
         tag.decompose()
+    for tag in soup.find_all(_is_hidden):
+        if not tag.decomposed:
+            tag.decompose()
     for tag in soup.find_all(attrs={"class": HTML_NOISE_CLASS}) + soup.find_all(id=HTML_NOISE_CLASS):
         if not tag.decomposed:
             tag.decompose()
@@ -108,14 +124,34 @@ def html_text(html: str) -> str:
     for block in root.find_all(["p", "div", "section", "pre", "blockquote", "tr", "br"]):
         block.insert_before("\n\n")
         block.insert_after("\n\n")
-    text = root.get_text()
+    text = TAG_TEXT.sub("", root.get_text())
     text = "\n".join(re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.split("\n"))
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def _is_hidden(tag) -> bool:
+    """An element the page never shows: hidden attributes, hiding styles, hiding utility classes."""
+    if tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true":
+        return True
+    if tag.name == "input" and str(tag.get("type", "")).lower() == "hidden":
+        return True
+    style = str(tag.get("style", ""))
+    if HIDDEN_STYLE.search(style) or (WHITE_TEXT.search(style) and _on_white(tag)):
+        return True
+    return any(HIDDEN_CLASS.match(name) for name in tag.get("class", []) or [])
+
+
+def _on_white(tag) -> bool:
+    """White text is hidden unless it or an ancestor sets a background that is not white."""
+    for node in [tag, *tag.parents]:
+        found = BACKGROUND.search(str(node.get("style", "")) if hasattr(node, "get") else "")
+        if found:
+            return bool(re.match(WHITE, found.group(1).strip(), re.I))
+    return True
+
+
 def pdf_text(data: bytes) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     if not data.lstrip()[:5] == b"%PDF-":
         raise LoadError("not a PDF: the content does not start with %PDF-")
@@ -124,8 +160,10 @@ def pdf_text(data: bytes) -> str:
         if reader.is_encrypted:
             raise LoadError("the PDF is encrypted")
         pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise LoadError(f"unreadable PDF: {exc}") from None
+    except LoadError:
+        raise
+    except Exception as exc:  # pypdf raises many kinds: limits (compression bombs), malformed streams, recursion
+        raise LoadError(f"unreadable PDF ({type(exc).__name__}): {exc}") from None
     text = "\n\n".join(pages)
     if not text.strip():
         raise LoadError("the PDF has no extractable text (scanned images?)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from coach.config import ROOT, Settings, get_settings
 from coach.embedder import embedder
 from coach.store import Store, open_store
-from ingest.chunking import Chunk, chunk_section, section_hash, section_key
+from ingest.chunking import Chunk, chunk_section, question_keys, section_hash, section_key
 from ingest.loaders import SUPPORTED, LoadError, load_file
 from ingest.sections import Section
 
@@ -37,28 +37,42 @@ class Report:
                 "deleted": self.deleted, "flagged": self.flagged, "errors": self.errors}
 
 
+# Files in the data folder (uploads) are named relative to it when it lies outside the repository, so
+# citations never show a server's absolute paths.
+DATA_PREFIX = "COACH_DATA_DIR/"
+
+
 def source_name(path: Path) -> str:
-    """How a file is named in the index: relative to the repository when inside it.
+    """How a file is named in the index: relative to the repository when inside it, else relative to
+    the data folder when inside that, else its absolute path (a file a user ingested from the shell).
 
     The name is normalised but links are not followed: a link is named as the user sees it."""
     path = Path(os.path.abspath(path))
-    try:
+    if path.is_relative_to(ROOT):
         return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    data_dir = Path(os.path.abspath(get_settings().data_dir))
+    if path.is_relative_to(data_dir):
+        return DATA_PREFIX + str(path.relative_to(data_dir))
+    return str(path)
 
 
 def source_path(source: str) -> Path:
+    if source.startswith(DATA_PREFIX):
+        return get_settings().data_dir / source[len(DATA_PREFIX):]
     return Path(source) if Path(source).is_absolute() else ROOT / source
 
 
 def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progress: bool = True,
-           settings: Settings | None = None, store: Store | None = None) -> Report:
+           settings: Settings | None = None, store: Store | None = None,
+           loaded: dict[Path, tuple[str, list[Section]]] | None = None) -> Report:
+    """Index the files and folders in `paths` (default: the bank). `loaded` holds files already read
+    (an upload is read once to check it, and not again here)."""
     settings = settings or get_settings()
+    loaded = {Path(p).resolve(): value for p, value in (loaded or {}).items()}
     paths = [Path(p) for p in (paths or [settings.corpus_dir])]
     report = Report()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(settings.data_dir / "ingest.lock"):
+    with ingest_lock(settings):
         store = store or open_store(settings)
         if rebuild or store.built_with not in (None, settings.embedder):
             store.reset()
@@ -69,9 +83,10 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         for path in _progress(files, progress and len(files) > 3, "reading", "file"):
             source = source_name(path)
             try:
-                kind, sections = load_file(path, source, settings.max_file_bytes)
-            except LoadError as exc:
-                report.errors.append({"source": source, "error": str(exc)})
+                kind, sections = loaded.get(path.resolve()) or load_file(path, source, settings.max_file_bytes)
+            except Exception as exc:  # one unreadable file is that file's error; the run goes on
+                message = str(exc) if isinstance(exc, LoadError) else f"cannot read it ({type(exc).__name__}: {exc})"
+                report.errors.append({"source": source, "error": message})
                 failed_sources.add(source)  # its chunks already in the index are kept, not lost
                 continue
             report.files += 1
@@ -88,7 +103,8 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         if stale:
             store.delete(stale)
             report.deleted += len(stale)
-        store.sync_bm25()
+        _write_keys(store, wanted)
+        store.sync_bm25()  # also prunes the keys of sections that are gone
     return report
 
 
@@ -210,6 +226,23 @@ def _write(store: Store, chunks: list[Chunk], progress: bool) -> None:
         bar.close()
 
 
+def _write_keys(store: Store, wanted: dict) -> None:
+    """Bring the question keys of the sections read in this run up to date (after their chunks, so a
+    key never points at a section that is not indexed yet): new or changed keys are embedded, keys a
+    section no longer has are deleted. Keys of sections that are gone are pruned by `sync_bm25`."""
+    keys = [key for (source, _), (kind, section) in wanted.items() for key in question_keys(source, kind, section)]
+    existing = store.key_metadatas()
+    todo = [key for key in keys if existing.get(key.id, {}).get("content_hash") != key.metadata["content_hash"]]
+    wanted_ids = {key.id for key in keys}
+    extra = [key_id for key_id, m in existing.items()
+             if (m.get("source"), m.get("qid")) in wanted and key_id not in wanted_ids]
+    for start in range(0, len(todo), EMBED_BATCH * 4):
+        batch = todo[start:start + EMBED_BATCH * 4]
+        store.upsert_keys([k.id for k in batch], [k.text for k in batch], [k.metadata for k in batch])
+    if extra:
+        store.delete_keys(extra)
+
+
 def _progress(items, enabled: bool, desc: str, unit: str, total: int | None = None):
     if not enabled:
         return items
@@ -218,9 +251,15 @@ def _progress(items, enabled: bool, desc: str, unit: str, total: int | None = No
     return tqdm(items, total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
+def ingest_lock(settings: Settings | None = None):
+    """One change to the index at a time per data folder (ingest, upload, deletion; app or CLI)."""
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return _exclusive(settings.data_dir / "ingest.lock")
+
+
 @contextmanager
 def _exclusive(lock_path: Path):
-    """One ingest at a time per data folder (the app and a CLI run may both try)."""
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

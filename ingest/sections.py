@@ -10,9 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# A heading or question title is a short line: longer lines are never read as one, and every pattern
+# below matches in time linear in the line (an upload of "# a" + 2,500 spaces + "x" once took a minute
+# in a backtracking pattern, holding the GIL and so the whole server).
+MAX_TITLE_LINE = 300
 # An unindented "21. What is …?" line (indented "1. step" lines are list items inside an answer).
-NUMBERED = re.compile(r"^(?:#{1,6}\s+)?(\d{1,3})[.)]\s+(\S.{2,200}?)\s*$")
-HEADING = re.compile(r"^(#{1,6})\s+(\S.*?)\s*#*\s*$")
+NUMBERED = re.compile(r"^(?:#{1,6}[ \t]+)?(\d{1,3})[.)][ \t]+(\S.{2,200})$")
+HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*)$")
 QUESTION_START = re.compile(r"^(what|why|how|when|which|who|explain|describe|compare|define|"
                             r"can|does|do|is|are|should|name|list|give)\b", re.I)
 PART = re.compile(r"\bpart\s*[-–:#]?\s*(\d{1,2})\b", re.I)
@@ -40,6 +44,7 @@ class Section:
     topic: str | None = None
     difficulty: str | None = None
     qid: str | None = None  # stable key within its source; derived when not given
+    asked_as: tuple[str, ...] = ()  # other ways the question is asked (bank entries): retrieval keys only
 
 
 def split_sections(text: str, fallback_title: str) -> list[Section]:
@@ -49,7 +54,8 @@ def split_sections(text: str, fallback_title: str) -> list[Section]:
     numbered = _numbered_questions(lines)
     if numbered:
         return _cut(lines, numbered, part)
-    headings = [(i, m.group(2)) for i, line in enumerate(lines) if (m := HEADING.match(line))]
+    headings = [(i, heading_title(m)) for i, line in enumerate(lines)
+                if len(line) <= MAX_TITLE_LINE and (m := HEADING.match(line))]
     if headings:
         sections = _cut(lines, [(i, None, title) for i, title in headings], part)
         preamble = _clean("\n".join(lines[:headings[0][0]]))
@@ -60,10 +66,15 @@ def split_sections(text: str, fallback_title: str) -> list[Section]:
     return [Section(question=fallback_title, text=body, part=part)] if body else []
 
 
+def heading_title(match: re.Match) -> str:
+    """The title of a markdown heading, without the closing #s some writers add ("## Title ##")."""
+    return match.group(2).rstrip().rstrip("#").rstrip() or match.group(2).strip()
+
+
 def _numbered_questions(lines: list[str]) -> list[tuple[int, int, str]]:
     found = []
     for i, line in enumerate(lines):
-        if line[:1].isspace() or not (m := NUMBERED.match(line)):
+        if line[:1].isspace() or len(line) > MAX_TITLE_LINE or not (m := NUMBERED.match(line)):
             continue
         title = m.group(2).strip()
         if title.endswith("?") or QUESTION_START.match(title):

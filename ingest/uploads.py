@@ -6,6 +6,7 @@ same loader ingest uses), under a sanitised name, so a bad upload changes nothin
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from coach.config import Settings, get_settings
 from ingest.loaders import SUPPORTED, LoadError, load_file
-from ingest.pipeline import ingest, source_name
+from ingest.pipeline import ingest, ingest_lock, source_name, source_path
 
 
 def uploads_dir(settings: Settings | None = None) -> Path:
@@ -22,11 +23,19 @@ def uploads_dir(settings: Settings | None = None) -> Path:
 
 
 def safe_name(name: str) -> str:
-    """A plain file name: no folders, no leading dots, only letters, digits, '.', '-' and '_'."""
-    name = unicodedata.normalize("NFKC", Path(str(name).replace("\\", "/")).name)
-    stem, suffix = os.path.splitext(name)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_")[:80] or "upload"
-    return stem + re.sub(r"[^A-Za-z0-9.]", "", suffix.lower())[:10]
+    """A plain file name: no folders, no leading dots, only letters, digits, '.', '-' and '_'.
+
+    Two different names never map to the same file: when cleaning changes a name ("cutmix notes.md"),
+    a short hash of the original is added ("cutmix-notes-3f2a9c.md"), so it cannot overwrite the
+    upload that really is called "cutmix-notes.md". The same original always gives the same name, so
+    uploading a file again updates it."""
+    original = unicodedata.normalize("NFKC", Path(str(name).replace("\\", "/")).name)
+    stem, suffix = os.path.splitext(original)
+    clean_stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-_")[:80] or "upload"
+    clean_suffix = re.sub(r"[^A-Za-z0-9.]", "", suffix.lower())[:10]
+    if clean_stem + clean_suffix != original:
+        clean_stem += "-" + hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return clean_stem + clean_suffix
 
 
 def add(path: str | Path, original_name: str | None = None, settings: Settings | None = None) -> dict:
@@ -46,13 +55,14 @@ def add(path: str | Path, original_name: str | None = None, settings: Settings |
         if size > settings.max_file_bytes:
             raise LoadError(f"file is {size / 2**20:.1f} MB, over the {settings.max_file_bytes / 2**20:.0f} MB limit")
         shutil.copyfile(path, staged)
-        load_file(staged, name, settings.max_file_bytes)  # reads it exactly as ingest will
-    except (LoadError, OSError) as exc:
+        loaded = load_file(staged, name, settings.max_file_bytes)  # read once, exactly as ingest reads it
+    except Exception as exc:  # any failure to read is this file's error, and leaves nothing behind
         staged.unlink(missing_ok=True)
-        return {"file": name, "status": "error", "detail": str(exc)}
+        detail = str(exc) if isinstance(exc, LoadError | OSError) else f"cannot read it ({type(exc).__name__})"
+        return {"file": name, "status": "error", "detail": detail}
     target = folder / name
     os.replace(staged, target)
-    report = ingest([target], progress=False, settings=settings)
+    report = ingest([target], progress=False, settings=settings, loaded={target: loaded})
     if report.errors:
         return {"file": name, "status": "error", "detail": "; ".join(e["error"] for e in report.errors)}
     if report.updated or report.deleted:
@@ -86,20 +96,33 @@ def flagged(store) -> list[dict]:
     return sorted(rows, key=lambda row: (row["source"], row["question"] or ""))
 
 
+def is_upload(source: str, settings: Settings | None = None) -> bool:
+    """Whether an indexed source is a file uploaded in the app (the bank and shell-ingested files are not)."""
+    settings = settings or get_settings()
+    try:
+        source_path(source).resolve().relative_to(uploads_dir(settings).resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
 def delete(source: str, settings: Settings | None = None) -> int:
-    """Remove a source from the index, and its file if it was uploaded; returns the chunks removed."""
+    """Remove an uploaded source from the index and its file; returns the chunks removed. Anything that
+    is not an upload (the bank above all) is refused with a ValueError."""
     from coach.store import open_store
 
     settings = settings or get_settings()
+    if not is_upload(source, settings):
+        raise ValueError(f"{source!r} is not an uploaded file; only uploads can be deleted from the app")
     store = open_store(settings)
-    ids = [cid for cid, meta in store.metadatas().items() if meta.get("source") == source]
-    if ids:
-        store.delete(ids)
-        store.sync_bm25()
-    folder = uploads_dir(settings)
-    for path in folder.glob("*"):
-        if source_name(path) == source:
-            path.unlink()
+    with ingest_lock(settings):  # Chroma and BM25 change together, never beside a running ingest
+        ids = [cid for cid, meta in store.metadatas().items() if meta.get("source") == source]
+        if ids:
+            store.delete(ids)
+            store.sync_bm25()
+        for path in uploads_dir(settings).glob("*"):
+            if path.is_file() and source_name(path) == source:
+                path.unlink()
     return len(ids)
 
 

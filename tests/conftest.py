@@ -46,6 +46,23 @@ def retriever(corpus_index):
     return HybridRetriever(store=corpus_index)
 
 
+@pytest.fixture(scope="session")
+def bank():
+    """The bank's entries by id, as loaded from corpus/."""
+    from coach.bank import load_bank
+    from coach.config import get_settings
+
+    return {entry.id: entry for entry in load_bank(get_settings().corpus_dir)}
+
+
+@pytest.fixture(scope="session")
+def embeddings():
+    """The shared MiniLM embedder (cached vectors), without building an index."""
+    from coach.embedder import embedder
+
+    return embedder()
+
+
 @pytest.fixture
 def fresh_settings(tmp_path, monkeypatch):
     """Settings pointing at an empty data folder of the test's own."""
@@ -83,11 +100,18 @@ def llama_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def served_app(corpus_index, tmp_path_factory):
-    """`python app.py serve` on 127.0.0.1 with the default (llamacpp) backend; stopped after the tests."""
+    """`python app.py serve` on 127.0.0.1 with the default (llamacpp) backend; stopped after the tests.
+
+    The server gets a copy of the session's index, not the folder itself: its uploads and deletes would
+    otherwise change the Chroma files under the session's own client, whose vector segment then no
+    longer knows those ids ("Error finding id" in every later test that reads embeddings)."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("app") / "serve.log", "w+b")  # noqa: SIM115 (open while the server lives)
+    folder = tmp_path_factory.mktemp("app")
+    shutil.copytree(os.environ["COACH_DATA_DIR"], folder / "data")
+    log = open(folder / "serve.log", "w+b")  # noqa: SIM115 (open while the server lives)
     proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "COACH_LLM": "llamacpp"}, stdout=log, stderr=subprocess.STDOUT)
+                            env={**os.environ, "COACH_LLM": "llamacpp", "COACH_DATA_DIR": str(folder / "data")},
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     wait_until_up(proc, url, log, "app.py serve", 180)
     yield url

@@ -60,15 +60,15 @@ def test_empty_and_overlong_questions_are_blocked_politely(extractive, question,
 
 def test_refuses_out_of_scope_and_answers_in_scope(extractive):
     """The calibrated threshold on the sets it was fitted on: most off-topic questions refused with
-    suggestions, most bank questions answered, every answer grounded."""
+    suggestions, most bank questions answered (the whole gold set: a sample of 30 moves the share by
+    3 points a question), every answer of a sample grounded."""
     out_of_scope = load_set("out_of_scope.jsonl")
     refused = [extractive.ask(row["query"]) for row in out_of_scope]
     assert sum(a.refused for a in refused) / len(refused) >= 0.9
     assert all(a.suggestions and not a.citations for a in refused if a.refused)
-    in_scope = random.Random(4).sample(load_set("retrieval.jsonl"), 30)
-    answers = [extractive.ask(row["query"]) for row in in_scope]
+    answers = [extractive.ask(row["query"]) for row in load_set("retrieval.jsonl")]
     assert sum(not a.refused for a in answers) / len(answers) >= 0.9
-    for answer in answers:
+    for answer in random.Random(4).sample(answers, 30):
         if not answer.refused:
             assert_grounded(answer.as_json())
 

@@ -83,7 +83,13 @@ running median of its channel, so that the uploaded file can be found by a word 
 def test_upload_files_see_them_listed_and_searchable_then_delete(browser, served_app, tmp_path):
     from gradio_client import Client
 
+    from ingest.uploads import safe_name
+
     good, fake = tmp_path / "quokka notes.md", tmp_path / "slides.pdf"
+    # the space is cleaned away, so the stored name carries a short hash of the original (issue 15: a
+    # different upload really called "quokka-notes.md" must not overwrite it); still readable
+    stored = safe_name(good.name)
+    assert re.fullmatch(r"quokka-notes-[0-9a-f]{6}\.md", stored), stored
     good.write_text(UPLOAD)
     fake.write_text("this is not a PDF at all")
     page = open_app(browser, served_app, viewport={"width": 1280, "height": 900})
@@ -92,17 +98,19 @@ def test_upload_files_see_them_listed_and_searchable_then_delete(browser, served
     page.locator("#add-files").click()
     wait_for_text(page, "#upload-results", "not a PDF", 120)
     text = page.locator("#upload-results").inner_text()
-    assert "quokka-notes.md" in text and "added" in text and "error" in text, text
-    wait_for_text(page, "#sources-table", "uploads/quokka-notes.md", 30)
+    assert stored in text and "added" in text and "error" in text, text
+    wait_for_text(page, "#sources-table", f"uploads/{stored}", 30)
     assert "slides.pdf" not in page.locator("#sources-table").inner_text()
     page.screenshot(path=str(ARTIFACTS / "library-upload.png"), full_page=True)
 
     hits = Client(served_app, verbose=False).predict("quokka normalization running median", api_name="/search")
-    assert hits["results"][0]["source"].endswith("uploads/quokka-notes.md")
+    assert hits["results"][0]["source"].endswith(f"uploads/{stored}")
 
     page.locator("#delete-choice input").fill("quokka")
-    page.get_by_role("option", name=re.compile("quokka-notes.md")).click()
+    page.get_by_role("option", name=re.compile(re.escape(stored))).click()
     page.locator("#delete-source").click()
+    wait_for_text(page, "#library-status", "cannot be undone", 30)  # the first press only asks
+    page.locator("#delete-confirm").click()
     wait_for_text(page, "#library-status", "Removed", 60)
     assert "quokka" not in page.locator("#sources-table").inner_text()
     hits = Client(served_app, verbose=False).predict("quokka normalization running median", api_name="/search")

@@ -54,3 +54,72 @@ def test_interview_tab_runs_a_session_to_the_scorecard(browser, served_app):
 
     doc = Client(served_app, verbose=False).predict(question, "I have no idea.", api_name="/grade")
     assert set(GRADE_KEYS) <= set(doc) and doc["matched_question"] == question and doc["score"] <= 1.0
+
+
+def _start(page, n: int, time_limit: int = 0) -> None:
+    page.get_by_role("tab", name="Interview").click()
+    page.locator("#iv-n input[type=number]").fill(str(n))
+    page.locator("#iv-n input[type=number]").press("Enter")
+    page.locator("#iv-time-limit input").fill(str(time_limit))
+    page.locator("#iv-time-limit input").press("Tab")
+    page.locator("#iv-start").click()
+    wait_for_text(page, "#iv-question", f"Question 1 / {n}", 60)
+
+
+def test_hints_timer_follow_ups_reveal_and_progress_in_the_browser(browser, served_app):
+    """One timed session: two hints (each costs a point), a partial answer with its time taken, two
+    follow-up turns, then "I don't know" reveals the model answer; the scorecard lists time and hints,
+    and the progress view draws mastery, the review queue and the activity calendar."""
+    from coach.bank import load_bank
+    from coach.interviewer import hint_ladder
+
+    bank = {e.question: e for e in load_bank(ROOT / "corpus")}
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = open_app(browser, served_app, viewport={"width": 1280, "height": 1200})
+    _start(page, 2, time_limit=600)
+    wait_for_text(page, "#iv-timer", "left", 30)  # the countdown ticks
+    entry = bank[page.locator("#iv-question h3").inner_text().strip()]
+
+    # the hints are a numbered (markdown) list: innerText drops the "1." markers, so count the items
+    ladder = hint_ladder(entry, range(len(entry.key_points)))
+    for taken in (1, 2):
+        page.locator("#iv-hint").click()
+        page.locator(f"#iv-hints li:nth-of-type({taken})").wait_for(timeout=30000)
+    hints = [li.strip() for li in page.locator("#iv-hints li").all_inner_texts()]
+    assert hints == ladder[:2], (hints, page.locator("#iv-status, #iv-hints").all_inner_texts())
+    assert "costs 1.0 points" in page.locator("#iv-hints").inner_text()
+
+    page.locator("#iv-answer textarea").fill(f"In short, {entry.key_points[0]}.")
+    page.locator("#iv-submit").click()
+    wait_for_text(page, "#iv-feedback", "/ 10", 120)
+    assert "Time taken" in page.locator("#iv-timer").inner_text()
+    page.locator("#iv-followup-box").wait_for(state="visible", timeout=30000)
+    page.locator("#iv-followup-answer textarea").fill(f"Also, {entry.key_points[1]}.")
+    page.locator("#iv-followup-submit").click()
+    wait_for_text(page, "#iv-followup-feedback", "Follow-up 1", 120)
+    assert "recovered" in page.locator("#iv-followup-feedback").inner_text()
+    page.locator("#iv-followup-answer textarea").fill("I am not sure.")
+    page.locator("#iv-followup-submit").click()
+    wait_for_text(page, "#iv-followup-feedback", "Follow-up 2", 120)
+    page.screenshot(path=str(ARTIFACTS / "interview-followups.png"), full_page=True)
+
+    page.locator("#iv-next").click()
+    wait_for_text(page, "#iv-question", "Question 2 / 2", 60)
+    revealed = bank[page.locator("#iv-question h3").inner_text().strip()]
+    page.locator("#iv-reveal").click()
+    wait_for_text(page, "#iv-feedback", "Revealed", 60)
+    assert revealed.answer.split("\n")[0][:40] in page.locator("#iv-feedback").inner_text()
+    page.locator("#iv-next").click()
+    wait_for_text(page, "#iv-scorecard", "Scorecard", 60)
+    card = page.locator("#iv-scorecard").inner_text()
+    assert "revealed" in card and " s" in card and "hints" in card
+    cells = [c.strip() for c in next(line for line in card.splitlines() if entry.question in line and "\t" in line).split("\t")]
+    assert re.fullmatch(r"(\d+ min )?\d+ s", cells[3]) and cells[4] == "2" and cells[5] == "2", cells
+
+    page.locator("#iv-progress-box").get_by_text("Progress across sessions").click()
+    page.locator("#iv-progress-refresh").click()
+    wait_for_text(page, "#iv-queue", "Box 1", 60)
+    assert revealed.question in page.locator("#iv-queue").inner_text()
+    wait_for_text(page, "#iv-calendar", "answers since", 30)
+    page.locator("#iv-mastery img, #iv-mastery svg, #iv-mastery canvas").first.wait_for(timeout=30000)
+    page.screenshot(path=str(ARTIFACTS / "interview-progress.png"), full_page=True)

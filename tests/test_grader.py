@@ -62,7 +62,10 @@ def test_grade_json_keeps_the_contract(grader, bank):
         assert isinstance(doc[key], kind), (key, doc[key])
     assert doc["matched_question"] == entry.question and 0 <= doc["score"] <= 10
     assert set(doc["covered"]) | set(doc["missing"]) == set(entry.key_points)
-    assert doc["citations"] and all(set(c) == set(CITATION_KEYS) for c in doc["citations"])
+    # The contract's citation fields, each of its type; more are allowed (issue 20 added `evidence`).
+    assert doc["citations"]
+    for c in doc["citations"]:
+        assert set(CITATION_KEYS) <= set(c) and all(isinstance(c[k], t) for k, t in CITATION_KEYS.items()), c
     assert doc["citations"][0]["question"] == entry.question and "[1]" in doc["feedback"]
 
 
@@ -106,10 +109,55 @@ def test_a_negated_key_point_is_not_covered(grader, bank):
     right = grader.grade_entry(entry, "XOR is not linearly separable, so a single perceptron cannot represent it.")
     wrong = grader.grade_entry(entry, "XOR is linearly separable, so a single perceptron can represent it.")
     assert point in right.covered and point in wrong.missing
-    assert wrong.score < right.score and wrong.sentence_counts["contradicting"] == 1
+    assert wrong.score < right.score and wrong.sentence_counts["mistaken"] == 1
+    assert [m.right for m in wrong.mistakes] == [point] and not right.mistakes
 
 
-def test_llm_judge_only_for_a_capable_backend_and_never_without_evidence(retriever, bank, llama_server):
+def test_a_stated_misconception_is_named_with_its_correction(grader, bank):
+    """A sentence that states one of the entry's misconceptions in other words earns nothing, lowers the
+    score, and the feedback names the mistake and the bank's correction, citing the model answer."""
+    entry = bank["p2-beam-search"]
+    misconception = next(m for m in entry.misconceptions if "open-ended" in m.wrong)
+    good = ("Beam search keeps the k best partial sequences by their total log-probability at each step, "
+            "where greedy decoding keeps only one.")
+    mistaken = good + " It is the decoder I would always pick for open-ended chat and for writing stories."
+    clean, accused = grader.grade_entry(entry, good), grader.grade_entry(entry, mistaken)
+    assert not clean.mistakes and accused.mistakes, accused.feedback
+    assert accused.mistakes[0].wrong == misconception.wrong and accused.mistakes[0].right == misconception.right
+    assert misconception.right.rstrip(".") in accused.feedback and "[1]" in accused.feedback
+    assert accused.score < clean.score
+
+
+def test_restating_the_question_earns_nothing(grader, bank):
+    """Credit comes only from what an answer adds to the question's own words."""
+    for qid, restated in (("p2-beam-search", "Beam search works by searching with a beam. You would not use "
+                                             "beam search when a beam search is not what you would use."),
+                          ("p4-lora", "LoRA works the way LoRA works: it is low-rank adaptation, which adapts "
+                                      "with low rank.")):
+        grade = grader.grade_entry(bank[qid], restated)
+        assert grade.score <= 1.0 and not grade.covered, (qid, grade.score, grade.covered)
+
+
+def test_a_follow_up_is_graded_on_the_points_it_probes(grader, bank):
+    entry = bank["p1-dropout-ensemble"]
+    probed = [2, 3]
+    answer = " ".join(f"In short, {entry.key_points[i]}." for i in probed)
+    grade = grader.grade_entry(entry, answer, points=probed)
+    assert set(grade.covered) | set(grade.missing) == {entry.key_points[i] for i in probed}
+    assert grade.covered and grade.score > grader.grade_entry(entry, answer).score
+
+
+def test_judge_quotes_must_be_in_the_answer():
+    from coach.grader import judge_quotes
+
+    answer = "LoRA freezes the pretrained weights and learns a low-rank update of each matrix."
+    reply = '1: "freezes the pretrained weights"\n2: "merges the update at inference time"\n3: "low"'
+    assert judge_quotes(reply, answer) == {1: "freezes the pretrained weights"}
+    assert judge_quotes("covered: none", answer) == {}
+    assert judge_quotes("I think points 1 and 2.", answer) is None
+
+
+def test_llm_judge_only_for_a_capable_backend_and_never_without_a_quote(retriever, bank, llama_server):
     from coach.grader import Grader
     from coach.llm import ExtractiveBackend, OpenAIBackend
 
@@ -119,11 +167,12 @@ def test_llm_judge_only_for_a_capable_backend_and_never_without_evidence(retriev
     assert plain.judge == "key points" and all(p.judged is None for p in plain.points)
     judged = Grader(retriever=retriever, backend=OpenAIBackend(llama_server, "smollm2", None)).grade_entry(
         entry, answer)
-    unevidenced = {p.point for p in plain.points if p.credit == 0}
-    assert unevidenced, "the answer leaves some key points without any evidence"
-    assert all(p.credit == 0 for p in judged.points if p.point in unevidenced)
     if judged.judge != "key points":  # the small served model may not answer in the asked format
         assert "openai" in judged.judge and all(p.judged is not None for p in judged.points)
+    flat = " ".join(answer.lower().split())
+    for p in judged.points:  # a point the judge credits carries the answer's own words as its evidence
+        if p.judged:
+            assert " ".join(p.evidence.lower().split()) in flat, p
 
 
 def test_question_outside_the_bank_is_not_graded(grader):
@@ -147,33 +196,37 @@ def test_overlong_answer_is_refused_with_a_reason(grader, bank):
         grader.grade_entry(bank["p4-lora"], "word " * 3000)
 
 
-def test_grading_set_floors(grader):
-    """The hand-written grading set the parameters were chosen on: floors a few points under the figures
-    in evals/README.md."""
-    from evals.datasets import load_jsonl
-    from evals.grader import GRADING, evaluate
-
-    rows = load_jsonl(GRADING)
-    assert len(rows) >= 40 and {"full", "partial", "wrong", "off-topic", "paraphrase", "stuffed", "empty"} <= {
-        r["kind"] for r in rows}
-    result = evaluate(grader, rows)
-    assert result["spearman"] >= 0.75 and result["ordering"] >= 0.65, result
-    assert result["per_kind"]["stuffed"] < result["per_kind"]["partial"] < result["per_kind"]["full"]
-
-
-def test_held_out_answers_in_other_words_score_high_and_junk_near_zero(grader):
-    """The issue's promises, on answers written blind to other bank questions (never tuned on): a complete
-    answer in other words scores high, empty / nonsense / off-topic near 0, keyword stuffing low."""
+def test_older_grading_sets_floors(grader):
+    """The two older hand-written sets (not what the grader is fitted on any more): floors a little under
+    the figures in evals/README.md, so a regression shows."""
     from evals.datasets import load_jsonl
     from evals.grader import GRADING, HOLDOUT, evaluate
 
-    rows = load_jsonl(HOLDOUT)
-    assert not {r["qid"] for r in rows} & {r["qid"] for r in load_jsonl(GRADING)}, "the sets share questions"
-    result = evaluate(grader, rows)
+    assert not {r["qid"] for r in load_jsonl(HOLDOUT)} & {r["qid"] for r in load_jsonl(GRADING)}, "sets share questions"
+    tuned, held = evaluate(grader, load_jsonl(GRADING)), evaluate(grader, load_jsonl(HOLDOUT))
+    assert tuned["spearman"] >= 0.70 and held["spearman"] >= 0.50, (tuned, held)
+    # good > partial > poor triples: 34.9% / 41.8% with issue 17's grader (its partials often score 0, tied
+    # with the poor answers); 18.6% on the tuning set when final lost issue 17's credit floor.
+    assert tuned["ordering"] >= 0.30 and held["ordering"] >= 0.35, (tuned, held)
+    for kinds in (tuned["per_kind"], held["per_kind"]):
+        assert kinds["full"] >= 8.0 and max(kinds["off-topic"], kinds["empty"], kinds["stuffed"]) <= 1.0, kinds
+        assert kinds["partial"] < kinds["paraphrase"] < kinds["full"], kinds
+
+
+def test_blind_held_out_half(grader):
+    """The blind set's held-out half (questions never tuned on; evals/datasets.py splits by question):
+    floors a little under the figures in evals/README.md."""
+    from evals.datasets import grading_blind
+    from evals.grader import evaluate_blind
+
+    tuning, heldout = grading_blind("tuning"), grading_blind("heldout")
+    assert not {r["qid"] for r in tuning} & {r["qid"] for r in heldout} and len(tuning) + len(heldout) == 308
+    result = evaluate_blind(grader, heldout)
     kinds = result["per_kind"]
-    assert kinds["paraphrase"] >= 6.0 and kinds["full"] >= 8.0, kinds
-    assert max(kinds["off-topic"], kinds["empty"], kinds["nonsense"]) <= 1.5 and kinds["stuffed"] <= 2.5, kinds
-    assert kinds["partial"] < kinds["paraphrase"] and result["spearman"] >= 0.5, result
+    assert result["spearman"] >= 0.82 and result["ordering"] >= 0.8, result
+    assert kinds["complete"] >= 7.5 and 2.0 <= kinds["partial"] <= 6.0 and kinds["wrong"] <= 2.0, kinds
+    assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
+    assert result["misconception_named"] >= 0.6 and result["correct_accused"] <= 0.1, result
 
 
 # --- sessions --------------------------------------------------------------------------------------
@@ -188,6 +241,17 @@ def test_no_repeats_and_filters_apply(engine, bank):
     hard = engine.start(difficulty="hard", topic="attention", n=3)
     assert all(bank[q].difficulty == "hard" and bank[q].topic == "attention"
                for q in engine.session(hard)["plan"])
+
+
+def test_a_session_on_given_entries_asks_exactly_those(engine, bank):
+    """The chat's "Quiz me on this": the cited entries in order, repeats and non-bank ids left out."""
+    from coach.interviewer import SessionError
+
+    wanted = [e.id for e in list(bank.values())[:3]]
+    session = engine.start(qids=[wanted[1], "uploads/notes.md#3", wanted[0], wanted[1], wanted[2]], n=2)
+    assert engine.session(session)["plan"] == [wanted[1], wanted[0]]
+    with pytest.raises(SessionError, match="bank question"):
+        engine.start(qids=["uploads/notes.md#3"], n=1)
 
 
 def test_each_answer_is_committed_and_a_new_engine_resumes(engine, grader, bank):
@@ -236,7 +300,8 @@ def test_review_brings_weak_items_back_first(engine, bank):
 def test_scorecard_and_markdown_export(engine, bank):
     session = engine.start(topic="dropout", n=2, seed=2)
     entry = engine.current(session)
-    engine.answer(session, entry.answer)
+    # One key point: a complete answer (the model answer) leaves nothing to follow up on.
+    assert engine.answer(session, sentences_of(entry, 1)).grade["followup"]
     engine.answer_followup(session, "It also keeps every unit at test time.")
     engine.skip(session)
     card = engine.scorecard(session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -219,12 +220,21 @@ def test_a_model_repeating_its_prompt_never_shows_it(retriever):
     assert "interview coach for deep learning" not in " ".join(re.findall(r"\w+", answer.answer.lower()))
 
 
-def test_a_dictated_string_from_an_ingested_document_never_reaches_the_answer(retriever):
+def test_a_dictated_string_from_an_ingested_document_never_reaches_the_answer(fresh_settings):
+    """A hijacked model writes the string an ingested document dictates: the output guard stops it and
+    the answer is composed from the passages. The document is the only thing in this index, under its
+    question as a heading, so it surely is a passage the model reads: beside the 332-entry bank, the
+    bank's own entry on the topic outranks a one-question note and the attack never reaches the model,
+    which would leave this guard untested (the red-team eval measures that realistic setting)."""
     from coach.answer import Answerer
+    from coach.retrieval import HybridRetriever
+    from coach.store import open_store
     from evals.guards import _ask_with_document
 
     row = next(r for r in load_set("attacks.jsonl") if r["category"] == "indirect" and r["dictated"])
+    row = {**row, "document": f"## {row['question']}\n\n{row['document']}"}
     backend = FixedBackend(f"{row['dictated']} is the answer")
+    retriever = HybridRetriever(store=open_store(fresh_settings))
     answer = _ask_with_document(Answerer(retriever=retriever, backend=backend), row)
     assert row["dictated"].lower() not in answer.answer.lower()
     assert "dictated" in answer.fallback and not answer.blocked and answer.citations
@@ -252,11 +262,16 @@ def test_chat_rate_limit_blocks_the_session_with_a_clear_message(retriever):
     from web.chat import rate_limited
 
     answerer = Answerer(retriever=retriever, backend=ExtractiveBackend())
-    me, other = gr.Request(session_hash="test-session-me"), gr.Request(session_hash="test-session-other")
+    # Anonymous (loopback, no accounts): the limit follows the client address, not the session hash a
+    # client chooses, so a new session does not reset it.
+    me = gr.Request(session_hash="test-session-me", client=SimpleNamespace(host="192.0.2.1"))
+    me_again = gr.Request(session_hash="a-new-session", client=SimpleNamespace(host="192.0.2.1"))
+    other = gr.Request(session_hash="test-session-other", client=SimpleNamespace(host="192.0.2.2"))
     per_minute = get_settings().questions_per_minute
     assert all(rate_limited(answerer, "q", me) is None for _ in range(per_minute))
     limited = rate_limited(answerer, "q", me)
     assert limited.blocked and limited.guard == "rate_limit" and "wait" in limited.answer
+    assert rate_limited(answerer, "q", me_again) is not None
     assert rate_limited(answerer, "q", other) is None
     assert "Blocked" in chat_markdown(limited)
     # The chat handler must receive the session (Gradio injects it by type hint), or all would share one.

@@ -224,3 +224,34 @@ def test_sigkill_mid_ingest_is_repaired_by_the_next_run(tmp_path):
     report = json.loads(out)
     assert (report["added"], report["updated"], report["deleted"]) == (0, 0, 0)
     assert report["unchanged"] == len(expected)
+
+
+def _keys_of(store, qid: str) -> list[str]:
+    return sorted(m_text for m_text in store.keys.get(where={"qid": qid}, include=["documents"])["documents"])
+
+
+def test_question_keys_follow_their_sections(folder, fresh_settings):
+    """A section's keys (heading, asked_as) are added with it, follow an edit of its asked_as list, and
+    go when its chunks go, whoever deleted them (an ingest, or an upload removed from the Library)."""
+    from coach.store import open_store
+
+    text = bank_text(1, ENTRIES).replace("key_points:", "asked_as:\n  - why randomly silence units?\n"
+                                         "  - dropout in one line\nkey_points:", 1)
+    (folder / "bank.md").write_text(text)
+    run([folder], fresh_settings)
+    store = open_store(fresh_settings)
+    assert _keys_of(store, "t-dropout") == sorted([ENTRIES[0][2], "why randomly silence units?", "dropout in one line"])
+    assert _keys_of(store, "t-adam") == [ENTRIES[1][2]]
+    assert set(store.key_bm25().ids) == set(store.key_metadatas())
+
+    (folder / "bank.md").write_text(text.replace("  - dropout in one line\n", ""))
+    run([folder], fresh_settings)
+    assert _keys_of(store, "t-dropout") == sorted([ENTRIES[0][2], "why randomly silence units?"])
+    assert store.key_bm25().search("silence units", 5)[0][0] in store.key_metadatas()
+
+    (folder / "bank.md").write_text(bank_text(1, ENTRIES[1:]))
+    run([folder], fresh_settings)
+    assert _keys_of(store, "t-dropout") == []
+    store.delete(store.collection.get(where={"qid": "t-adam"})["ids"])
+    store.sync_bm25()
+    assert _keys_of(store, "t-adam") == [] and set(store.key_bm25().ids) == set(store.key_metadatas())

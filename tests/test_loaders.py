@@ -156,10 +156,17 @@ def test_malformed_bank_entry_names_file_and_line(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("name, expected", [("../../etc/passwd.md", "passwd.md"), ("..\\..\\boot.ini.txt", "boot.ini.txt"),
-                                            (".hidden.md", "hidden.md"), ("my notes (v2).PDF", "my-notes-v2.pdf"),
-                                            ("", "upload"), ("résumé.md", "r-sum.md")])
-def test_upload_names_are_sanitised(name, expected):
+@pytest.mark.parametrize("name, stem, suffix", [("../../etc/passwd.md", "passwd", ".md"),
+                                                ("..\\..\\boot.ini.txt", "boot.ini", ".txt"),
+                                                (".hidden.md", "hidden-", ".md"), ("my notes (v2).PDF", "my-notes-v2-", ".pdf"),
+                                                ("", "upload-", ""), ("résumé.md", "r-sum-", ".md")])
+def test_upload_names_are_sanitised(name, stem, suffix):
+    """Only the file name, in safe characters; a name that cleaning changed carries a short hash of the
+    original, so two uploads never land on one file."""
+    import re
+
     from ingest.uploads import safe_name
 
-    assert safe_name(name) == expected
+    safe = safe_name(name)
+    assert safe.startswith(stem) and safe.endswith(suffix) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", safe)
+    assert safe_name(name) == safe

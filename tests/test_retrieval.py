@@ -79,3 +79,79 @@ def test_langchain_retriever_interface(retriever):
 def test_chroma_never_uses_its_default_embedding_function(corpus_index):
     assert corpus_index.collection._embedding_function is None
     assert corpus_index.collection.configuration.get("embedding_function") is None
+
+
+# --- the real-question dev set (read from ../shared; never copied here) ---------------------------
+REAL_HELDOUT = datasets.real_gold("heldout")
+needs_dev_set = pytest.mark.skipif(not REAL_HELDOUT, reason="the real-question dev set (../shared) is absent")
+
+
+@needs_dev_set
+def test_real_questions_held_out_floors(retriever):
+    """Issue 16's targets on the half nothing was tuned on: the default mode (hybrid + rerank) finds an
+    entry that answers the question first in 85% of covered questions and among five in 97%."""
+    result = evaluate(retriever, REAL_HELDOUT, retriever.mode)
+    assert result["n"] == len(REAL_HELDOUT) >= 60
+    assert result["hit@1"] >= 0.85, result
+    assert result["hit@5"] >= 0.97, result
+
+
+@pytest.mark.xfail(strict=True, reason="issue 19 target not met yet: with 332 entries the default mode measures "
+                   "hit@1 0.812, hit@5 0.988 on the relabelled gold set (evals/README.md); remove this mark when it passes")
+def test_default_mode_keeps_the_gold_set_where_the_smaller_bank_had_it(retriever):
+    """The bank doubled (more near neighbours) yet the authors' gold set must not get worse than with
+    166 entries: hybrid hit@1 0.838, hit@5 0.981 then (evals/README.md)."""
+    result = evaluate(retriever, GOLD, retriever.mode)
+    assert result["hit@1"] >= 0.838, result
+    assert result["hit@5"] >= 0.981, result
+
+
+def test_question_keys_are_retrieval_handles_never_passages(retriever, corpus_index):
+    """Every entry's heading and asked_as phrasings are keys in their own collection: they rank their
+    entry (a query equal to a key has cosine 1 with it) but are never a result's text, a chunk, part of
+    a section's text or of the Library's counts."""
+    from coach.bank import load_bank
+    from ingest.uploads import sources
+
+    bank = load_bank(ROOT / "corpus")
+    keys = corpus_index.key_metadatas()
+    per_entry = {}
+    for meta in keys.values():
+        per_entry[meta["qid"]] = per_entry.get(meta["qid"], 0) + 1
+    for entry in bank:
+        assert per_entry.get(entry.id) == len({text.lower() for text in (entry.question, *entry.asked_as)})
+    chunks = corpus_index.metadatas()
+    assert not set(keys) & set(chunks) and not any(meta.get("role") for meta in chunks.values())
+    assert sum(row["chunks"] for row in sources(corpus_index)) == corpus_index.count() == len(chunks)
+    for entry in bank[::20]:
+        phrasing = entry.asked_as[0]
+        hits = retriever.search(phrasing, k=5)
+        mine = [hit for hit in hits if hit.metadata["qid"] == entry.id]
+        assert mine and mine[0].key_dense > 0.99, (entry.id, [h.metadata["qid"] for h in hits])
+        section = corpus_index.section_text(mine[0].metadata["source"], entry.id)
+        for hit in hits:
+            assert hit.chunk_id in chunks and hit.text not in {phrasing, *entry.asked_as}
+        assert not [text for text in entry.asked_as if text in section and text not in entry.answer]
+
+
+def test_styled_unicode_queries_read_as_text(retriever):
+    """NFKC before embedding and BM25: mathematical bold, fullwidth letters and zero-width spaces."""
+    from coach.retrieval import normalise_query
+
+    plain = "why does batch normalization help training"
+    bold = "".join(chr(0x1D41A + ord(c) - ord("a")) if "a" <= c <= "z" else c for c in plain)
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "a" <= c <= "z" else c for c in plain)
+    assert bold != plain and normalise_query(bold) == plain == normalise_query(fullwidth)
+    assert normalise_query("drop\u200bout  rate") == "dropout rate"
+    expected = [hit.metadata["qid"] for hit in retriever.search(plain)]
+    for styled in (bold, fullwidth):
+        assert [hit.metadata["qid"] for hit in retriever.search(styled)] == expected
+
+
+def test_every_mode_returns_one_result_per_question(retriever):
+    from coach.retrieval import MODES
+
+    for mode in MODES:
+        hits = retriever.search("how do transformers use attention", k=8, mode=mode)
+        keys = [(h.metadata["source"], h.metadata["qid"]) for h in hits]
+        assert len(keys) == len(set(keys)) == 8 and [h.rank for h in hits] == list(range(1, 9)), mode

@@ -47,7 +47,8 @@ def replicas(chroma_url, llama_server, tmp_path_factory):
     report = ingest_job(chroma_url, tmp_path_factory.mktemp("ingest-job"))
     assert report["added"] >= 400 and not report["errors"], report
     env = {"COACH_CHROMA_URL": chroma_url, "COACH_LLM": "openai", "COACH_OPENAI_BASE_URL": llama_server,
-           "COACH_OPENAI_MODEL": "smollm2"}
+           "COACH_OPENAI_MODEL": "smollm2",
+           "COACH_QUESTIONS_PER_MINUTE": "100"}  # fifty people behind one address, not one script
     with ExitStack() as stack:
         urls = [stack.enter_context(servers.app_server(
                     {**env, "COACH_DATA_DIR": str(tmp_path_factory.mktemp(f"replica-{n}"))}))[0]

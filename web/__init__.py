@@ -14,6 +14,8 @@ leaves the rest alone. What the tabs show in text comes from `coach/render.py`, 
 from __future__ import annotations
 
 ALL = "All"  # the dropdown choice that means "no filter"
+# The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
 def unless_all(choice, convert=str):

@@ -13,6 +13,7 @@ import gradio as gr
 
 from evals.__main__ import DEFAULT_OUT
 from evals.suite import available_sets
+from web import access
 
 NO_REPORT = "_No report yet: run the suite._"
 
@@ -44,7 +45,11 @@ class EvaluateTab:
         text = re.sub(r"^!\[.*$", "", report.read_text(encoding="utf-8"), flags=re.M)
         return text, [str(p) for p in sorted(self.out.glob("*.png"))]
 
-    def run_suite(self, backend, limit, baseline, sets, progress=gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
+    @access.guarded
+    def run_suite(self, backend, limit, baseline, sets, progress=gr.Progress(track_tqdm=True),  # noqa: B008
+                  request: gr.Request = None) -> dict:
+        """Run the suite (admins only: it loads models for minutes and writes report files)."""
+        access.require_admin(request)
         from evals import report as report_writer
         from evals.suite import Options, run
 

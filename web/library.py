@@ -4,6 +4,9 @@ and the passages flagged at ingest as instructions to an AI.
 The work is done by `ingest.uploads` (checks, storage under COACH_DATA_DIR/uploads, indexing); this
 module only shows it. Every handler ends by refreshing the sources table and the delete dropdown, since
 each of them can change what is indexed.
+
+Changing the library is for admins (`web.access`), and the bank itself is read-only here: only uploaded
+sources can be chosen for deletion, nothing is chosen by default, and deletion asks for confirmation.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import gradio as gr
 
 from ingest import uploads
 from ingest.loaders import SUPPORTED
+from web import access
 
 
 class LibraryTab:
@@ -23,9 +27,11 @@ class LibraryTab:
                 self._build_upload()
             with gr.Column(scale=3, min_width=280):
                 self._build_sources()
-        refreshed = [self.table, self.choice]
+        refreshed = [self.table, self.choice, self.confirm_row]
         self.add.click(self.add_files, self.files, [self.results, *refreshed], api_name=False)
-        self.remove.click(self.delete, self.choice, [self.status, *refreshed], api_name=False)
+        self.remove.click(self.ask_to_confirm, self.choice, [self.status, self.confirm_row], api_name=False)
+        self.confirm.click(self.delete, self.choice, [self.status, *refreshed], api_name=False)
+        self.cancel.click(self.cancel_delete, None, [self.status, self.confirm_row], api_name=False)
         self.rebuild.click(self.reindex, None, [self.status, *refreshed], api_name=False)
 
     def _build_upload(self) -> None:
@@ -40,21 +46,43 @@ class LibraryTab:
         self.table = gr.Dataframe(rows, headers=["source", "kind", "questions", "chunks"],
                                   label="Indexed sources", interactive=False, elem_id="sources-table")
         with gr.Row():
-            self.choice = gr.Dropdown([r[0] for r in rows], label="Source", elem_id="delete-choice")
+            self.choice = gr.Dropdown(self.deletable(), value=None, label="Uploaded source to delete",
+                                      elem_id="delete-choice")
             self.remove = gr.Button("Delete source", variant="stop", elem_id="delete-source")
+        with gr.Row(visible=False, elem_id="delete-confirm-row") as self.confirm_row:
+            self.confirm = gr.Button("Yes, delete it", variant="stop", elem_id="delete-confirm")
+            self.cancel = gr.Button("Cancel", elem_id="delete-cancel")
         self.rebuild = gr.Button("Re-index everything", elem_id="reindex")
         self.status = gr.Markdown(elem_id="library-status")
+
+    def admin_controls(self) -> list:
+        return [self.add, self.remove, self.rebuild, self.status]
+
+    @access.guarded
+    def show_rights(self, request: gr.Request = None) -> dict:
+        """On page load: a learner sees the library but not the buttons that change it."""
+        admin = access.user_of(request).is_admin
+        note = "" if admin else "_The library is read-only for learners: an admin adds and removes sources._"
+        return {self.add: gr.update(visible=admin), self.remove: gr.update(visible=admin),
+                self.rebuild: gr.update(visible=admin), self.status: note}
 
     def source_rows(self) -> list[list]:
         return [[r["source"], r["kind"], r["questions"], r["chunks"]] for r in uploads.sources(self.store)]
 
+    def deletable(self) -> list[str]:
+        """Uploaded sources only: the bank cannot be deleted from the app."""
+        return [r["source"] for r in uploads.sources(self.store) if uploads.is_upload(r["source"])]
+
     def refreshed(self) -> dict:
-        """The sources table and the delete dropdown as the index now is."""
-        rows = self.source_rows()
-        return {self.table: rows, self.choice: gr.update(choices=[r[0] for r in rows], value=None)}
+        """The sources table and the delete dropdown as the index now is (nothing chosen)."""
+        return {self.table: self.source_rows(), self.choice: gr.update(choices=self.deletable(), value=None),
+                self.confirm_row: gr.update(visible=False)}
 
     # --- handlers ------------------------------------------------------------------------------
-    def add_files(self, files, progress=gr.Progress()) -> dict:  # noqa: B008 (Gradio injects the tracker this way)
+    @access.guarded
+    def add_files(self, files, progress=gr.Progress(), request: gr.Request = None) -> dict:  # noqa: B008 (Gradio injects the tracker this way)
+        access.require_admin(request)
+        access.rate_check(request, "library")
         if not files:
             return {self.results: [["", "error", "choose one or more files first"]], **self.refreshed()}
         results = []
@@ -65,13 +93,31 @@ class LibraryTab:
             results.append([result["file"], result["status"], result["detail"]])
         return {self.results: results, **self.refreshed()}
 
-    def delete(self, source) -> dict:
+    @access.guarded
+    def ask_to_confirm(self, source, request: gr.Request = None) -> dict:
+        """The first press of Delete only asks: the source is named and a confirm button appears."""
+        access.require_admin(request)
         if not source:
-            return {self.status: "Choose a source to delete.", **self.refreshed()}
-        removed = uploads.delete(source)
+            return {self.status: "Choose an uploaded source to delete.", self.confirm_row: gr.update(visible=False)}
+        return {self.status: f"Delete `{source}` and its indexed chunks? This cannot be undone.",
+                self.confirm_row: gr.update(visible=True)}
+
+    def cancel_delete(self) -> dict:
+        return {self.status: "Nothing was deleted.", self.confirm_row: gr.update(visible=False)}
+
+    @access.guarded
+    def delete(self, source, request: gr.Request = None) -> dict:
+        access.require_admin(request)
+        access.rate_check(request, "library")
+        if not source:
+            return {self.status: "Choose an uploaded source to delete.", **self.refreshed()}
+        removed = uploads.delete(source)  # refuses anything but an upload
         return {self.status: f"Removed `{source}` ({removed} chunks).", **self.refreshed()}
 
-    def reindex(self, progress=gr.Progress()) -> dict:  # noqa: B008
+    @access.guarded
+    def reindex(self, progress=gr.Progress(), request: gr.Request = None) -> dict:  # noqa: B008
+        access.require_admin(request)
+        access.rate_check(request, "library")
         progress(0, desc="re-indexing the bank and uploads")
         report = uploads.reindex()
         errors = "".join(f"\n- `{e['source']}`: {e['error']}" for e in report.errors)

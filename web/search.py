@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from coach.guards import QuestionError, validate_question
+from coach.guards import validate_question
 from coach.render import search_markdown
+from web import LATEX, access
 
 
 class SearchTab:
@@ -16,17 +17,17 @@ class SearchTab:
         self.retriever = retriever
         self.query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
         self.button = gr.Button("Search", variant="primary")
-        self.results = gr.Markdown()
+        self.results = gr.Markdown(latex_delimiters=LATEX, elem_id="search-results")
         self.button.click(self.show, self.query, self.results, api_name=False)
         self.query.submit(self.show, self.query, self.results, api_name=False)
 
-    def search(self, query: str) -> dict:
-        """The contract's search document: the query and its ranked results."""
-        try:
-            valid = validate_question(query)
-        except QuestionError as exc:  # an empty or over-long query: the page shows why
-            raise gr.Error(str(exc)) from None
+    def search(self, query: str, request: gr.Request = None) -> dict:
+        """The contract's search document: the query and its ranked results. An empty or over-long
+        query raises QuestionError (a ValueError); the callers turn it into a message."""
+        access.rate_check(request, "search")
+        valid = validate_question(query)
         return {"query": query, "results": [hit.as_json() for hit in self.retriever.search(valid)]}
 
-    def show(self, query: str) -> dict:
-        return {self.results: search_markdown(self.search(query)["results"])}
+    @access.guarded
+    def show(self, query: str, request: gr.Request = None) -> dict:
+        return {self.results: search_markdown(self.search(query, request)["results"])}

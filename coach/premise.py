@@ -1,0 +1,129 @@
+"""False premises: a question that takes a wrong claim for granted is answered by correcting it first.
+
+"Since batch norm uses the current batch's statistics at inference, why…" presupposes something the
+bank says is wrong; answering the rest of the question as asked would confirm it. So the claims a
+question presupposes ("since…", "given that…", "because…", "why does X do Y", "…, right?") are taken
+out and checked against the entry that answers the question, in two ways:
+
+1. The entry's `misconceptions`: a claim that reads like a listed wrong statement (closer to it than to
+   its correction, by meaning and by words) is wrong, and the entry's sentence that states the
+   correction is cited.
+2. The entry's own sentences: a claim that restates one of them with the negation or an antonym flipped
+   ("ReLU saturates for positive inputs" against "ReLU does not saturate for positive inputs") is
+   wrong; `coach.grader.contradicts` is the same check the grader uses on learners' answers.
+
+The same check keeps a model's own sentences honest: `contradiction(sentence, …)` on each generated
+sentence finds the ones the cited entry contradicts, and the answer step drops them.
+
+Without an entailment model this catches plain negations, antonyms and the mistakes the bank's authors
+listed; a wrong claim in other words (roles swapped, a wrong number) passes unnoticed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from coach.compose import cite, entry_body, units_of
+from coach.grader import clauses, contradicts
+from coach.text import content_words
+
+# What a question takes for granted. The claim ends at the comma or question mark that closes it.
+PRESUPPOSES = (
+    re.compile(r"\b(?:since|given that|because|considering that|now that|knowing that|as we know,?)\s+"
+               r"(?P<claim>[^?;,]{8,}?)\s*(?:[,;?]|$)", re.I),
+    re.compile(r"^\W*(?:why|how come)\s+(?P<aux>does|do|did|is|are|was|were|can|would|will|should|has|have|"
+               r"doesn't|don't|isn't|aren't|can't|cannot|won't|wouldn't)\s+(?P<claim>[^?]{8,})", re.I),
+    re.compile(r"^\W*(?P<claim>[^?]{8,}?),?\s+(?:right|correct|isn't it|doesn't it|don't they|true)\s*\?\s*$", re.I),
+)
+NEGATED_AUX = re.compile(r"n't|not", re.I)
+# A claim matches a listed wrong statement when it is close to it in meaning and clearly nearer to it
+# than to its correction (cosine margin plus the margin in shared words: a correction restates most of
+# the same words, so the margin is what tells them apart). Chosen on a handful of probes written for
+# it, not on the test cases of tests/test_premise.py.
+MISCONCEPTION_COSINE = 0.70
+MARGIN = 0.10
+RESTATES = 0.75            # share of the claim's words a clause of the correction holds when it says the same
+CORRECTION_COSINE = 0.55    # the entry sentence cited must state the correction this closely
+
+
+@dataclass(frozen=True)
+class Correction:
+    claim: str        # what the question (or a model sentence) took for granted
+    sentence: str     # the entry's sentence that says otherwise (shown, cited)
+    source: int       # 1-based number of the passage it comes from
+    reason: str       # "misconception" | "negation"
+
+    def render(self, number: int) -> str:
+        return "The premise of the question is not right: " + cite(self.sentence, number)
+
+
+def presupposed(question: str) -> list[str]:
+    """The claims a question takes for granted (empty when it asks without presupposing)."""
+    claims = []
+    for pattern in PRESUPPOSES:
+        for match in pattern.finditer(question):
+            claim = match.group("claim").strip()
+            aux = match.groupdict().get("aux") or ""
+            if NEGATED_AUX.search(aux):
+                claim = "not " + claim
+            if len(content_words(claim)) >= 2:
+                claims.append(claim)
+    return claims
+
+
+def correct(question: str, passages: list[tuple[str, object]], embeddings) -> Correction | None:
+    """The first presupposed claim that an entry contradicts, with the sentence that corrects it.
+    `passages` are (entry text, bank entry or None), numbered 1.. in that order."""
+    for claim in presupposed(question):
+        for n, (text, entry) in enumerate(passages, start=1):
+            found = contradiction(claim, text, entry, embeddings)
+            if found:
+                return Correction(claim, found[0], n, found[1])
+    return None
+
+
+def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] | None:
+    """(the entry's sentence that contradicts `claim`, why) or None."""
+    sentences = [u.text for u in units_of(entry_body(text)) if u.kind in ("sentence", "formula", "item")]
+    if not sentences:
+        return None
+    pairs = _misconceptions(entry)
+    vectors = np.asarray(embeddings.embed_sentences([_plain(s) for s in sentences]))
+    stated = np.asarray(embeddings.embed_sentences([claim, *(t for pair in pairs for t in pair)]))
+    for k, (wrong, right) in enumerate(pairs):
+        if _matches(claim, (wrong, right), stated[[0, 2 * k + 1, 2 * k + 2]]):
+            best = vectors @ stated[2 * k + 2]
+            if best.max() >= CORRECTION_COSINE:
+                return sentences[int(np.argmax(best))], "misconception"
+    for sentence in sentences:
+        if contradicts(claim, _plain(sentence)):
+            return sentence, "negation"
+    return None
+
+
+def _misconceptions(entry) -> list[tuple[str, str]]:
+    return [(m.wrong, m.right) for m in getattr(entry, "misconceptions", ())]
+
+
+def _matches(claim: str, pair: tuple[str, str], vectors: np.ndarray) -> bool:
+    """Is the claim the pair's wrong statement (vectors: claim, wrong, right)?"""
+    words = content_words(claim)
+    to_wrong, to_right = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    shared_wrong, shared_right = (len(words & content_words(t)) / len(words) if words else 0.0 for t in pair)
+    if to_wrong < MISCONCEPTION_COSINE or (to_wrong - to_right) + (shared_wrong - shared_right) < MARGIN:
+        return False
+    # "the sigmoid saturates" is near "ReLU saturates … like the sigmoid", but a clause of the correction
+    # says it as closely as the mistake does: a tie is not a mistake
+    restated = max((_recall(words, clause) for clause in clauses(pair[1]) if not contradicts(claim, clause)),
+                   default=0.0)
+    return not (restated >= RESTATES and restated >= _recall(words, pair[0]))
+
+
+def _recall(words: set[str], text: str) -> float:
+    return len(words & content_words(text)) / len(words) if words else 0.0
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[*`$]", "", text)

@@ -1,0 +1,69 @@
+"""MiniLM on onnxruntime gives sentence-transformers' vectors, sizes chunks by the same word pieces, and
+falls back to torch (saying so) when the ONNX export is missing."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from coach.embedder import embedder, onnx_path
+
+needs_export = pytest.mark.skipif(not onnx_path().is_file(),
+                                  reason="no ONNX export of MiniLM: `make setup` or `python -m coach.onnx_export`")
+QUERIES = ["what is dropout", "How does the KV cache speed up decoding?", "", "x" * 3000]
+
+
+@needs_export
+def test_onnx_vectors_match_torch_on_every_chunk_of_the_bank(corpus_index):
+    from coach.embedder import OnnxMiniLM, torch_minilm
+
+    assert isinstance(embedder().inner, OnnxMiniLM)
+    got = corpus_index.everything(["documents", "embeddings"])
+    assert len(got["ids"]) > 300
+    stored = np.asarray(got["embeddings"], dtype=np.float32)  # written by the ONNX embedder at ingest
+    reference = np.asarray(torch_minilm().inner.embed_documents(got["documents"]), dtype=np.float32)
+    cosine = (stored * reference).sum(axis=1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() >= 0.9999, (got["ids"][int(cosine.argmin())], float(cosine.min()))
+    assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-5)
+
+
+@needs_export
+def test_queries_match_torch_including_empty_and_truncated_ones():
+    from coach.embedder import OnnxMiniLM, torch_minilm
+
+    onnx = OnnxMiniLM(onnx_path())
+    reference = torch_minilm().inner
+    for query in QUERIES:
+        a, b = np.asarray(onnx.embed_query(query)), np.asarray(reference.embed_query(query))
+        assert float(a @ b) >= 0.9999, query[:40]
+    # One text embedded alone or among others of other lengths (padding) gets the same vector.
+    batch = onnx.embed_documents(QUERIES)
+    assert float(np.asarray(batch[1]) @ np.asarray(onnx.embed_query(QUERIES[1]))) >= 0.99999
+
+
+def test_word_pieces_are_the_transformers_tokenizers(corpus_index):
+    from transformers import AutoTokenizer
+
+    from coach.embedder import WordPieceCounter, model_dir
+
+    texts = corpus_index.everything(["documents"])["documents"] + ["Ünïcode — and  odd   spacing\n\n", ""]
+    reference = AutoTokenizer.from_pretrained(str(model_dir()))
+    ours = WordPieceCounter()
+    assert [ours.tokenize(t) for t in texts] == [reference.tokenize(t) for t in texts]
+
+
+def test_without_the_export_it_falls_back_to_torch_and_says_so(tmp_path, monkeypatch, caplog):
+    from coach.embedder import TorchMiniLM
+
+    monkeypatch.setenv("COACH_MODEL_CACHE", str(tmp_path))  # an empty cache folder: no export
+    embedder.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="coach.embedder"):
+            model = embedder()
+        assert isinstance(model.inner, TorchMiniLM)
+        assert any("no ONNX export" in r.getMessage() and str(tmp_path) in r.getMessage() for r in caplog.records)
+        vector = np.asarray(model.embed_query("what is dropout"))
+        assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1.0) < 1e-3
+    finally:
+        embedder.cache_clear()  # the next caller gets the configured model again

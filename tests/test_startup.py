@@ -1,0 +1,43 @@
+"""Commands import only what they use: `bank` loads no model, `search` and an extractive `ask` load no
+LLM, and nothing in the terminal commands imports torch, Gradio or matplotlib (they cost seconds and
+hundreds of MB). Checked from `python -X importtime`, which lists every module a process imports."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from coach.embedder import onnx_path
+from conftest import run_cli
+
+TORCH = {"torch", "sentence_transformers", "transformers", "langchain_huggingface"}
+LLM = {"llama_cpp", "openai", "langchain_openai"}
+NEVER_IN_THE_TERMINAL = {"gradio", "matplotlib", "pandas", "sklearn", *LLM}
+
+
+def imported(*args: str, **env: str) -> set[str]:
+    """Top-level packages a command imported (it must succeed)."""
+    out = run_cli("-X", "importtime", "app.py", *args, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)$", out.stderr, flags=re.MULTILINE)
+    assert "cli" in names  # the parse found the listing
+    return {name.split(".")[0] for name in names}
+
+
+def test_bank_loads_no_model_and_no_store(corpus_index):
+    modules = imported("bank", "--json")
+    assert not modules & (TORCH | NEVER_IN_THE_TERMINAL | {"onnxruntime", "tokenizers", "chromadb", "bm25s"})
+
+
+@pytest.mark.skipif(not onnx_path().is_file(), reason="no ONNX export: the embedder falls back to torch")
+def test_search_loads_the_embedder_but_no_llm_and_no_torch(corpus_index):
+    modules = imported("search", "what is dropout", "--json", COACH_LLM="llamacpp")
+    assert {"onnxruntime", "chromadb", "bm25s"} <= modules  # it did search
+    assert not modules & (TORCH | NEVER_IN_THE_TERMINAL)
+
+
+@pytest.mark.skipif(not onnx_path().is_file(), reason="no ONNX export: the embedder falls back to torch")
+def test_extractive_ask_loads_no_llm_and_no_torch(corpus_index):
+    modules = imported("ask", "what is dropout", "--json", COACH_LLM="extractive")
+    assert "onnxruntime" in modules
+    assert not modules & (TORCH | NEVER_IN_THE_TERMINAL)
