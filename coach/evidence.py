@@ -84,15 +84,15 @@ def quote(sentence: str, passage: str, embeddings) -> str | None:
     """The passage sentence closest in meaning to `sentence` (an answer sentence, citations removed), as
     an exact substring of `passage`; None when the passage has no sentence. The support check passed the
     sentence because its closest passage sentence is this close, so this is the sentence that supports it."""
-    body = passage.split("\n", 1)[-1]
-    claim = _plain(strip_citations(sentence))
-    if same := [raw for raw in split_sentences(body) if raw in passage and _plain(raw) == claim]:
+    exact = [raw for raw in split_sentences(passage.split("\n", 1)[-1]) if raw in passage]
+    stated = strip_citations(sentence)
+    if same := [raw for raw in exact if _plain(raw) == _plain(stated)]:
         return same[0]  # the composer showed this very sentence (a short '**ReLU**, $max(0, x)$.' too)
-    raws = [raw for raw in split_sentences(body) if raw in passage and (clean(raw) or _long_intro(raw))]
+    raws = [raw for raw in exact if clean(raw) or _long_intro(raw)]
     if not raws:
         return None
     vectors = np.asarray(embeddings.embed_sentences(raws))  # cached: selection embedded the same strings
-    claim = np.asarray(embeddings.embed_sentences([strip_citations(sentence)])[0])
+    claim = np.asarray(embeddings.embed_sentences([stated])[0])
     return raws[int(np.argmax(vectors @ claim))]
 
 
