@@ -41,6 +41,10 @@ class ChatTab:
         self.saved = Conversations()
         self.conversation = gr.State(None)   # the id of the conversation being continued, or None
         self.cited = gr.State([])            # bank ids the last answer cites: what "Quiz me" asks
+        # Stop presses per browser session. Gradio cancels the stream in a separate request that can
+        # reach the server after `stopped` has already replaced the tokens, and the stream would then
+        # paint one more partial answer over the note; `respond` ends as soon as this count moves.
+        self.stop_presses: dict[str, int] = {}
         with gr.Row(elem_id="chat-layout"):
             with gr.Column(scale=3, min_width=300):
                 self._build_conversation()
@@ -120,7 +124,10 @@ class ChatTab:
         yield {**streaming, self.chatbot: history, self.quiz: gr.update(visible=False)}
         streamed = ""
         filters = {"part": unless_all(part, int), "topic": unless_all(topic)}
+        session, presses = _session_of(request), self.stop_presses.get(_session_of(request), 0)
         for event in self.answerer.stream(question, past, **filters):
+            if self.stop_presses.get(session, 0) != presses:
+                return  # Stop was pressed: its note stays, nothing of this answer is shown or saved
             if isinstance(event, Answer):
                 yield self.finish(question, event, history, conversation, request)
             else:
@@ -146,7 +153,9 @@ class ChatTab:
 
     @access.guarded
     def stopped(self, history: list, request: gr.Request = None) -> dict:
-        """Stop pressed: the stream was cancelled; its unchecked tokens give way to a note."""
+        """Stop pressed: the stream is cancelled; its unchecked tokens give way to a note."""
+        session = _session_of(request)
+        self.stop_presses[session] = self.stop_presses.get(session, 0) + 1
         if history and history[-1]["role"] == "assistant":
             history = [*history[:-1], {"role": "assistant", "content": STOPPED}]
         return {self.chatbot: history, self.stop: gr.update(visible=False), self.ask: gr.update(visible=True)}
@@ -251,3 +260,8 @@ def rate_limited(answerer, question: str, request) -> Answer | None:
         return Answer(question=question, answer=f"{exc}.", blocked=True, guard="rate_limit",
                       backend=answerer.backend.describe())
     return None
+
+
+def _session_of(request: gr.Request | None) -> str:
+    """The browser session a request comes from ("" outside a browser, e.g. in-process calls)."""
+    return getattr(request, "session_hash", None) or ""
