@@ -8,8 +8,12 @@ what supports it, and give a learner something usable on questions other people 
 never copied; labels in evals/sets/real_questions_labels.jsonl) and measures usefulness:
     first citation right   the first citation names the labelled entry (`bank_id` or one of `alt_ids`);
                            a refused covered question counts as a miss
-    key-point coverage     share of the labelled entry's key points the answer states, by the grader's
-                           own key-point matching (`coach.grader.Grader.assess`, credit >= COVERED)
+    key-point coverage     share of the answering entry's key points the answer states, by the grader's
+                           own key-point matching (`coach.grader.Grader.assess`, credit >= COVERED). The
+                           answering entry is the first cited one when it is a labelled answer (`bank_id`
+                           or an `alt_ids` entry), else `bank_id`; `key_point_coverage_labelled` always
+                           measures against `bank_id` (stricter: an answer built from an `alt_ids` entry
+                           states that entry's points, not `bank_id`'s)
     wrong statements       answer sentences the passage they cite does not support (default support
                            rule) or that the cited entry contradicts (`coach.premise.contradiction`)
     defects                dangling openings, table fragments, bare formula stubs, citation gaps
@@ -118,17 +122,26 @@ def usefulness(answerer, rows: list[dict], grader, checker, progress: bool = Tru
                   "first_qid": cited[0].get("qid") if cited else None, "fallback": answer.fallback,
                   "defects": defects(answer.answer) if not (answer.refused or answer.blocked) else {},
                   "answer": answer.answer, "corrected_premise": answer.corrected_premise}
-        entry = grader.bank.get(row["bank_id"]) if row["bank_id"] else None
-        if entry is not None and not record["refused"]:
-            points, _, _ = grader.assess(entry, strip_citations(answer.answer))
-            record["key_points"] = sum(p.credit >= COVERED for p in points) / len(points)
+        record["first_right"] = record["first_qid"] in {row["bank_id"], *row["alt_ids"]} - {None}
+        if row["bank_id"] and not record["refused"]:
+            answering = record["first_qid"] if record["first_right"] else row["bank_id"]
+            record["key_points"] = _stated(grader, answering, answer.answer, COVERED)
+            record["key_points_labelled"] = _stated(grader, row["bank_id"], answer.answer, COVERED)
         if not record["refused"]:
             answerer.embeddings.embed_sentences([strip_citations(s) for s in split_sentences(answer.answer)])
             record["wrong"] = sum(_wrong(s, cited, answerer, checker, contradiction) for s in split_sentences(answer.answer))
             record["sentences"] = len(split_sentences(answer.answer))
-        record["first_right"] = record["first_qid"] in {row["bank_id"], *row["alt_ids"]} - {None}
         records.append(record)
     return {**summarize_usefulness(records), "answers": records}
+
+
+def _stated(grader, qid: str, answer: str, covered: float) -> float | None:
+    """The share of entry `qid`'s key points that `answer` states (None for an entry the bank lacks)."""
+    entry = grader.bank.get(qid)
+    if entry is None:
+        return None
+    points, _, _ = grader.assess(entry, strip_citations(answer))
+    return sum(p.credit >= covered for p in points) / len(points)
 
 
 def _wrong(sentence: str, cited: list[dict], answerer, checker, contradiction) -> bool:
@@ -156,6 +169,7 @@ def summarize_usefulness(records: list[dict]) -> dict:
             # a refused covered question states none of its key points
             "key_point_coverage": mean([r.get("key_points", 0.0) for r in covered]),
             "key_point_coverage_full": mean([r.get("key_points", 0.0) for r in full]),
+            "key_point_coverage_labelled": mean([r.get("key_points_labelled", 0.0) for r in covered]),
             "refused_covered": mean([r["refused"] for r in covered]),
             "refused_uncovered": mean([r["refused"] for r in uncovered]),
             "wrong_statements": sum(r.get("wrong", 0) for r in answered),
