@@ -18,11 +18,20 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from coach.bm25 import library_of
 from coach.config import get_settings
 from coach.store import open_store
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 MODES = ("hybrid", "dense", "bm25")
+SCOPES = ("all", "bank", "docs")
+# An uploaded passage answers a question only when its own question title is about the same thing: a
+# user's notes share words with almost any query, and the calibration was fitted on the bank alone. The
+# cosine of query and title from which a document hit may answer, chosen on the bank (never on uploaded
+# documents) by Youden's J between the 160 gold queries' cosines to their entry's title and the 40
+# out-of-scope queries' cosines to the nearest title (`python -m evals.calibrate --titles`; evals/README.md):
+# at 0.39, 63.7% of gold queries clear it and 95.0% of out-of-scope ones do not (166-entry bank).
+DOC_TITLE_MIN = 0.39
 
 
 @dataclass
@@ -35,12 +44,17 @@ class Hit:
     fused: float = 0.0       # reciprocal-rank-fusion score
     score: float = 0.0       # calibrated relevance, 0..1
     rank: int = 0
+    title_cosine: float = 0.0  # cosine of query and the hit's question title (uploaded documents only)
 
     def as_json(self) -> dict:
         m = self.metadata
         return {"rank": self.rank, "score": round(self.score, 4), "chunk_id": self.chunk_id,
                 "source": m.get("source"), "question": m.get("question"), "part": m.get("part"),
-                "topic": m.get("topic"), "text": self.text}
+                "topic": m.get("topic"), "text": self.text, "library": self.library}
+
+    @property
+    def library(self) -> str:
+        return library_of(self.metadata)
 
     def document(self) -> Document:
         meta = {**self.metadata, "chunk_id": self.chunk_id, "score": self.score, "rank": self.rank,
@@ -100,7 +114,34 @@ class HybridRetriever(BaseRetriever):
         return [hit.document() for hit in self.search(query, **self.filters)]
 
     def search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
-               difficulty: str | None = None, mode: str | None = None) -> list[Hit]:
+               difficulty: str | None = None, mode: str | None = None, scope: str = "all") -> list[Hit]:
+        """The best k hits in a scope: "bank", "docs" (the user's uploads) or "all". In "all" the two
+        libraries are searched apart and a bank hit that answers the question (`passes`) always ranks
+        above every document hit: uploads can add to an answer, never push the bank out of it."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}")
+        filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
+        if scope != "all":
+            return self._search(query, library=scope, **filters)
+        started = time.perf_counter()
+        bank, docs = self._search(query, library="bank", **filters), self._search(query, library="docs", **filters)
+        ranked = ([h for h in bank if self.passes(h)] + [h for h in docs if self.passes(h)] +
+                  sorted([h for h in bank + docs if not self.passes(h)], key=lambda h: -h.score))
+        hits = ranked[:k or self.k]
+        for n, hit in enumerate(hits, start=1):
+            hit.rank = n
+        self.last_timing_ms = (time.perf_counter() - started) * 1000
+        return hits
+
+    def passes(self, hit: Hit) -> bool:
+        """Does the hit answer its query? The calibrated score clears the refusal threshold, and for an
+        uploaded passage its question title is close to the query as well (see DOC_TITLE_MIN)."""
+        if hit.score < self.calibration.threshold:
+            return False
+        return hit.library == "bank" or hit.title_cosine >= DOC_TITLE_MIN
+
+    def _search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
+                difficulty: str | None = None, mode: str | None = None, library: str | None = None) -> list[Hit]:
         started = time.perf_counter()
         settings = self.store.settings
         k, mode = k or self.k, mode or self.mode
@@ -113,8 +154,10 @@ class HybridRetriever(BaseRetriever):
                  (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
         bm25 = self.store.bm25()
         vector = list(self.store.embeddings.embed_query(query))
-        dense = self._dense(vector, where, settings.fetch_k) if mode != "bm25" else {}
-        lexical = dict(bm25.search(query, settings.fetch_k, where)) if mode != "dense" else {}
+        chroma_where = where | ({"kind": "bank" if library == "bank" else {"$ne": "bank"}} if library else {})
+        dense = self._dense(vector, chroma_where, settings.fetch_k) if mode != "bm25" else {}
+        lexical = dict(bm25.search(query, settings.fetch_k, where | ({"library": library} if library else {}))) \
+            if mode != "dense" else {}
 
         # Fuse per question, not per chunk: the pieces of one long answer must not crowd out other
         # questions in either ranking, and one question is one result.
@@ -144,8 +187,15 @@ class HybridRetriever(BaseRetriever):
             hit.dense = max(hit.dense, best_dense.get(key, hit.dense))
             hit.bm25 = best_bm25.get(key, 0.0)
             hit.score = self.calibration(hit.dense, hit.bm25)
+            if hit.library == "docs":
+                hit.title_cosine = self._title_cosine(vector, hit.metadata.get("question") or "")
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
+
+    def _title_cosine(self, vector: list[float], title: str) -> float:
+        import numpy as np
+
+        return float(np.dot(np.asarray(self.store.embeddings.embed_sentences([title])[0]), np.asarray(vector)))
 
     def _dense(self, vector: list[float], where: dict, fetch_k: int) -> dict[str, float]:
         result = self.store.collection.query(query_embeddings=[vector], n_results=fetch_k,
