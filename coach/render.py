@@ -75,6 +75,32 @@ def _passage(result: dict) -> str:
     return "\n\n".join(kept)
 
 
+# --- the Library preview ------------------------------------------------------------------------
+def preview_html(previews: list[dict], shown: int = 50) -> str:
+    """Per file: how many questions were detected and their titles, and what was dropped (grouped by why,
+    with examples), so a user can check the split before and after indexing."""
+    parts = []
+    for p in previews:
+        name = escape(p.get("file") or "")
+        if p.get("error"):
+            parts.append(f"<div class='preview' data-file='{name}'><p><b>{name}</b>: cannot be read: "
+                         f"{escape(p['error'])}</p></div>")
+            continue
+        titles = p.get("questions") or []
+        items = "".join(f"<li>{escape(t)}</li>" for t in titles[:shown])
+        more = f"<li>… and {len(titles) - shown} more</li>" if len(titles) > shown else ""
+        groups: dict[str, list[str]] = {}
+        for d in p.get("dropped") or []:
+            groups.setdefault(d["kind"], []).append(d["text"])
+        dropped = "".join(f"<li>{escape(kind)} ({len(texts)}): " + "; ".join(f"<q>{escape(t[:60])}</q>" for t in texts[:3])
+                          + ("; …" if len(texts) > 3 else "") + "</li>" for kind, texts in groups.items())
+        parts.append(f"<div class='preview' data-file='{name}'><p><b>{name}</b>: <span class='count'>{len(titles)}</span> "
+                     f"question{'s' if len(titles) != 1 else ''} detected</p><ol class='titles'>{items}{more}</ol>"
+                     f"<p>Dropped: {sum(len(t) for t in groups.values()) or 'nothing'}</p>"
+                     f"<ul class='dropped'>{dropped}</ul></div>")
+    return "".join(parts) or "<p><em>Choose files to preview.</em></p>"
+
+
 # --- answers -----------------------------------------------------------------------------------
 def answer_text(answer) -> str:
     """A grounded answer as the terminal shows it: the text, then one line per citation."""

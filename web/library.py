@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from coach.render import preview_html
 from ingest import uploads
 from ingest.loaders import SUPPORTED
 
@@ -24,14 +25,18 @@ class LibraryTab:
             with gr.Column(scale=3, min_width=280):
                 self._build_sources()
         refreshed = [self.table, self.choice]
-        self.add.click(self.add_files, self.files, [self.results, *refreshed], api_name=False)
+        self.preview_button.click(self.preview, self.files, self.preview_panel, api_name=False)
+        self.inspect.click(self.inspect_source, self.choice, self.preview_panel, api_name=False)
+        self.add.click(self.add_files, self.files, [self.results, self.preview_panel, *refreshed], api_name=False)
         self.remove.click(self.delete, self.choice, [self.status, *refreshed], api_name=False)
         self.rebuild.click(self.reindex, None, [self.status, *refreshed], api_name=False)
 
     def _build_upload(self) -> None:
         self.files = gr.File(label=f"Add files ({', '.join(sorted(SUPPORTED))}; several at once)",
                              file_count="multiple", file_types=sorted(SUPPORTED), elem_id="upload")
-        self.add = gr.Button("Add to the index", variant="primary", elem_id="add-files")
+        with gr.Row():
+            self.preview_button = gr.Button("Preview questions", elem_id="preview-files")
+            self.add = gr.Button("Add to the index", variant="primary", elem_id="add-files")
         self.results = gr.Dataframe(headers=["file", "result", "detail"], label="Upload results",
                                     interactive=False, elem_id="upload-results", wrap=True)
 
@@ -41,9 +46,14 @@ class LibraryTab:
                                   label="Indexed sources", interactive=False, elem_id="sources-table")
         with gr.Row():
             self.choice = gr.Dropdown([r[0] for r in rows], label="Source", elem_id="delete-choice")
+            self.inspect = gr.Button("Show its questions", elem_id="inspect-source")
             self.remove = gr.Button("Delete source", variant="stop", elem_id="delete-source")
         self.rebuild = gr.Button("Re-index everything", elem_id="reindex")
         self.status = gr.Markdown(elem_id="library-status")
+        gr.Markdown("#### Questions detected\nBefore indexing (Preview questions) or after (choose a source, "
+                    "Show its questions): the questions each file was split into, and what was left out "
+                    "(tables of contents, links, images, sponsor lines, questions without an answer).")
+        self.preview_panel = gr.HTML(preview_html([]), elem_id="preview")
 
     def source_rows(self) -> list[list]:
         return [[r["source"], r["kind"], r["questions"], r["chunks"]] for r in uploads.sources(self.store)]
@@ -57,13 +67,27 @@ class LibraryTab:
     def add_files(self, files, progress=gr.Progress()) -> dict:  # noqa: B008 (Gradio injects the tracker this way)
         if not files:
             return {self.results: [["", "error", "choose one or more files first"]], **self.refreshed()}
-        results = []
+        results, previews = [], []
         for n, file in enumerate(files):
             path = getattr(file, "name", file)
             progress((n, len(files)), desc=f"indexing {Path(path).name}")
             result = uploads.add(path, Path(path).name)
             results.append([result["file"], result["status"], result["detail"]])
-        return {self.results: results, **self.refreshed()}
+            previews.append({"file": result["file"], "error": result["detail"]} if result["status"] == "error"
+                            else {k: result.get(k) for k in ("file", "questions", "dropped")})
+        return {self.results: results, self.preview_panel: preview_html(previews), **self.refreshed()}
+
+    def preview(self, files) -> str:
+        """What indexing the chosen files would keep, without indexing them."""
+        if not files:
+            return preview_html([])
+        return preview_html([uploads.preview(getattr(f, "name", f), Path(getattr(f, "name", f)).name) for f in files])
+
+    def inspect_source(self, source) -> str:
+        """The questions an indexed source holds, and what its file had dropped."""
+        if not source:
+            return "<p><em>Choose a source first.</em></p>"
+        return preview_html([uploads.indexed_preview(self.store, source)])
 
     def delete(self, source) -> dict:
         if not source:

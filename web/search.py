@@ -8,25 +8,28 @@ from __future__ import annotations
 import gradio as gr
 
 from coach.guards import QuestionError, validate_question
-from coach.render import search_markdown
+from coach.render import search_html
+from web import scope_of, scope_selector
 
 
 class SearchTab:
     def __init__(self, retriever):
         self.retriever = retriever
-        self.query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?")
-        self.button = gr.Button("Search", variant="primary")
-        self.results = gr.Markdown()
-        self.button.click(self.show, self.query, self.results, api_name=False)
-        self.query.submit(self.show, self.query, self.results, api_name=False)
+        self.query = gr.Textbox(label="Question or keywords", placeholder="what is catastrophic forgetting?",
+                                elem_id="search-query")
+        self.scope = scope_selector("search-scope")
+        self.button = gr.Button("Search", variant="primary", elem_id="search-button")
+        self.results = gr.HTML(elem_id="search-results")  # passages rendered: tables as tables, code as code
+        self.button.click(self.show, [self.query, self.scope], self.results, api_name=False)
+        self.query.submit(self.show, [self.query, self.scope], self.results, api_name=False)
 
-    def search(self, query: str) -> dict:
-        """The contract's search document: the query and its ranked results."""
+    def search(self, query: str, scope: str = "all") -> dict:
+        """The contract's search document: the query and its ranked results (each with its library)."""
         try:
             valid = validate_question(query)
         except QuestionError as exc:  # an empty or over-long query: the page shows why
             raise gr.Error(str(exc)) from None
-        return {"query": query, "results": [hit.as_json() for hit in self.retriever.search(valid)]}
+        return {"query": query, "results": [hit.as_json() for hit in self.retriever.search(valid, scope=scope)]}
 
-    def show(self, query: str) -> dict:
-        return {self.results: search_markdown(self.search(query)["results"])}
+    def show(self, query: str, scope: str = "All") -> dict:
+        return {self.results: search_html(self.search(query, scope_of(scope))["results"])}
