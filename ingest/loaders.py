@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from coach.bank import BankError, is_bank_file, parse_bank_file
-from ingest.sections import Detection, Section, detect
+from ingest.sections import Detection, Section, detect, entry_title
 
 TEXT_TYPES = {".md", ".markdown", ".txt", ".text"}
 HTML_TYPES = {".html", ".htm"}
@@ -149,7 +149,7 @@ def _markdown_blocks(root) -> None:
     entries (<details><summary>, <dt>/<dd>) as bold question lines, tables as pipe tables, <pre> as
     fenced code (kept whole by chunking, rendered as code)."""
     for tag in root.find_all(["summary", "dt"]):
-        tag.replace_with(f"\n\n**{tag.get_text(' ', strip=True)}**\n\n")
+        tag.replace_with(f"\n{entry_title(tag.get_text(' ', strip=True))}\n")
     for pre in root.find_all("pre"):
         code = pre.get_text().strip("\n")
         fence = "~~~" if "```" in code else "```"

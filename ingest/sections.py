@@ -68,6 +68,8 @@ SUMMARY = re.compile(r"<summary\b[^<>]{0,300}>(.{0,400}?)</summary>", re.I | re.
 DEFINITION = re.compile(r"<dt\b[^<>]{0,300}>(.{0,400}?)</dt>", re.I | re.S)
 TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,500})?/?>")
 COMMENT = re.compile(r"<!--.{0,2000}?-->", re.S)
+TOGGLE = re.compile(r"^\W*(?:(?:show|see|view|reveal)\s+)?(?:the\s+)?(?:answers?|solutions?|hints?|details|more|"
+                    r"explanation|code|click\b.*|expand\b.*|toggle\b.*)\W*$", re.I)
 FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 THEMATIC_BREAK = re.compile(r"^\s{0,3}([-*_])(?:\s*\1){2,}\s*$")
 SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
@@ -170,8 +172,8 @@ def _clean_line(line: str, found: Detection) -> list[str]:
     """A line without its furniture: [] when nothing of it is content, else the cleaned line(s)."""
     original = line
     line = COMMENT.sub("", line)
-    line = SUMMARY.sub(lambda m: "\n**" + _inline_text(m.group(1)) + "**\n", line)
-    line = DEFINITION.sub(lambda m: "\n**" + _inline_text(m.group(1)) + "**\n", line)
+    line = SUMMARY.sub(lambda m: entry_title(m.group(1)), line)
+    line = DEFINITION.sub(lambda m: entry_title(m.group(1)), line)
     if "\n" in line:
         return [x for part in line.split("\n") for x in _clean_line(part, found)] or [""]
     for pattern in (BADGE, IMAGE, IMG_TAG):
@@ -192,6 +194,13 @@ def _clean_line(line: str, found: Detection) -> list[str]:
         return []
     text = _inline_text(line)
     return [text] if text.strip() else []
+
+
+def entry_title(html_text: str) -> str:
+    """An FAQ entry's <summary> or <dt> as a question line ("Q:" marks it as one even when it is a term,
+    as in a glossary); a summary that only says "Answer" or "Show solution" is a toggle, not a title."""
+    title = _inline_text(html_text).strip()
+    return "\n" if not title or TOGGLE.match(title) else f"\n**Q: {title}**\n"
 
 
 def _inline_text(text: str) -> str:
