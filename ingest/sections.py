@@ -58,8 +58,9 @@ NAVIGATION = re.compile(r"^\W*(back to (?:the )?top|go to top|top of page|↑|�
                         r"previous\s*(?:question|page|chapter)?\s*[:«←<]|home\s*[|/»])", re.I)
 GENERIC_LINK_TEXT = re.compile(r"^\s*(learn more|read more|more|source|here|click|click here|link|details|"
                                r"flip|back|top|↑|⬆)\s*[→»]?\s*$", re.I)
-LINK = re.compile(r"\[([^\[\]]{0,300})\]\((?:[^()\s]|\([^()\s]*\)){0,500}(?:\s+\"[^\"]{0,200}\")?\)")
-IMAGE = re.compile(r"!\[[^\[\]]{0,300}\]\((?:[^()\s]|\([^()\s]*\)){0,500}(?:\s+\"[^\"]{0,200}\")?\)")
+LINK_TARGET = r"\((?:[^()\s]|\([^()\s]*\)){0,500}(?:\s+\"[^\"]{0,200}\")?\)"   # (url "title"), bounded
+LINK = re.compile(r"\[([^\[\]]{0,300})\]" + LINK_TARGET)
+IMAGE = re.compile(r"!\[[^\[\]]{0,300}\]" + LINK_TARGET)
 BADGE = re.compile(r"\[!\[[^\[\]]{0,300}\]\([^()\s]{0,500}\)\]\([^()\s]{0,500}\)")
 REF_LINK = re.compile(r"\[([^\[\]]{1,300})\]\[[^\[\]]{0,100}\]")
 ANCHOR = re.compile(r"<a\b[^<>]{0,500}>(.{0,300}?)</a>", re.I | re.S)
