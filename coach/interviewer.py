@@ -129,24 +129,30 @@ class Interviewer:
 
     # --- sessions -----------------------------------------------------------------------------
     def start(self, part: int | None = None, topic: str | None = None, difficulty: str | None = None,
-              n: int = 10, review: bool = False, seed: int | None = None, user: str = LOCAL_USER) -> str:
-        """Create a session and return its id; raise SessionError when no question fits."""
+              n: int = 10, review: bool = False, seed: int | None = None, user: str = LOCAL_USER,
+              scope: str = "all") -> str:
+        """Create a session and return its id; raise SessionError when no question fits. `scope`: the bank,
+        the user's uploaded question collections ("docs"), or both ("all")."""
         # the grader's bank-wide key-point vectors, while the user reads the first question
         threading.Thread(target=self.grader.key_point_vectors, name="grader-warm-up", daemon=True).start()
         with self._lock:
             if n < 1:
                 raise SessionError("a session needs at least one question")
-            candidates = [e for e in self.bank.values() if (part is None or e.part == part)
+            pool = [*(self.bank.values() if scope in ("all", "bank") else []),
+                    *(self.documents().values() if scope in ("all", "docs") else [])]
+            candidates = [e for e in pool if (part is None or e.part == part)
                           and (topic is None or e.topic == topic.lower()) and (difficulty is None or e.difficulty == difficulty)]
             if not candidates:
-                raise SessionError("no bank question matches " + describe_filters(part, topic, difficulty))
+                where = {"bank": "bank question", "docs": "question in your documents"}.get(scope, "question")
+                raise SessionError(f"no {where} matches " + describe_filters(part, topic, difficulty) +
+                                   (" (upload a question collection in the Library first)" if scope == "docs" else ""))
             plan = (self._review_plan(candidates, n, user) if review
                     else self._practice_plan(candidates, n, seed, user))
             if not plan:
                 raise SessionError("nothing to review yet: answer some questions first (weak ones come back here)")
             session_id = secrets.token_hex(16)
             now = self.clock()
-            filters = {"part": part, "topic": topic, "difficulty": difficulty, "n": n}
+            filters = {"part": part, "topic": topic, "difficulty": difficulty, "n": n, "scope": scope}
             with self._transaction():
                 self.db.execute("INSERT INTO sessions (id, created, updated, mode, filters, plan, status, owner) "
                                 "VALUES (?, ?, ?, ?, ?, ?, 'active', ?)",
@@ -191,11 +197,23 @@ class Interviewer:
                  "mean_score": None if r["mean"] is None else round(r["mean"], 1)} for r in rows]
 
     def current(self, session_id: str, user: str = LOCAL_USER):
-        """The next question of the session (a bank Entry), or None when it is over."""
+        """The next question of the session (a bank or document Entry), or None when it is over."""
         info = self.session(session_id, user)
         if info["status"] != "active" or info["answered"] >= len(info["plan"]):
             return None
-        return self.bank.get(info["plan"][info["answered"]])
+        return self.entry(info["plan"][info["answered"]])
+
+    def entry(self, qid: str):
+        """A bank entry, or a question from the user's documents (None once its upload is deleted)."""
+        from coach.documents import document_entry
+
+        return self.bank.get(qid) or document_entry(self.grader.retriever.store, qid)
+
+    def documents(self) -> dict:
+        """The questions of the uploaded collections, with derived key points (coach.documents)."""
+        from coach.documents import document_entries
+
+        return document_entries(self.grader.retriever.store)
 
     def progress(self, session_id: str, user: str = LOCAL_USER) -> tuple[int, int]:
         """(number of the current question, questions in the session), e.g. (3, 10)."""
@@ -226,7 +244,9 @@ class Interviewer:
             turn = turns[-1] if turns else None
             if turn is None:
                 raise SessionError("no answered question to follow up on")
-            entry = self.bank[turn.qid]
+            entry = self.entry(turn.qid)
+            if entry is None:
+                raise SessionError("that question's document was deleted; start a new interview")
             grade = self.grader.grade_entry(entry, text).as_json()
             recovered = [p for p in grade["covered"] if p in turn.grade.get("missing", [])]
             followup = {"recovered": recovered, "score": grade["score"], "feedback": (

@@ -17,6 +17,8 @@ from html import escape
 from markdown_it import MarkdownIt
 
 NO_SCORE = "–"
+LIBRARY_NAMES = {"bank": "Bank", "docs": "My documents"}
+PASSAGE_CHARS = 600   # a search result shows about this much of its passage, cut between blocks
 
 
 # --- search ------------------------------------------------------------------------------------
@@ -27,16 +29,17 @@ def search_text(results: list[dict]) -> str:
     lines = []
     for hit in results:
         where = f"part {hit['part']}, {hit['topic']}" if hit["part"] else hit["topic"] or ""
-        lines.append(f"{hit['rank']}. [{hit['score']:.2f}] {hit['question']}  ({where}; {hit['source']})")
+        lines.append(f"{hit['rank']}. [{hit['score']:.2f}] {hit['question']}  ({where}; {hit['source']}; "
+                     f"{LIBRARY_NAMES.get(hit.get('library'), 'Bank')})")
     return "\n".join(lines)
 
 
 def search_markdown(results: list[dict]) -> str:
-    """Search results as the Search tab shows them: question, part, topic, relevance and the passage."""
+    """Search results as markdown: question, library, part, topic, relevance and the passage."""
     if not results:
         return "_No results._"
-    return "\n\n".join(f"**{r['rank']}. {inert(r['question'])}** · part {r['part']} · {inert(r['topic'] or '')} · "
-                       f"relevance {r['score']:.2f}\n\n{inert(r['text'][len(r['question']):].strip()[:600])}"
+    return "\n\n".join(f"**{r['rank']}. {inert(r['question'])}** · {LIBRARY_NAMES.get(r.get('library'), 'Bank')} · "
+                       f"part {r['part']} · {inert(r['topic'] or '')} · relevance {r['score']:.2f}\n\n{inert(_passage(r))}"
                        for r in results)
 
 
@@ -46,11 +49,70 @@ def inert(text: str) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def search_html(results: list[dict]) -> str:
+    """Search results as the Search tab shows them: each passage rendered (tables as tables, code as
+    code) with raw HTML escaped, under its question, library and relevance."""
+    if not results:
+        return "<p><em>No results.</em></p>"
+    items = []
+    for r in results:
+        library = r.get("library") or "bank"
+        where = f"part {r['part']} · " if r.get("part") else ""
+        items.append(f"<div class='result' data-library='{escape(library)}'><p><b>{r['rank']}. {escape(r['question'] or '')}"
+                     f"</b> <span class='library library-{escape(library)}'>{LIBRARY_NAMES.get(library, 'Bank')}</span> · "
+                     f"{where}{escape(str(r['topic'] or ''))} · relevance {r['score']:.2f} · "
+                     f"<code>{escape(r['source'] or '')}</code></p>{markdown_html(_passage(r))}</div>")
+    return "".join(items)
+
+
+def _passage(result: dict) -> str:
+    """The passage under its question, cut after whole blocks near PASSAGE_CHARS: a table or a code block
+    is shown whole or not at all, never half."""
+    text = result["text"]
+    body = text[len(result["question"]):].strip() if result["question"] and text.startswith(result["question"]) else text
+    blocks, kept, size, fence = body.split("\n\n"), [], 0, False
+    for block in blocks:
+        if size >= PASSAGE_CHARS and not fence:
+            kept.append("…")
+            break
+        kept.append(block)
+        size += len(block)
+        fence ^= block.count("```") % 2 == 1  # a code block with blank lines inside spans several
+    return "\n\n".join(kept)
+
+
+# --- the Library preview ------------------------------------------------------------------------
+def preview_html(previews: list[dict], shown: int = 50) -> str:
+    """Per file: how many questions were detected and their titles, and what was dropped (grouped by why,
+    with examples), so a user can check the split before and after indexing."""
+    parts = []
+    for p in previews:
+        name = escape(p.get("file") or "")
+        if p.get("error"):
+            parts.append(f"<div class='preview' data-file='{name}'><p><b>{name}</b>: cannot be read: "
+                         f"{escape(p['error'])}</p></div>")
+            continue
+        titles = p.get("questions") or []
+        items = "".join(f"<li>{escape(t)}</li>" for t in titles[:shown])
+        more = f"<li>… and {len(titles) - shown} more</li>" if len(titles) > shown else ""
+        groups: dict[str, list[str]] = {}
+        for d in p.get("dropped") or []:
+            groups.setdefault(d["kind"], []).append(d["text"])
+        dropped = "".join(f"<li>{escape(kind)} ({len(texts)}): " + "; ".join(f"<q>{escape(t[:60])}</q>" for t in texts[:3])
+                          + ("; …" if len(texts) > 3 else "") + "</li>" for kind, texts in groups.items())
+        parts.append(f"<div class='preview' data-file='{name}'><p><b>{name}</b>: <span class='count'>{len(titles)}</span> "
+                     f"question{'s' if len(titles) != 1 else ''} detected</p><ol class='titles'>{items}{more}</ol>"
+                     f"<p>Dropped: {sum(len(t) for t in groups.values()) or 'nothing'}</p>"
+                     f"<ul class='dropped'>{dropped}</ul></div>")
+    return "".join(parts) or "<p><em>Choose files to preview.</em></p>"
+
+
 # --- answers -----------------------------------------------------------------------------------
 def answer_text(answer) -> str:
     """A grounded answer as the terminal shows it: the text, then one line per citation."""
     lines = [answer.answer]
-    lines += [f"  [{c['n']}] {c['question']}  ({c['source']}, relevance {c['score']:.2f})" for c in answer.citations]
+    lines += [f"  [{c['n']}] {c['question']}  ({c['source']}, {LIBRARY_NAMES.get(c.get('library'), 'Bank')}, "
+              f"relevance {c['score']:.2f})" for c in answer.citations]
     return "\n".join(lines)
 
 
@@ -79,9 +141,12 @@ def sources_html(answer, store) -> str:
         meta = store.chunk_metadata(c["chunk_id"])
         text = store.section_text(meta.get("source"), meta.get("qid")) or ""
         body = markdown_html(text.split("\n\n", 1)[1] if "\n\n" in text else "")
+        library = c.get("library") or "bank"
+        where = f"Part {meta.get('part', '?')} · " if library == "bank" else ""
         panels.append(
-            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'])}"
-            f"</summary><p class='meta'>Part {meta.get('part', '?')} · {escape(str(meta.get('topic') or ''))} · "
+            f"<details id='source-{c['n']}' class='source' data-library='{escape(library)}'><summary><b>[{c['n']}]</b> "
+            f"{escape(c['question'])} <span class='library library-{escape(library)}'>{LIBRARY_NAMES.get(library, 'Bank')}"
+            f"</span></summary><p class='meta'>{where}{escape(str(meta.get('topic') or ''))} · "
             f"<code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>{body}</details>")
     return "<h4>Sources</h4>" + "".join(panels)
 
@@ -89,7 +154,11 @@ def sources_html(answer, store) -> str:
 def markdown_html(text: str) -> str:
     """Bank answers are markdown (lists, bold, formulas). Raw HTML stays escaped: uploaded documents are
     untrusted, and a passage must never inject markup or script into the page."""
-    return MarkdownIt("commonmark", {"html": False}).render(text)
+    return _MARKDOWN.render(text)
+
+
+# CommonMark plus GFM tables (uploads and answers hold them); raw HTML stays disabled.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 # --- a graded answer ---------------------------------------------------------------------------
@@ -108,6 +177,8 @@ def feedback_markdown(grade: dict) -> str:
     """A graded answer in the Interview tab: score, covered and missing key points, feedback, follow-up,
     the cited model answer."""
     lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade), grade.get("feedback", "")]
+    if grade.get("key_points_derived"):
+        lines += ["", f"_{DERIVED_NOTE}_"]
     if grade.get("followup"):
         lines += ["", f"**Follow-up:** {grade['followup']}"]
     for c in grade.get("citations", []):
@@ -128,14 +199,22 @@ def _key_points(grade: dict) -> list[str]:
 
 
 # --- an interview ------------------------------------------------------------------------------
+DERIVED_NOTE = ("From your documents: its key points were derived from the answer's own sentences, not "
+                "written by the bank's authors, so the grade is only as good as that answer.")
+
+
 def question_text(entry, number: int, total: int) -> str:
     """The current interview question in the terminal."""
-    return f"Question {number} / {total}  ({entry.topic}, {entry.difficulty})\n{entry.question}"
+    text = f"Question {number} / {total}  ({entry.topic}, {entry.difficulty})\n{entry.question}"
+    return text + (f"\n({DERIVED_NOTE})" if entry.id.startswith("doc:") else "")
 
 
 def question_markdown(entry, number: int, total: int) -> str:
     """The current interview question on the Interview tab's card."""
-    return f"**Question {number} / {total}** · {entry.topic} · {entry.difficulty}\n\n### {entry.question}"
+    text = f"**Question {number} / {total}** · {entry.topic} · {entry.difficulty}\n\n### {entry.question}"
+    if entry.id.startswith("doc:"):
+        text += f"\n\n_{DERIVED_NOTE} Source: `{entry.source}`._"
+    return text
 
 
 def session_started(session: dict) -> str:

@@ -211,10 +211,10 @@ def test_an_upload_is_read_once(fresh_settings, tmp_path, monkeypatch):
     import ingest.uploads
 
     reads = []
-    real = ingest.loaders.load_file
+    real = ingest.loaders.read_document
     counting = lambda *args, **kwargs: reads.append(args[0]) or real(*args, **kwargs)
-    monkeypatch.setattr(ingest.uploads, "load_file", counting)
-    monkeypatch.setattr(ingest.pipeline, "load_file", counting)
+    monkeypatch.setattr(ingest.uploads, "read_document", counting)
+    monkeypatch.setattr(ingest.pipeline, "read_document", counting)
     note = tmp_path / "notes.md"
     note.write_text("## What is a quokka gradient?\n\nA made-up term used only by this test's notes.\n")
     assert ingest.uploads.add(note, "notes.md")["status"] == "added"

@@ -14,6 +14,20 @@ leaves the rest alone. What the tabs show in text comes from `coach/render.py`, 
 from __future__ import annotations
 
 ALL = "All"  # the dropdown choice that means "no filter"
+# The library selector of Chat, Search and Interview: its labels and the scope each means.
+SCOPES = {"All": "all", "Bank": "bank", "My documents": "docs"}
+
+
+def scope_selector(elem_id: str):
+    """The library selector: All (the default: bank first), Bank only, or My documents only."""
+    import gradio as gr
+
+    return gr.Radio(list(SCOPES), value="All", label="Library", elem_id=elem_id,
+                    info="All answers from the bank first; your uploads can add to it")
+
+
+def scope_of(choice) -> str:
+    return SCOPES.get(choice, "all")
 
 
 def unless_all(choice, convert=str):

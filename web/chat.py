@@ -12,7 +12,7 @@ import gradio as gr
 
 from coach.answer import Answer
 from coach.render import chat_markdown, sources_html
-from web import ALL, access, unless_all
+from web import ALL, access, scope_of, scope_selector, unless_all
 
 # The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -33,7 +33,8 @@ class ChatTab:
                 self._build_conversation()
             with gr.Column(scale=2, min_width=260):
                 self._build_side_panel(parts, topics)
-        inputs, outputs = [self.box, self.chatbot, self.part, self.topic], [self.box, self.chatbot, self.sources]
+        inputs = [self.box, self.chatbot, self.part, self.topic, self.scope]
+        outputs = [self.box, self.chatbot, self.sources]
         self.ask.click(self.respond, inputs, outputs, api_name=False)
         self.box.submit(self.respond, inputs, outputs, api_name=False)
         self.clear_button.click(self.clear, None, [self.chatbot, self.box, self.sources], api_name=False)
@@ -51,13 +52,15 @@ class ChatTab:
         with gr.Row():
             self.part = gr.Dropdown([ALL, *map(str, parts)], value=ALL, label="Part", elem_id="part")
             self.topic = gr.Dropdown([ALL, *topics], value=ALL, label="Topic", elem_id="topic")
+        self.scope = scope_selector("scope")
         gr.Markdown(f"Answering with **{self.answerer.backend.describe()}**; every sentence is "
                     "checked against the bank.", elem_id="backend")
         self.sources = gr.HTML(SOURCES_HINT, elem_id="sources")
 
     # --- handlers ------------------------------------------------------------------------------
     @access.guarded
-    def respond(self, question: str, history: list, part: str, topic: str, request: gr.Request = None):
+    def respond(self, question: str, history: list, part: str, topic: str, scope: str = "All",
+                request: gr.Request = None):
         """Stream the model's tokens into the chat, then replace them with the checked answer.
         Gradio passes the browser session's `request` because of its type hint."""
         past = [{"role": m["role"], "content": _text_of(m["content"])} for m in history]
@@ -68,7 +71,7 @@ class ChatTab:
             return
         yield {self.box: "", self.chatbot: history}
         streamed = ""
-        filters = {"part": unless_all(part, int), "topic": unless_all(topic)}
+        filters = {"part": unless_all(part, int), "topic": unless_all(topic), "scope": scope_of(scope)}
         for event in self.answerer.stream(question, past, **filters):
             if isinstance(event, Answer):
                 history[-1] = {"role": "assistant", "content": chat_markdown(event)}

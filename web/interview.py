@@ -17,10 +17,10 @@ import gradio as gr
 from coach import render
 from coach.grader import AnswerError, Grader
 from coach.interviewer import Interviewer, SessionError
-from web import ALL, access, unless_all
+from web import ALL, access, scope_of, scope_selector, unless_all
 
 CHOOSE_A_SESSION = "Choose an unfinished session to resume."
-DEFAULT_INTERVIEW = {"part": ALL, "topic": ALL, "difficulty": ALL, "n": 5, "review": False}
+DEFAULT_INTERVIEW = {"part": ALL, "topic": ALL, "difficulty": ALL, "n": 5, "review": False, "scope": "All"}
 HISTORY_HEADERS = ["session", "started", "mode", "status", "answered", "mean score"]
 # Exports are written here and removed after EXPORT_LIFETIME seconds (Gradio copies a file into its own
 # cache, which `web.assembly` clears, as soon as the handler returns).
@@ -61,6 +61,7 @@ class InterviewTab:
                 self.difficulty = gr.Dropdown([ALL, "easy", "medium", "hard"], value=ALL, label="Difficulty",
                                               elem_id="iv-difficulty")
                 self.n_questions = gr.Slider(1, 20, value=5, step=1, label="Questions", elem_id="iv-n")
+            self.scope = scope_selector("iv-scope")
             self.review = gr.Checkbox(label="Review mode: weak and due questions first (spaced repetition)",
                                       elem_id="iv-review")
             self.begin = gr.Button("Start interview", variant="primary", elem_id="iv-start")
@@ -93,7 +94,7 @@ class InterviewTab:
         screen = [self.session, self.setup, self.card_box, self.card, self.answer, self.status, self.submit_button,
                   self.skip_button, self.next_button, self.score_box, self.scorecard, self.chart, self.feedback,
                   self.history, self.resume_choice]
-        choices = [self.part, self.topic, self.difficulty, self.n_questions, self.review]
+        choices = [self.part, self.topic, self.difficulty, self.n_questions, self.review, self.scope]
         self.begin.click(self.start, choices, screen, api_name=False)
         self.resume_button.click(self.resume, self.resume_choice, screen, api_name=False)
         self.submit_button.click(self.submit, [self.session, self.answer], [self.answer, self.feedback,
@@ -112,12 +113,12 @@ class InterviewTab:
         return self._lists(access.user_of(request).name)
 
     @access.guarded
-    def start(self, part, topic, difficulty, n, review, request: gr.Request = None) -> dict:
+    def start(self, part, topic, difficulty, n, review, scope="All", request: gr.Request = None) -> dict:
         user = self._user(request)
         try:
             session_id = self.engine.start(part=unless_all(part, int), topic=unless_all(topic),
                                            difficulty=unless_all(difficulty), n=int(n), review=bool(review),
-                                           user=user)
+                                           user=user, scope=scope_of(scope))
         except SessionError as exc:
             return self._setup_view(f"⚠️ {exc}", user)
         return self._question_view(session_id, user)
