@@ -15,6 +15,10 @@ Queries are normalised with NFKC first, so 𝐛𝐨𝐥𝐝 or ｆｕｌｌｗ�
 Each result carries a calibrated relevance score in [0, 1] (a logistic model over the best chunk cosine,
 the best key cosine and the BM25 score, fitted by `python -m evals.calibrate`); the answer step refuses
 when the best score is under the calibrated threshold.
+
+Scopes: "bank", "docs" (uploads) or "all". Both stages run within one library at a time (chunks and keys
+alike; `asked_as` keys are the bank's); "all" puts the bank's passing hits first, and an uploaded passage
+passes only when its question title is also close to the query (`passes`, DOC_TITLE_MIN).
 """
 from __future__ import annotations
 
@@ -187,7 +191,10 @@ class HybridRetriever(BaseRetriever):
         if scope != "all":
             return self._search(query, library=scope, **filters)
         started = time.perf_counter()
-        bank, docs = self._search(query, library="bank", **filters), self._search(query, library="docs", **filters)
+        bank = self._search(query, library="bank", **filters)
+        docs = self._search(query, library="docs", **filters) if self._has_documents() else []
+        if not docs:
+            return bank  # nothing uploaded matches: the bank's own order (and rerank) stands
         ranked = ([h for h in bank if self.passes(h)] + [h for h in docs if self.passes(h)] +
                   sorted([h for h in bank + docs if not self.passes(h)], key=lambda h: -h.score))
         hits = ranked[:k or self.k]
@@ -195,6 +202,11 @@ class HybridRetriever(BaseRetriever):
             hit.rank = n
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
+
+    def _has_documents(self) -> bool:
+        """Is anything uploaded? Without uploads, "all" is the bank search itself."""
+        libraries = self.store.bm25().fields.get("library")
+        return libraries is not None and bool((libraries == "docs").any())
 
     def passes(self, hit: Hit) -> bool:
         """Does the hit answer its query? The calibrated score clears the refusal threshold, and for an
