@@ -124,6 +124,8 @@ class HybridRetriever(BaseRetriever):
         filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
         if scope != "all":
             return self._search(query, library=scope, **filters)
+        if not self.has_documents():
+            return self._search(query, library="bank", **filters)  # nothing uploaded: one search, as before
         started = time.perf_counter()
         k = k or self.k
         bank, docs = self._search(query, library="bank", **filters), self._search(query, library="docs", **filters)
@@ -138,6 +140,10 @@ class HybridRetriever(BaseRetriever):
             hit.rank = n
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
+
+    def has_documents(self) -> bool:
+        """Is anything but the bank indexed?"""
+        return bool((self.store.bm25().fields["library"] == "docs").any())
 
     def passes(self, hit: Hit) -> bool:
         """Does the hit answer its query? The calibrated score clears the refusal threshold, and for an
