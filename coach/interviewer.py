@@ -143,9 +143,10 @@ class Interviewer:
             candidates = [e for e in pool if (part is None or e.part == part)
                           and (topic is None or e.topic == topic.lower()) and (difficulty is None or e.difficulty == difficulty)]
             if not candidates:
-                where = {"bank": "bank question", "docs": "question in your documents"}.get(scope, "question")
+                where = "question in your documents" if scope == "docs" else "bank question"
                 raise SessionError(f"no {where} matches " + describe_filters(part, topic, difficulty) +
-                                   (" (upload a question collection in the Library first)" if scope == "docs" else ""))
+                                   {"docs": " (upload a question collection in the Library first)",
+                                    "all": " (nor does any question in your documents)"}.get(scope, ""))
             plan = (self._review_plan(candidates, n, user) if review
                     else self._practice_plan(candidates, n, seed, user))
             if not plan:

@@ -183,30 +183,34 @@ class HybridRetriever(BaseRetriever):
     def search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
                difficulty: str | None = None, mode: str | None = None, scope: str = "all") -> list[Hit]:
         """The best k hits in a scope: "bank", "docs" (the user's uploads) or "all". In "all" the two
-        libraries are searched apart and a bank hit that answers the question (`passes`) always ranks
-        above every document hit: uploads can add to an answer, never push the bank out of it."""
+        libraries are searched apart; the bank's hits that answer the question (`passes`) come first, and
+        the best answering upload may take the last of the k places: uploads can add to an answer, never
+        push the bank's best out of it."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}")
         filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
         if scope != "all":
             return self._search(query, library=scope, **filters)
+        if not self.has_documents():
+            return self._search(query, library="bank", **filters)  # nothing uploaded: one search, as before
         started = time.perf_counter()
-        bank = self._search(query, library="bank", **filters)
-        docs = self._search(query, library="docs", **filters) if self._has_documents() else []
-        if not docs:
-            return bank  # nothing uploaded matches: the bank's own order (and rerank) stands
-        ranked = ([h for h in bank if self.passes(h)] + [h for h in docs if self.passes(h)] +
-                  sorted([h for h in bank + docs if not self.passes(h)], key=lambda h: -h.score))
-        hits = ranked[:k or self.k]
+        k = k or self.k
+        bank, docs = self._search(query, library="bank", **filters), self._search(query, library="docs", **filters)
+        bank_ok, docs_ok = [h for h in bank if self.passes(h)], [h for h in docs if self.passes(h)]
+        # The bank's answering hits lead; the best answering upload may take the last place, so it can add
+        # to an answer, but never the first, so it never displaces the bank's best.
+        head = bank_ok[:max(1, k - 1)] + docs_ok[:1]
+        ranked = head + [h for h in bank_ok + docs_ok if h not in head] + \
+            sorted([h for h in bank + docs if not self.passes(h)], key=lambda h: -h.score)
+        hits = ranked[:k]
         for n, hit in enumerate(hits, start=1):
             hit.rank = n
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
 
-    def _has_documents(self) -> bool:
-        """Is anything uploaded? Without uploads, "all" is the bank search itself."""
-        libraries = self.store.bm25().fields.get("library")
-        return libraries is not None and bool((libraries == "docs").any())
+    def has_documents(self) -> bool:
+        """Is anything but the bank indexed?"""
+        return bool((self.store.bm25().fields["library"] == "docs").any())
 
     def passes(self, hit: Hit) -> bool:
         """Does the hit answer its query? The calibrated score clears the refusal threshold, and for an

@@ -303,12 +303,15 @@ def _questionlike(raw: str) -> bool:
 
 def _primary(candidates: list[Candidate]) -> str | None:
     """The kind of line that marks this document's questions: the one with the most question-like
-    titles (headings first on a tie: they are the most deliberate mark), or None for fewer than two."""
+    titles (headings first on a tie: they are the most deliberate mark), or None when there is none. One
+    question-like heading or numbered title is enough (a note with one question); bold and plain lines
+    need two, since a single one is as likely emphasis or a rhetorical question in prose."""
     counts: dict[str, int] = {}
     for c in candidates:
         if c.questionlike and not CONTENTS_TITLE.match(c.title):
             counts[c.kind] = counts.get(c.kind, 0) + 1
-    if not counts or max(counts.values()) < 2:
+    counts = {kind: n for kind, n in counts.items() if n >= (2 if kind in ("bold", "plain") else 1)}
+    if not counts:
         return None
     order = ["h1", "h2", "h3", "h4", "h5", "h6", "numbered", "bold", "plain"]
     return max(counts, key=lambda kind: (counts[kind], -order.index(kind)))
