@@ -1,6 +1,7 @@
 """Fit the retriever's relevance score and the refusal threshold on in-scope and out-of-scope questions.
 
     python -m evals.calibrate [--out coach/calibration.json] [--plot DIR]
+    python -m evals.calibrate --titles     # the title gate for uploaded documents (DOC_TITLE_MIN)
 
 Each retrieved question gets P(relevant) = sigmoid(b + w1 * cosine + w2 * log(1 + bm25) + w3 * key
 cosine): a logistic regression fitted on the best result (default mode) of every query: in scope are
@@ -124,6 +125,20 @@ def plot(curve: list[dict], chosen: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def title_threshold(embeddings, titles: dict[str, str], gold: list[dict], outside: list[dict]) -> dict:
+    """The query-to-title cosine that best separates the gold queries (to their entry's title) from the
+    out-of-scope ones (to the nearest title), by Youden's J: the gate an uploaded passage's own question
+    must clear (coach.retrieval.DOC_TITLE_MIN). Chosen on the bank, never on uploaded documents."""
+    ids = list(titles)
+    vectors = np.asarray(embeddings.embed_sentences([titles[i] for i in ids]))
+    def cosines(query):
+        return vectors @ np.asarray(embeddings.embed_query(query))
+    inside = [float(cosines(g["query"])[ids.index(g["expected"][0])]) for g in gold if g["expected"][0] in titles]
+    outer = [float(cosines(o["query"]).max()) for o in outside]
+    best = np.array(inside + outer)
+    return choose_threshold(tradeoff(best, np.array([True] * len(inside) + [False] * len(outer))))
+
+
 def main(argv=None) -> int:
     from coach.retrieval import CALIBRATION_FILE
 
@@ -131,6 +146,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     parser.add_argument("--plot", type=Path, default=Path("evals/reports/calibration"))
+    parser.add_argument("--titles", action="store_true", help="only print the title gate for uploaded documents")
     args = parser.parse_args(argv)
 
     from coach.config import setup_logging
@@ -138,6 +154,15 @@ def main(argv=None) -> int:
 
     setup_logging()
     retriever = HybridRetriever(calibration=Calibration())
+    if args.titles:  # a separate read-out: the bank's threshold and weights are not touched
+        from coach.bank import load_bank
+        from coach.config import get_settings
+
+        titles = {e.id: e.question for e in load_bank(get_settings().corpus_dir)}
+        chosen = title_threshold(retriever.embeddings, titles, load_jsonl(GOLD), load_jsonl(OUT_OF_SCOPE))
+        print(f"title cosine {chosen['threshold']:.2f}: gold queries over it {chosen['answered_in_scope']:.1%}, "
+              f"out-of-scope queries under it {chosen['refused_out_of_scope']:.1%}")
+        return 0
     gold = load_jsonl(GOLD) + real_gold("tuning")
     outside = load_jsonl(OUT_OF_SCOPE) + real_uncovered("tuning")
     x, y, groups, in_scope = collect(retriever, gold, outside)
