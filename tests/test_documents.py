@@ -40,6 +40,20 @@ def test_furniture_is_dropped_reported_and_titles_lose_their_link_syntax():
         "What is stochastic depth?", "What does a learning-rate finder plot?"]
 
 
+def test_an_answer_that_opens_like_a_question_is_still_an_answer():
+    from ingest.sections import detect
+
+    text = ("**Why clip gradients? ⭐**\n\nIt bounds the update when a rare batch makes the gradient explode.\n\n"
+            "**What is a vanishing gradient? 👶**\n\n"
+            "When the signal passes through many saturating layers its gradient shrinks until early layers stop learning.\n\n"
+            "**What is label smoothing?**\n\nWhat is dropout?\n\n"
+            "**How does warm-up help?**\n\nIt keeps the first steps small while the moment estimates settle.\n")
+    found = detect(text, "notes")
+    assert [s.question for s in found.sections] == ["Why clip gradients?", "What is a vanishing gradient?",
+                                                    "How does warm-up help?"]
+    assert [d["text"] for d in found.dropped if d["kind"] == "question without an answer"] == ["What is label smoothing?"]
+
+
 def test_a_pdf_with_numbered_questions_and_a_wrapped_title(tmp_path):
     from fpdf import FPDF
 
