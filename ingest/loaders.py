@@ -129,9 +129,18 @@ def html_text(html: str) -> str:
             h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
     for li in root.find_all("li"):
         links = " ".join(a.get_text(" ", strip=True) for a in li.find_all("a"))
+        lead = _leading_bold(li)
+        title = lead.get_text(" ", strip=True) if lead else ""
+        if lead:
+            lead.decompose()
         own = li.get_text(" ", strip=True)
         # A list item that is only a link is a table of contents or navigation entry, never content.
-        li.replace_with("\n" if links and links == own else f"\n- {own}\n")
+        if links and links == own and not title:
+            li.replace_with("\n")
+        else:  # "1." for an ordered list's item (its number kept), a bold lead on a line of its own
+            mark = f"{_item_number(li)}." if li.parent is not None and li.parent.name == "ol" else "-"
+            li.replace_with(f"\n{mark} **{title}**\n\n{own}\n" if title else f"\n{mark} {own}\n")
+    _bold_paragraphs(root)
     for block in root.find_all(["p", "div", "section", "blockquote", "tr", "br", "details", "dd", "dl"]):
         block.insert_before("\n\n")
         block.insert_after("\n\n")
@@ -165,6 +174,38 @@ def _markdown_blocks(root) -> None:
         lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in rows]
         lines.insert(1, "|" + "---|" * width)
         table.replace_with("\n\n" + "\n".join(lines) + "\n\n")
+
+
+def _bold_paragraphs(root) -> None:
+    """A paragraph that is all bold ("<p><strong>What is SGD? ⭐</strong></p>") keeps its bold as markdown:
+    it is how question collections mark their questions, and section detection reads it."""
+    for tag in root.find_all(["strong", "b"]):
+        parent = tag.parent
+        text = tag.get_text(" ", strip=True)
+        if text and parent is not None and parent.name in ("p", "div") and parent.get_text(" ", strip=True) == text:
+            tag.replace_with(f"**{text}**")
+
+
+def _leading_bold(item):
+    """The <strong>/<b> a list item opens with (directly or in its first paragraph), or None."""
+    node = item
+    for _ in range(2):
+        first = next((c for c in node.children if getattr(c, "name", None) or str(c).strip()), None)
+        if getattr(first, "name", None) in ("strong", "b"):
+            return first
+        if getattr(first, "name", None) != "p":
+            return None
+        node = first
+    return None
+
+
+def _item_number(item) -> int:
+    """An ordered list item's number: the list's start plus the items before it."""
+    try:
+        start = int(item.parent.get("start", 1))
+    except ValueError:
+        start = 1
+    return start + sum(1 for sibling in item.find_previous_siblings("li"))
 
 
 def _is_hidden(tag) -> bool:
@@ -202,7 +243,8 @@ def pdf_text(data: bytes) -> str:
         raise
     except Exception as exc:  # pypdf raises many kinds: limits (compression bombs), malformed streams, recursion
         raise LoadError(f"unreadable PDF ({type(exc).__name__}): {exc}") from None
-    text = "\n\n".join(pages)
+    # A glyph without a Unicode mapping (an emoji difficulty mark after a question) comes out as NUL.
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", "\n\n".join(pages))
     if not text.strip():
         raise LoadError("the PDF has no extractable text (scanned images?)")
     return text

@@ -54,6 +54,22 @@ def test_an_answer_that_opens_like_a_question_is_still_an_answer():
     assert [d["text"] for d in found.dropped if d["kind"] == "question without an answer"] == ["What is label smoothing?"]
 
 
+def test_html_keeps_bold_questions_and_list_numbers_for_detection():
+    from ingest.loaders import html_text
+    from ingest.sections import detect
+
+    page = ("<main><h2>1. Basics</h2><ul><li><p><strong>Q: Why normalise inputs?</strong></p><ul><li><em>A:</em> "
+            "It conditions the loss surface so one step size suits every weight.</li></ul></li></ul>"
+            "<p><strong>What does a residual block add? ⭐</strong></p><p>An identity path around the layers.</p>"
+            "<ol start='7'><li>Why use a learning-rate schedule?</li></ol><p>Solution: large steps early, small "
+            "steps late.</p></main>")
+    text = html_text(page)
+    assert "- **Q: Why normalise inputs?**" in text and "**What does a residual block add? ⭐**" in text
+    assert "7. Why use a learning-rate schedule?" in text
+    assert [s.question for s in detect(text.split("7. ")[0], "page").sections] == [
+        "Why normalise inputs?", "What does a residual block add?"]
+
+
 def test_a_pdf_with_numbered_questions_and_a_wrapped_title(tmp_path):
     from fpdf import FPDF
 
