@@ -1,8 +1,8 @@
 """Interview coach: the command line.
 
     python app.py serve [--host H] [--port P]
-    python app.py search QUERY [--k N] [--part P] [--topic T] [--difficulty D] [--json] [--batch FILE]
-    python app.py ask QUESTION [--json] [--batch FILE]
+    python app.py search QUERY [--k N] [--scope all|bank|docs] [--part P] [--topic T] [--difficulty D] [--json] [--batch FILE]
+    python app.py ask QUESTION [--scope all|bank|docs] [--json] [--batch FILE]
     python app.py bank [--json]
     python app.py grade --question TEXT --answer TEXT [--json] [--batch FILE]
     python app.py interview [--part P] [--topic T] [--difficulty D] [--n N] [--review] [--resume ID]
@@ -36,7 +36,7 @@ def cmd_search(args) -> int:
     from coach.retrieval import HybridRetriever
 
     retriever = HybridRetriever()
-    filters = {"part": args.part, "topic": args.topic, "difficulty": args.difficulty}
+    filters = {"part": args.part, "topic": args.topic, "difficulty": args.difficulty, "scope": args.scope}
 
     def run(query: str) -> dict:
         hits = retriever.search(query, k=args.k, **filters)
@@ -57,8 +57,9 @@ def cmd_ask(args) -> int:
 
     answerer = Answerer()
     if args.batch:
-        return _batch(args.batch, ["question"], lambda row: answerer.ask(row["question"]).as_json(), args.json)
-    answer = answerer.ask(args.question)
+        return _batch(args.batch, ["question"], lambda row: answerer.ask(row["question"], scope=args.scope).as_json(),
+                      args.json)
+    answer = answerer.ask(args.question, scope=args.scope)
     if args.json:
         _print_json(answer.as_json())
         return 0
@@ -130,7 +131,8 @@ def cmd_interview(args) -> int:
             return 0
         session_id = (engine.session(args.resume)["id"] if args.resume is not None else
                       engine.start(part=args.part, topic=args.topic, difficulty=args.difficulty, n=args.n,
-                                   review=args.review, time_limit=args.time_limit, adaptive=args.adaptive))
+                                   review=args.review, time_limit=args.time_limit, adaptive=args.adaptive,
+                                   scope=args.scope))
     except SessionError as exc:
         raise SystemExit(f"error: {exc}") from None
     return _run_interview(engine, session_id)
@@ -351,7 +353,13 @@ def _print_json(document: dict) -> None:
 
 
 # --- arguments ---------------------------------------------------------------------------------
+def _add_scope(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--scope", choices=["all", "bank", "docs"], default="all",
+                         help="the question bank, your uploaded documents, or both (default: all, bank first)")
+
+
 def _add_filters(command: argparse.ArgumentParser) -> None:
+    _add_scope(command)
     command.add_argument("--part", type=int, help="only this part of the bank (1-4)")
     command.add_argument("--topic", help="only this topic, e.g. 'dropout'")
     command.add_argument("--difficulty", choices=["easy", "medium", "hard"])
@@ -393,6 +401,7 @@ def parser() -> argparse.ArgumentParser:
                          description="Answer from the question bank only. Sentences the bank does not "
                          "support are removed; the backend is chosen by COACH_LLM (llamacpp, openai, extractive).")
     ask.add_argument("question", nargs="?", help="the question")
+    _add_scope(ask)
     _add_output(ask, 'one {"question": ...} per line; models load once')
     ask.set_defaults(run=cmd_ask)
 

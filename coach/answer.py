@@ -129,9 +129,9 @@ class Answerer:
         raise RuntimeError("the answer stream ended without an answer")
 
     def stream(self, question: str, history: Sequence[dict] = (), part: int | None = None,
-               topic: str | None = None) -> Iterator[str | Answer]:
+               topic: str | None = None, scope: str = "all") -> Iterator[str | Answer]:
         """Yield the model's raw tokens as they come, then the final, checked Answer. `part` and `topic`
-        restrict retrieval to that part of the bank."""
+        restrict retrieval to that part of the bank; `scope` chooses the library ("bank", "docs", "all")."""
         started = time.perf_counter()
         try:
             question = self.input_guard.check(question)
@@ -139,7 +139,7 @@ class Answerer:
             yield Answer(question=question or "", answer=str(exc), blocked=True, guard=exc.guard,
                          backend=self.backend.describe(), timings=_timings(started, 0.0, None))
             return
-        request = self.retrieve(question, history, started, part=part, topic=topic)
+        request = self.retrieve(question, history, started, part=part, topic=topic, scope=scope)
         if request.answer.blocked:
             yield request.answer
             return
@@ -164,8 +164,8 @@ class Answerer:
                 answer.timings = _timings(started, 0.0, None)
                 return Request(answer=answer, started=started, hits=[], relevant=[], retrieve_ms=0.0)
         hits = self.retriever.search(standalone, k=PASSAGES, **filters)
-        threshold = self.retriever.calibration.threshold
-        relevant = [hit for hit in hits if hit.score >= threshold] if hits and hits[0].score >= threshold else []
+        passes = self.retriever.passes  # calibrated per library: an upload must also match by its title
+        relevant = [hit for hit in hits if passes(hit)] if hits and passes(hits[0]) else []
         answer = Answer(question=question, answer="", standalone_question=standalone,
                         backend=self.backend.describe())
         return Request(answer=answer, started=started, hits=hits, relevant=relevant,
@@ -407,7 +407,8 @@ class Answerer:
 def citation(n: int, hit: Hit, quotes: Sequence[str] = ()) -> dict:
     """A citation of the contract; `evidence` holds the passage's supporting sentences (exact substrings)."""
     return {"n": n, "chunk_id": hit.chunk_id, "source": hit.metadata.get("source"),
-            "question": hit.metadata.get("question"), "score": round(hit.score, 4), "evidence": list(quotes)}
+            "question": hit.metadata.get("question"), "score": round(hit.score, 4), "evidence": list(quotes),
+            "library": hit.library}
 
 
 def bank_entries() -> dict:

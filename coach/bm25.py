@@ -27,7 +27,7 @@ _BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 class Bm25Index:
     """bm25s over chunk texts, with each chunk's filter fields (part, topic, source, ...)."""
     FIELDS = ("part", "topic", "difficulty", "source", "qid")
-    FORMAT = 1  # bump when what is saved changes; an index of another format is rebuilt
+    FORMAT = 2  # bump when what is saved changes; an index of another format is rebuilt (2: library)
 
     def __init__(self, model, ids: list[str], fields: dict[str, list], fingerprint: str):
         self.model, self.ids, self.fingerprint = model, ids, fingerprint  # model: a bm25s.BM25
@@ -49,6 +49,7 @@ class Bm25Index:
         if texts:
             model.index(cls.tokenize(texts), show_progress=False)
         fields = {name: [m.get(name) for m in metadatas] for name in cls.FIELDS}
+        fields["library"] = [library_of(m) for m in metadatas]  # "bank" or "docs", for scoped search
         return cls(model, list(ids), fields, fingerprint)
 
     def save(self, folder: Path) -> None:
@@ -121,6 +122,11 @@ class Bm25Index:
             touched, totals = touched[best], totals[best]
         order = np.lexsort((touched, -totals))
         return [(self.ids[i], float(totals[j])) for j, i in zip(order, touched[order], strict=True)]
+
+
+def library_of(metadata: dict) -> str:
+    """Which library a chunk belongs to: the curated bank, or the user's own documents."""
+    return "bank" if metadata.get("kind") == "bank" else "docs"
 
 
 @lru_cache(maxsize=1)

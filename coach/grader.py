@@ -148,6 +148,7 @@ class Grade:
     sentence_counts: dict = field(default_factory=dict)
     judge: str = "key points"
     timings: dict = field(default_factory=dict)
+    derived: bool = False    # the key points were derived from an uploaded answer (coach.documents)
 
     def as_json(self) -> dict:
         return {"question": self.question, "matched_question": self.matched_question, "score": self.score,
@@ -157,7 +158,8 @@ class Grade:
                 "points": [{"point": p.point, "credit": round(p.credit, 3), "covered": p.covered,
                             "evidence": p.evidence, "judged": p.judged} for p in self.points],
                 "mistakes": [m.as_json() for m in self.mistakes],
-                "penalties": self.sentence_counts, "judge": self.judge, "timings": self.timings}
+                "penalties": self.sentence_counts, "judge": self.judge, "timings": self.timings,
+                "key_points_derived": self.derived}
 
 
 def is_claim(sentence: str) -> bool:
@@ -265,8 +267,12 @@ class Grader:
 
     def hit_for(self, entry):
         """The retrieval hit of an entry the caller already knows (for its citation)."""
-        for hit in self.retriever.search(entry.question, k=5):
-            if hit.metadata.get("qid") == entry.id:
+        from coach.documents import entry_id, is_document_entry
+
+        document = is_document_entry(entry)
+        for hit in self.retriever.search(entry.question, k=5, scope="docs" if document else "bank"):
+            meta = hit.metadata
+            if (entry_id(meta.get("source"), meta.get("qid")) if document else meta.get("qid")) == entry.id:
                 return hit
         return None
 
@@ -307,7 +313,7 @@ class Grader:
                      feedback=self.feedback(score, results, counts, mistakes, cites),
                      citations=cites, qid=entry.id, topic=entry.topic, followup=followup,
                      model_answer=entry.answer, points=results, mistakes=mistakes, sentence_counts=counts,
-                     judge=judge, timings=_ms(started))
+                     judge=judge, timings=_ms(started), derived=entry.id.startswith("doc:"))
 
     def assess(self, entry, answer: str) -> tuple[list[PointResult], dict, list[Mistake]]:
         """Per key point credit, the counts of kinds of sentences, and the mistakes the answer makes."""

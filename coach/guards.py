@@ -258,6 +258,36 @@ def _context(text: str, match: re.Match) -> str:
     return text[start:min(end, start + 120)].strip()
 
 
+# In a document, "write a function that returns …", "print the result" and `return "A"` are exercises for
+# the reader, and "<|end|> token" names a special token: neither is an instruction to an AI. Dictation and
+# marker rules therefore read a document's prose without its code, and a dictation whose verb is a
+# programming one counts only when the sentence addresses an AI or its answer.
+PROSE_ONLY = {"input_dictated", "input_delimiter"}
+CODE_BLOCK = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?^[ \t]{0,3}\1[ \t]*$|`[^`\n]{1,300}`", re.M | re.S)
+EXERCISE = re.compile(r"^\W*(?:(?:please|now|and|then|just|first|also|finally)\s+)*"
+                      r"(?:write|print|prints|return|returns|output|outputs|type|echo|implement|code)\b", re.I)
+TO_AN_AI = re.compile(r"\b(?:ai|llm|assistants?|chat ?bots?|language models?|gpt|bots?|you (?:must|should|will|shall)|"
+                      r"your (?:answers?|responses?|replies|reply|outputs?)|reply|respond)\b", re.I)
+TOKEN_MENTION = re.compile(r"<\|[a-z_]{2,20}\|>\s*(?:special\s+)?(?:tokens?|tags?|markers?|delimiters?|symbols?)\b|"
+                           r"\b(?:special|the|an?|its|predicts?|emits?|generates?)\s+<\|[a-z_]{2,20}\|>", re.I)
+
+
+def _prose(text: str) -> str:
+    """The text with code blocks and inline code blanked out (positions kept)."""
+    return CODE_BLOCK.sub(lambda m: " " * len(m.group(0)), text)
+
+
+def _to_an_ai(guard: str, match: re.Match) -> bool:
+    """Does this match in a document read as an instruction to an AI (not an exercise, not a mention)?"""
+    if guard == "input_dictated":
+        context = _context(match.string, match)
+        return not EXERCISE.match(context) or bool(TO_AN_AI.search(context))
+    if guard == "input_delimiter":
+        around = match.string[max(0, match.start() - 20):match.end() + 20]
+        return not TOKEN_MENTION.search(around)
+    return True
+
+
 def rule_findings(text: str, mentions: bool = True) -> list[Finding]:
     """Every rule the text breaks. `mentions`: treat quoted text in a question as a mention (user
     input); passages are checked with mentions=False, since a document has no one asking."""
@@ -268,8 +298,13 @@ def rule_findings(text: str, mentions: bool = True) -> list[Finding]:
         checked = strip_mentions(variant) if mentions else variant
         encoded = variant in norm.decoded and n > 0
         for guard, pattern, reason in RULES:
-            if match := pattern.search(checked):
-                found.append(Finding(guard, reason, _context(checked, match), encoded))
+            if mentions:
+                match = pattern.search(checked)
+            else:  # a document: the first match that is an instruction to an AI, not an exercise
+                match = next((m for m in pattern.finditer(_prose(checked) if guard in PROSE_ONLY else checked)
+                              if _to_an_ai(guard, m)), None)
+            if match:
+                found.append(Finding(guard, reason, _context(match.string, match), encoded))
         if not mentions and (match := ADDRESSED.search(checked) or OVERRIDE_ANYWHERE.search(checked)):
             found.append(Finding("addressed_to_ai", "text addressed to an AI reader", _context(checked, match),
                                  encoded))

@@ -163,25 +163,27 @@ class Interviewer:
     # --- sessions -----------------------------------------------------------------------------
     def start(self, part: int | None = None, topic: str | None = None, difficulty: str | None = None,
               n: int = 10, review: bool = False, seed: int | None = None, time_limit: float | None = None,
-              adaptive: bool = False, qids: list[str] | None = None, user: str = LOCAL_USER) -> str:
+              adaptive: bool = False, qids: list[str] | None = None, user: str = LOCAL_USER,
+              scope: str = "all") -> str:
         """Create a session for `user` and return its id; raise SessionError when no question fits.
         `time_limit` is seconds per question (None: untimed); `adaptive` steps the difficulty after each
         answer; `qids` asks these bank entries, in this order, instead of drawing from the filters (the
-        chat's "Quiz me")."""
+        chat's "Quiz me"); `scope`: the bank, the user's uploaded question collections ("docs"), or both
+        ("all")."""
         # the grader's bank-wide key-point vectors, while the user reads the first question
         threading.Thread(target=self.grader.key_point_vectors, name="grader-warm-up", daemon=True).start()
         with self._lock:
             if n < 1:
                 raise SessionError("a session needs at least one question")
             if qids is not None:
-                candidates = [self.bank[qid] for qid in dict.fromkeys(qids) if qid in self.bank]
+                candidates = [e for e in (self.entry(qid) for qid in dict.fromkeys(qids)) if e is not None]
             else:
-                candidates = [e for e in self.bank.values() if (part is None or e.part == part)
+                candidates = [e for e in self._pool(scope) if (part is None or e.part == part)
                               and (topic is None or e.topic == topic.lower())
                               and (difficulty is None or e.difficulty == difficulty)]
             if not candidates:
-                raise SessionError("no bank question matches " + describe_filters(part, topic, difficulty)
-                                   if qids is None else "none of the cited passages is a bank question to quiz on")
+                raise SessionError(_no_question(scope, part, topic, difficulty) if qids is None
+                                   else "none of the cited passages is a question to quiz on")
             if time_limit is not None and time_limit <= 0:
                 raise SessionError("a time limit must be a positive number of seconds")
             if qids is not None:
@@ -189,7 +191,9 @@ class Interviewer:
             else:
                 plan = (self._review_plan(candidates, n, user) if review
                         else self._practice_plan(candidates, n, seed, user))
-            options = {"time_limit": time_limit, "adaptive": bool(adaptive) and not review and qids is None}
+            # Adaptive steps need rated questions: uploaded questions are unrated, so they never adapt.
+            options = {"time_limit": time_limit, "adaptive": bool(adaptive) and not review and qids is None
+                       and any(e.difficulty in DIFFICULTY_STEPS for e in candidates)}
             if options["adaptive"]:  # every candidate, in order: the next question is drawn from these
                 options["pool"] = self._practice_plan(candidates, len(candidates), seed, user)
                 plan = self._adaptive_first(options["pool"], n, difficulty)
@@ -197,7 +201,7 @@ class Interviewer:
                 raise SessionError("nothing to review yet: answer some questions first (weak ones come back here)")
             session_id = secrets.token_hex(16)
             now = self.clock()
-            filters = {"part": part, "topic": topic, "difficulty": difficulty, "n": n, "qids": qids}
+            filters = {"part": part, "topic": topic, "difficulty": difficulty, "n": n, "qids": qids, "scope": scope}
             with self._transaction():
                 self.db.execute("INSERT INTO sessions (id, created, updated, mode, filters, plan, status, options, "
                                 "owner) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)",
@@ -248,11 +252,28 @@ class Interviewer:
                  "mean_score": None if r["mean"] is None else round(r["mean"], 1)} for r in rows]
 
     def current(self, session_id: str, user: str = LOCAL_USER):
-        """The next question of the session (a bank Entry), or None when it is over."""
+        """The next question of the session (a bank or document Entry), or None when it is over."""
         info = self.session(session_id, user)
         if info["status"] != "active" or info["answered"] >= len(info["plan"]):
             return None
-        return self.bank.get(info["plan"][info["answered"]])
+        return self.entry(info["plan"][info["answered"]])
+
+    def entry(self, qid: str):
+        """A bank entry, or a question from the user's documents (None once its upload is deleted)."""
+        from coach.documents import document_entry
+
+        return self.bank.get(qid) or document_entry(self.grader.retriever.store, qid)
+
+    def _pool(self, scope: str) -> list:
+        """The questions a session may draw from: the bank's, the uploaded collections', or both."""
+        return [*(self.bank.values() if scope in ("all", "bank") else []),
+                *(self.documents().values() if scope in ("all", "docs") else [])]
+
+    def documents(self) -> dict:
+        """The questions of the uploaded collections, with derived key points (coach.documents)."""
+        from coach.documents import document_entries
+
+        return document_entries(self.grader.retriever.store)
 
     def progress(self, session_id: str, user: str = LOCAL_USER) -> tuple[int, int]:
         """(number of the current question, questions in the session), e.g. (3, 10)."""
@@ -337,9 +358,11 @@ class Interviewer:
                 raise SessionError("no answered question to follow up on")
             if len(turn.followups) >= MAX_FOLLOWUPS or not turn.grade.get("followup"):
                 raise SessionError(f"this question has had its follow-ups (at most {MAX_FOLLOWUPS})")
-            entry = self.bank[turn.qid]
+            entry = self.entry(turn.qid)
+            if entry is None:
+                raise SessionError("that question's document was deleted; start a new interview")
             missing = _still_missing(turn)
-            indices = [entry.key_points.index(p) for p in missing]
+            indices = [entry.key_points.index(p) for p in missing if p in entry.key_points]
             grade = self.grader.grade_entry(entry, text, points=indices)
             recovered = grade.covered
             left = [p for p in missing if p not in recovered]
@@ -413,6 +436,8 @@ class Interviewer:
 
     def _adapt(self, session_id: str, info: dict, position: int, entry, score: float) -> None:
         """Pick the next question one difficulty up after a strong answer, down after a weak one."""
+        if entry.difficulty not in DIFFICULTY_STEPS:  # an uploaded question is unrated: keep the plan
+            return
         step = 1 if score >= PROMOTE else -1 if score < DEMOTE else 0
         level = DIFFICULTY_STEPS.index(entry.difficulty) + step
         target = DIFFICULTY_STEPS[min(max(level, 0), len(DIFFICULTY_STEPS) - 1)]
@@ -480,6 +505,14 @@ class Interviewer:
         """The whole session as markdown (rendered by `coach.render.interview_markdown`)."""
         return interview_markdown(self.session(session_id, user), self.scorecard(session_id, user),
                                   self.turns(session_id, user))
+
+
+def _no_question(scope: str, part, topic, difficulty) -> str:
+    """Why no question fits the filters, naming the library searched."""
+    where = "question in your documents" if scope == "docs" else "bank question"
+    return (f"no {where} matches " + describe_filters(part, topic, difficulty) +
+            {"docs": " (upload a question collection in the Library first)",
+             "all": " (nor does any question in your documents)"}.get(scope, ""))
 
 
 def next_box(box: int | None, score: float) -> int:

@@ -24,6 +24,7 @@ NO_SCORE = "–"
 # the span between them then becomes <mark> elements (split around tags, so the HTML stays well nested).
 MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
 SEARCH_PREVIEW = 600   # characters of a passage a search result shows, cut at a paragraph's end
+LIBRARY_NAMES = {"bank": "Bank", "docs": "My documents"}
 
 
 # --- search ------------------------------------------------------------------------------------
@@ -34,17 +35,9 @@ def search_text(results: list[dict]) -> str:
     lines = []
     for hit in results:
         where = f"part {hit['part']}, {hit['topic']}" if hit["part"] else hit["topic"] or ""
-        lines.append(f"{hit['rank']}. [{hit['score']:.2f}] {hit['question']}  ({where}; {hit['source']})")
+        lines.append(f"{hit['rank']}. [{hit['score']:.2f}] {hit['question']}  ({where}; {hit['source']}; "
+                     f"{LIBRARY_NAMES.get(hit.get('library'), 'Bank')})")
     return "\n".join(lines)
-
-
-def search_markdown(results: list[dict]) -> str:
-    """Search results as the Search tab shows them: question, part, topic, relevance and the passage."""
-    if not results:
-        return "_No results._"
-    return "\n\n".join(f"**{r['rank']}. {inert(r['question'])}** · part {r['part']} · {inert(r['topic'] or '')} · "
-                       f"relevance {r['score']:.2f}\n\n{inert(preview(r['text'][len(r['question']):].strip()))}"
-                       for r in results)
 
 
 def inert(text: str) -> str:
@@ -56,19 +49,69 @@ def inert(text: str) -> str:
 def preview(text: str, limit: int = SEARCH_PREVIEW) -> str:
     """The first paragraphs of a passage, up to about `limit` characters, cut between blocks so that a
     table, a code block or a formula is shown whole or not at all (the first block is always shown)."""
-    blocks, kept = re.split(r"\n\s*\n", text), []
+    blocks, kept, fence = re.split(r"\n\s*\n", text), [], False
     for block in blocks:
-        if kept and len("\n\n".join([*kept, block])) > limit:
+        if kept and not fence and len("\n\n".join([*kept, block])) > limit:
             return "\n\n".join(kept) + "\n\n…"
         kept.append(block)
+        fence ^= block.count("```") % 2 == 1  # a code block with blank lines inside spans several blocks
     return "\n\n".join(kept)
+
+
+def search_html(results: list[dict]) -> str:
+    """Search results as the Search tab shows them: each passage rendered (tables as tables, code as
+    code) with raw HTML escaped, under its question, library and relevance."""
+    if not results:
+        return "<p><em>No results.</em></p>"
+    items = []
+    for r in results:
+        library = r.get("library") or "bank"
+        where = f"part {r['part']} · " if r.get("part") else ""
+        items.append(f"<div class='result' data-library='{escape(library)}'><p><b>{r['rank']}. {escape(r['question'] or '')}"
+                     f"</b> <span class='library library-{escape(library)}'>{LIBRARY_NAMES.get(library, 'Bank')}</span> · "
+                     f"{where}{escape(str(r['topic'] or ''))} · relevance {r['score']:.2f} · "
+                     f"<code>{escape(r['source'] or '')}</code></p>{markdown_html(_passage(r))}</div>")
+    return "".join(items)
+
+
+def _passage(result: dict) -> str:
+    """The passage under its question, cut between whole blocks (`preview`)."""
+    text, question = result["text"], result["question"]
+    return preview(text[len(question):].strip() if question and text.startswith(question) else text)
+
+
+# --- the Library preview ------------------------------------------------------------------------
+def preview_html(previews: list[dict], shown: int = 50) -> str:
+    """Per file: how many questions were detected and their titles, and what was dropped (grouped by why,
+    with examples), so a user can check the split before and after indexing."""
+    parts = []
+    for p in previews:
+        name = escape(p.get("file") or "")
+        if p.get("error"):
+            parts.append(f"<div class='preview' data-file='{name}'><p><b>{name}</b>: cannot be read: "
+                         f"{escape(p['error'])}</p></div>")
+            continue
+        titles = p.get("questions") or []
+        items = "".join(f"<li>{escape(t)}</li>" for t in titles[:shown])
+        more = f"<li>… and {len(titles) - shown} more</li>" if len(titles) > shown else ""
+        groups: dict[str, list[str]] = {}
+        for d in p.get("dropped") or []:
+            groups.setdefault(d["kind"], []).append(d["text"])
+        dropped = "".join(f"<li>{escape(kind)} ({len(texts)}): " + "; ".join(f"<q>{escape(t[:60])}</q>" for t in texts[:3])
+                          + ("; …" if len(texts) > 3 else "") + "</li>" for kind, texts in groups.items())
+        parts.append(f"<div class='preview' data-file='{name}'><p><b>{name}</b>: <span class='count'>{len(titles)}</span> "
+                     f"question{'s' if len(titles) != 1 else ''} detected</p><ol class='titles'>{items}{more}</ol>"
+                     f"<p>Dropped: {sum(len(t) for t in groups.values()) or 'nothing'}</p>"
+                     f"<ul class='dropped'>{dropped}</ul></div>")
+    return "".join(parts) or "<p><em>Choose files to preview.</em></p>"
 
 
 # --- answers -----------------------------------------------------------------------------------
 def answer_text(answer) -> str:
     """A grounded answer as the terminal shows it: the text, then one line per citation."""
     lines = [answer.answer]
-    lines += [f"  [{c['n']}] {c['question']}  ({c['source']}, relevance {c['score']:.2f})" for c in answer.citations]
+    lines += [f"  [{c['n']}] {c['question']}  ({c['source']}, {LIBRARY_NAMES.get(c.get('library'), 'Bank')}, "
+              f"relevance {c['score']:.2f})" for c in answer.citations]
     return "\n".join(lines)
 
 
@@ -108,11 +151,14 @@ def sources_html(citations: list[dict]) -> str:
     for c in citations:
         text = c.get("passage") or ""
         body = markdown_html(highlight(text.split("\n\n", 1)[1] if "\n\n" in text else text, c.get("evidence", [])))
+        library = c.get("library") or "bank"
+        where = f"Part {escape(str(c.get('part') or '?'))} · " if library == "bank" else ""
         panels.append(
-            f"<details id='source-{c['n']}' class='source'><summary><b>[{c['n']}]</b> {escape(c['question'] or '')}"
-            f"</summary><p class='meta'>Part {escape(str(c.get('part') or '?'))} · {escape(str(c.get('topic') or ''))}"
-            f" · <code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}</p>"
-            f"<div class='passage' tabindex='0' role='region' aria-label='passage [{c['n']}]'>{body}</div></details>")
+            f"<details id='source-{c['n']}' class='source' data-library='{escape(library)}'><summary><b>[{c['n']}]</b> "
+            f"{escape(c['question'] or '')} <span class='library library-{escape(library)}'>"
+            f"{LIBRARY_NAMES.get(library, 'Bank')}</span></summary><p class='meta'>{where}"
+            f"{escape(str(c.get('topic') or ''))} · <code>{escape(c['source'] or '')}</code> · relevance {c['score']:.2f}"
+            f"</p><div class='passage' tabindex='0' role='region' aria-label='passage [{c['n']}]'>{body}</div></details>")
     return "<h4>Sources</h4>" + "".join(panels)
 
 
@@ -201,6 +247,8 @@ def feedback_markdown(grade: dict, question: str | None = None, open_answer: boo
     it). With the `question`, each missing point links to the chat's answer on it."""
     lines = [f"## {grade['score']:.1f} / 10", "", *_key_points(grade, question), *_mistakes(grade),
              grade.get("feedback", "")]
+    if grade.get("key_points_derived"):
+        lines += ["", f"_{DERIVED_NOTE}_"]
     if grade.get("followup"):
         lines += ["", f"**Follow-up:** {grade['followup']}"]
     for c in grade.get("citations", []):
@@ -258,14 +306,22 @@ def missed_points_markdown(turns: list) -> str:
 
 
 # --- an interview ------------------------------------------------------------------------------
+DERIVED_NOTE = ("From your documents: its key points were derived from the answer's own sentences, not "
+                "written by the bank's authors, so the grade is only as good as that answer.")
+
+
 def question_text(entry, number: int, total: int) -> str:
     """The current interview question in the terminal."""
-    return f"Question {number} / {total}  ({entry.topic}, {entry.difficulty})\n{entry.question}"
+    text = f"Question {number} / {total}  ({entry.topic}, {entry.difficulty})\n{entry.question}"
+    return text + (f"\n({DERIVED_NOTE})" if entry.id.startswith("doc:") else "")
 
 
 def question_markdown(entry, number: int, total: int) -> str:
     """The current interview question on the Interview tab's card."""
-    return f"**Question {number} / {total}** · {entry.topic} · {entry.difficulty}\n\n### {entry.question}"
+    text = f"**Question {number} / {total}** · {entry.topic} · {entry.difficulty}\n\n### {entry.question}"
+    if entry.id.startswith("doc:"):
+        text += f"\n\n_{DERIVED_NOTE} Source: `{entry.source}`._"
+    return text
 
 
 def session_started(session: dict) -> str:

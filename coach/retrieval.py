@@ -15,6 +15,10 @@ Queries are normalised with NFKC first, so 𝐛𝐨𝐥𝐝 or ｆｕｌｌｗ�
 Each result carries a calibrated relevance score in [0, 1] (a logistic model over the best chunk cosine,
 the best key cosine and the BM25 score, fitted by `python -m evals.calibrate`); the answer step refuses
 when the best score is under the calibrated threshold.
+
+Scopes: "bank", "docs" (uploads) or "all". Both stages run within one library at a time (chunks and keys
+alike; `asked_as` keys are the bank's); "all" puts the bank's passing hits first, and an uploaded passage
+passes only when its question title is also close to the query (`passes`, DOC_TITLE_MIN).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from coach.bm25 import library_of
 from coach.config import get_settings
 from coach.store import open_store
 
@@ -38,6 +43,16 @@ CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 RERANK_FILE = Path(__file__).with_name("rerank.json")
 MODES = ("rerank", "hybrid", "dense", "bm25")   # rerank = hybrid, then the second stage
 DEFAULT_MODE = "rerank"
+SCOPES = ("all", "bank", "docs")
+# An uploaded passage answers a question only when its own question title is about the same thing: a
+# user's notes share words with almost any query, and the calibration was fitted on the bank alone. The
+# cosine of query and title from which a document hit may answer, chosen on the bank (never on uploaded
+# documents, never on the dev set's held-out half) by Youden's J between the 160 gold queries' cosines to
+# their entry's title and the 40 out-of-scope queries' cosines to the nearest title
+# (`python -m evals.calibrate --titles`; evals/README.md). On the 332-entry bank: at 0.42, 58.1% of gold
+# queries clear it and 97.5% of out-of-scope ones do not (the old 0.39, chosen on 166 entries, now lets
+# 15% of out-of-scope queries through); adding the dev set's tuning half to the choice also gives 0.42.
+DOC_TITLE_MIN = 0.42
 
 
 @dataclass
@@ -53,12 +68,17 @@ class Hit:
     key_dense: float = 0.0   # best cosine of query and one of the question's keys (heading, asked_as)
     key_bm25: float = 0.0    # best BM25 score of its keys
     rerank: float = 0.0      # the second stage's score (mode rerank), else 0
+    title_cosine: float = 0.0  # cosine of query and the hit's question title (uploaded documents only)
 
     def as_json(self) -> dict:
         m = self.metadata
         return {"rank": self.rank, "score": round(self.score, 4), "chunk_id": self.chunk_id,
                 "source": m.get("source"), "question": m.get("question"), "part": m.get("part"),
-                "topic": m.get("topic"), "text": self.text}
+                "topic": m.get("topic"), "text": self.text, "library": self.library}
+
+    @property
+    def library(self) -> str:
+        return library_of(self.metadata)
 
     def document(self) -> Document:
         meta = {**self.metadata, "chunk_id": self.chunk_id, "score": self.score, "rank": self.rank,
@@ -169,7 +189,46 @@ class HybridRetriever(BaseRetriever):
         return [hit.document() for hit in self.search(query, **self.filters)]
 
     def search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
-               difficulty: str | None = None, mode: str | None = None) -> list[Hit]:
+               difficulty: str | None = None, mode: str | None = None, scope: str = "all") -> list[Hit]:
+        """The best k hits in a scope: "bank", "docs" (the user's uploads) or "all". In "all" the two
+        libraries are searched apart; the bank's hits that answer the question (`passes`) come first, and
+        the best answering upload may take the last of the k places: uploads can add to an answer, never
+        push the bank's best out of it."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}")
+        filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
+        if scope != "all":
+            return self._search(query, library=scope, **filters)
+        if not self.has_documents():
+            return self._search(query, library="bank", **filters)  # nothing uploaded: one search, as before
+        started = time.perf_counter()
+        k = k or self.k
+        bank, docs = self._search(query, library="bank", **filters), self._search(query, library="docs", **filters)
+        bank_ok, docs_ok = [h for h in bank if self.passes(h)], [h for h in docs if self.passes(h)]
+        # The bank's answering hits lead; the best answering upload may take the last place, so it can add
+        # to an answer, but never the first, so it never displaces the bank's best.
+        head = bank_ok[:max(1, k - 1)] + docs_ok[:1]
+        ranked = head + [h for h in bank_ok + docs_ok if h not in head] + \
+            sorted([h for h in bank + docs if not self.passes(h)], key=lambda h: -h.score)
+        hits = ranked[:k]
+        for n, hit in enumerate(hits, start=1):
+            hit.rank = n
+        self.last_timing_ms = (time.perf_counter() - started) * 1000
+        return hits
+
+    def has_documents(self) -> bool:
+        """Is anything but the bank indexed?"""
+        return bool((self.store.bm25().fields["library"] == "docs").any())
+
+    def passes(self, hit: Hit) -> bool:
+        """Does the hit answer its query? The calibrated score clears the refusal threshold, and for an
+        uploaded passage its question title is close to the query as well (see DOC_TITLE_MIN)."""
+        if hit.score < self.calibration.threshold:
+            return False
+        return hit.library == "bank" or hit.title_cosine >= DOC_TITLE_MIN
+
+    def _search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
+                difficulty: str | None = None, mode: str | None = None, library: str | None = None) -> list[Hit]:
         started = time.perf_counter()
         k, mode = k or self.k, mode or self.mode
         if mode not in MODES:
@@ -180,13 +239,15 @@ class HybridRetriever(BaseRetriever):
         where = {name: value for name, value in
                  (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
         vector = list(self.store.embeddings.embed_query(query))
-        fused, chosen = self._fuse(self._rankings(query, vector, where, mode))
+        fused, chosen = self._fuse(self._rankings(query, vector, where, mode, library))
         depth = max(k, self.reranker.candidates) if mode == "rerank" else k
         top = sorted(fused, key=fused.get, reverse=True)[:depth]
         hits = self._evidence(top, chosen, query, vector, mode)
         for hit in hits:
             hit.fused = fused[(hit.metadata.get("source"), hit.metadata.get("qid"))]
             hit.score = self.calibration(hit.dense, hit.bm25, hit.key_dense)
+            if hit.library == "docs":
+                hit.title_cosine = hit.key_dense  # an upload's only key is its question title
         if mode == "rerank" and hits:
             top_fused = max(hit.fused for hit in hits)
             for hit in hits:
@@ -198,17 +259,21 @@ class HybridRetriever(BaseRetriever):
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
 
-    def _rankings(self, query: str, vector: list[float], where: dict, mode: str) -> list[tuple[str, dict, Any]]:
-        """(kind, {item id: score} best first, its BM25 index for grouping) for each ranking the mode uses."""
+    def _rankings(self, query: str, vector: list[float], where: dict, mode: str,
+                  library: str | None = None) -> list[tuple[str, dict, Any]]:
+        """(kind, {item id: score} best first, its BM25 index for grouping) for each ranking the mode uses,
+        within one library when given (chunks and keys alike: `asked_as` keys are the bank's)."""
         fetch_k, key_fetch_k = self.store.settings.fetch_k, self.store.settings.key_fetch_k
         chunks_bm25, keys_bm25 = self.store.bm25(), self.store.key_bm25()
+        chroma_where = where | ({"kind": "bank" if library == "bank" else {"$ne": "bank"}} if library else {})
+        bm25_where = where | ({"library": library} if library else {})
         rankings = []
         if mode != "bm25":
-            rankings.append(("chunk_dense", _dense(self.store.collection, vector, where, fetch_k), chunks_bm25))
-            rankings.append(("key_dense", _dense(self.store.keys, vector, where, key_fetch_k), keys_bm25))
+            rankings.append(("chunk_dense", _dense(self.store.collection, vector, chroma_where, fetch_k), chunks_bm25))
+            rankings.append(("key_dense", _dense(self.store.keys, vector, chroma_where, key_fetch_k), keys_bm25))
         if mode != "dense":
-            rankings.append(("chunk_bm25", dict(chunks_bm25.search(query, fetch_k, where)), chunks_bm25))
-            rankings.append(("key_bm25", dict(keys_bm25.search(query, key_fetch_k, where)), keys_bm25))
+            rankings.append(("chunk_bm25", dict(chunks_bm25.search(query, fetch_k, bm25_where)), chunks_bm25))
+            rankings.append(("key_bm25", dict(keys_bm25.search(query, key_fetch_k, bm25_where)), keys_bm25))
         return rankings
 
     def _fuse(self, rankings) -> tuple[dict, dict]:

@@ -1,6 +1,7 @@
 """Fit the retriever's relevance score and the refusal threshold on in-scope and out-of-scope questions.
 
     python -m evals.calibrate [--out coach/calibration.json] [--plot DIR]
+    python -m evals.calibrate --titles     # the title gate for uploaded documents (DOC_TITLE_MIN)
 
 Each retrieved question gets P(relevant) = sigmoid(b + w1 * cosine + w2 * log(1 + bm25) + w3 * key
 cosine): a logistic regression fitted on the best result (default mode) of every query: in scope are
@@ -124,6 +125,50 @@ def plot(curve: list[dict], chosen: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def title_cosines(embeddings, titles: dict[str, str], gold: list[dict], outside: list[dict]):
+    """Cosines of the gold queries to their entry's title, and of the out-of-scope ones to the nearest title."""
+    ids = list(titles)
+    vectors = np.asarray(embeddings.embed_sentences([titles[i] for i in ids]))
+
+    def cosines(query):
+        return vectors @ np.asarray(embeddings.embed_query(query))
+    inside = [float(cosines(g["query"])[ids.index(g["expected"][0])]) for g in gold if g["expected"][0] in titles]
+    outer = [float(cosines(o["query"]).max()) for o in outside]
+    return np.array(inside), np.array(outer)
+
+
+def title_threshold(embeddings, titles: dict[str, str], gold: list[dict], outside: list[dict]) -> dict:
+    """The query-to-title cosine that best separates the gold queries (to their entry's title) from the
+    out-of-scope ones (to the nearest title), by Youden's J: the gate an uploaded passage's own question
+    must clear (coach.retrieval.DOC_TITLE_MIN). Chosen on the bank, never on uploaded documents."""
+    inside, outer = title_cosines(embeddings, titles, gold, outside)
+    best = np.concatenate([inside, outer])
+    return choose_threshold(tradeoff(best, np.array([True] * len(inside) + [False] * len(outer))))
+
+
+def title_rates(embeddings, titles: dict[str, str], half: str, threshold: float) -> dict:
+    """At a chosen title gate, one half of the real-question dev set: its covered questions over it, its
+    uncovered ones under it (a read-out; the gate is never chosen on it)."""
+    inside, outer = title_cosines(embeddings, titles, real_gold(half), real_uncovered(half))
+    return {"covered_over": round(float(np.mean(inside >= threshold)), 4), "covered": len(inside),
+            "uncovered_under": round(float(np.mean(outer < threshold)), 4), "uncovered": len(outer)}
+
+
+def print_title_gate(embeddings) -> None:
+    """`--titles`: the gate chosen on the gold and out-of-scope sets, then each dev half at it."""
+    from coach.bank import load_bank
+    from coach.config import get_settings
+
+    titles = {e.id: e.question for e in load_bank(get_settings().corpus_dir)}
+    gold, outside = load_jsonl(GOLD), load_jsonl(OUT_OF_SCOPE)
+    chosen = title_threshold(embeddings, titles, gold, outside)
+    print(f"bank of {len(titles)} entries; title cosine {chosen['threshold']:.2f}: {len(gold)} gold queries over it "
+          f"{chosen['answered_in_scope']:.1%}, {len(outside)} out-of-scope queries under it "
+          f"{chosen['refused_out_of_scope']:.1%}")
+    for half in ("tuning", "heldout"):
+        print(f"  dev set {half} half at it: {title_rates(embeddings, titles, half, chosen['threshold'])}")
+
+
 def main(argv=None) -> int:
     from coach.retrieval import CALIBRATION_FILE
 
@@ -131,6 +176,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     parser.add_argument("--plot", type=Path, default=Path("evals/reports/calibration"))
+    parser.add_argument("--titles", action="store_true", help="only print the title gate for uploaded documents")
     args = parser.parse_args(argv)
 
     from coach.config import setup_logging
@@ -138,6 +184,9 @@ def main(argv=None) -> int:
 
     setup_logging()
     retriever = HybridRetriever(calibration=Calibration())
+    if args.titles:  # a separate read-out: the bank's threshold and weights are not touched
+        print_title_gate(retriever.embeddings)
+        return 0
     gold = load_jsonl(GOLD) + real_gold("tuning")
     outside = load_jsonl(OUT_OF_SCOPE) + real_uncovered("tuning")
     x, y, groups, in_scope = collect(retriever, gold, outside)

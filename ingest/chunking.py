@@ -1,7 +1,9 @@
 """One chunk per question; a long answer is split on paragraph boundaries, question prepended to each piece.
 
 Pieces are sized in the embedder's own word-piece tokens: MiniLM reads at most 256 of them, and text
-past that limit would be invisible to dense search.
+past that limit would be invisible to dense search. A code block or a table is never split: half a table
+renders as garbage and half a function reads as a different one, so each is kept whole in one piece
+(one that alone exceeds the budget becomes a piece of its own; dense search then sees its start).
 """
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from ingest.sections import Section
 
 # Bump when chunking changes, so every section is re-chunked on the next ingest.
 # 2: chunks that read like instructions to an AI carry a `flagged` reason (coach.guards.flag_reason).
-CHUNKER_VERSION = 2
+# 3: code blocks and tables are never split; the injection scan reads exercises as exercises.
+CHUNKER_VERSION = 3
+FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ def chunk_section(source: str, kind: str, section: Section, tokenizer, chunk_tok
     shash = section_hash(source, kind, section, chunk_tokens)
     header = section.question.strip()
     budget = max(32, chunk_tokens - len(tokenizer.tokenize(header)) - 2)
-    pieces = _splitter(tokenizer, budget).split_text(section.text) or [""]
+    pieces = split_answer(section.text, tokenizer, budget) or [""]
     base = {"source": source, "kind": kind, "qid": qid, "question": header, "part": section.part,
             "number": section.number, "topic": section.topic, "difficulty": section.difficulty,
             "section_hash": shash, "pieces": len(pieces)}
@@ -82,6 +86,54 @@ def question_keys(source: str, kind: str, section: Section) -> list[Chunk]:
         meta["content_hash"] = sha1(text + json.dumps(meta, sort_keys=True))
         keys.append(Chunk(id=sha1(f"{source}\x1f{qid}\x1fkey\x1f{len(keys)}")[:20], text=text, metadata=meta))
     return keys
+
+
+def blocks(text: str) -> list[tuple[str, bool]]:
+    """The answer as (block, atomic) pairs in order: fenced code blocks and tables are atomic, the rest
+    are paragraphs."""
+    out, current, lines = [], [], text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if fence := FENCE.match(line):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip().startswith(fence.group(1))), len(lines) - 1)
+            atomic, i = lines[i:end + 1], end + 1
+        elif line.lstrip().startswith("|"):
+            end = next((j for j in range(i, len(lines)) if not lines[j].lstrip().startswith("|")), len(lines))
+            atomic, i = lines[i:end], end
+        else:
+            if line.strip():
+                current.append(line)
+            elif current:
+                out.append(("\n".join(current), False))
+                current = []
+            i += 1
+            continue
+        if current:
+            out.append(("\n".join(current), False))
+            current = []
+        out.append(("\n".join(atomic), True))
+    if current:
+        out.append(("\n".join(current), False))
+    return out
+
+
+def split_answer(text: str, tokenizer, budget: int) -> list[str]:
+    """Pieces of at most `budget` tokens, packed from whole blocks; only prose is ever cut inside."""
+    pieces, current, used = [], [], 0
+    for block, atomic in blocks(text):
+        size = len(tokenizer.tokenize(block))
+        parts = [(block, size)] if atomic or size <= budget else \
+            [(p, len(tokenizer.tokenize(p))) for p in _splitter(tokenizer, budget).split_text(block)]
+        for part, part_size in parts:
+            if current and used + part_size > budget:
+                pieces.append("\n\n".join(current))
+                current, used = [], 0
+            current.append(part)
+            used += part_size
+    if current:
+        pieces.append("\n\n".join(current))
+    return pieces
 
 
 @lru_cache(maxsize=16)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from coach.bank import BankError, is_bank_file, parse_bank_file
-from ingest.sections import Section, split_sections
+from ingest.sections import Detection, Section, detect, entry_title
 
 TEXT_TYPES = {".md", ".markdown", ".txt", ".text"}
 HTML_TYPES = {".html", ".htm"}
@@ -42,6 +42,12 @@ class LoadError(Exception):
 
 def load_file(path: Path, source: str, max_bytes: int) -> tuple[str, list[Section]]:
     """Return (kind, sections) for one file; kind is 'bank', 'article' or 'document'."""
+    kind, found = read_document(path, source, max_bytes)
+    return kind, found.sections
+
+
+def read_document(path: Path, source: str, max_bytes: int) -> tuple[str, Detection]:
+    """(kind, detection): the sections of one file and what was dropped from it (for the preview)."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise LoadError(f"unsupported file type '{suffix or path.name}' "
@@ -66,13 +72,14 @@ def load_file(path: Path, source: str, max_bytes: int) -> tuple[str, list[Sectio
         if suffix in HTML_TYPES:
             text = html_text(text)
         elif is_bank_file(text):
-            return "bank", bank_sections(text, source)
+            return "bank", Detection(sections=bank_sections(text, source))
     if not text.strip():
         raise LoadError("no text found in the file")
-    sections = split_sections(text, fallback_title=_title(path))
-    if not sections:
-        raise LoadError("no content left after removing page furniture")
-    return ("article" if any(s.number is not None for s in sections) else "document"), sections
+    found = detect(text, fallback_title=_title(path))
+    if not found.sections:
+        raise LoadError("no content left after removing page furniture" +
+                        (f" ({len(found.dropped)} parts dropped, e.g. {found.dropped[0]['kind']})" if found.dropped else ""))
+    return ("article" if any(s.number is not None for s in found.sections) else "document"), found
 
 
 def decode_text(data: bytes) -> str:
@@ -116,17 +123,89 @@ def html_text(html: str) -> str:
         if not tag.decomposed:
             tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.find(attrs={"role": "main"}) or soup.body or soup
+    _markdown_blocks(root)
     for level in range(1, 7):
         for h in root.find_all(f"h{level}"):
             h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
     for li in root.find_all("li"):
-        li.replace_with(f"\n- {li.get_text(' ', strip=True)}\n")
-    for block in root.find_all(["p", "div", "section", "pre", "blockquote", "tr", "br"]):
+        links = " ".join(a.get_text(" ", strip=True) for a in li.find_all("a"))
+        lead = _leading_bold(li)
+        title = lead.get_text(" ", strip=True) if lead else ""
+        if lead:
+            lead.decompose()
+        own = li.get_text(" ", strip=True)
+        # A list item that is only a link is a table of contents or navigation entry, never content.
+        if links and links == own and not title:
+            li.replace_with("\n")
+        else:  # "1." for an ordered list's item (its number kept), a bold lead on a line of its own
+            mark = f"{_item_number(li)}." if li.parent is not None and li.parent.name == "ol" else "-"
+            li.replace_with(f"\n{mark} **{title}**\n\n{own}\n" if title else f"\n{mark} {own}\n")
+    _bold_paragraphs(root)
+    for block in root.find_all(["p", "div", "section", "blockquote", "tr", "br", "details", "dd", "dl"]):
         block.insert_before("\n\n")
         block.insert_after("\n\n")
     text = TAG_TEXT.sub("", root.get_text())
-    text = "\n".join(re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    lines, in_code = [], False
+    for line in text.split("\n"):
+        if line.strip() in ("```", "~~~"):
+            in_code = not in_code
+        lines.append(line.rstrip() if in_code else re.sub(r"[ \t\xa0]+", " ", line).strip())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _markdown_blocks(root) -> None:
+    """The structures a question page is built from, as the markdown the rest of ingest reads: FAQ
+    entries (<details><summary>, <dt>/<dd>) as bold question lines, tables as pipe tables, <pre> as
+    fenced code (kept whole by chunking, rendered as code)."""
+    for tag in root.find_all(["summary", "dt"]):
+        tag.replace_with(f"\n{entry_title(tag.get_text(' ', strip=True))}\n")
+    for pre in root.find_all("pre"):
+        code = pre.get_text().strip("\n")
+        fence = "~~~" if "```" in code else "```"
+        pre.replace_with(f"\n\n{fence}\n{code}\n{fence}\n\n")
+    for table in root.find_all("table"):
+        rows = [[" ".join(c.get_text(" ", strip=True).split()).replace("|", "\\|") for c in tr.find_all(["th", "td"])]
+                for tr in table.find_all("tr")]
+        rows = [r for r in rows if any(r)]
+        if not rows:
+            table.decompose()
+            continue
+        width = max(len(r) for r in rows)
+        lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in rows]
+        lines.insert(1, "|" + "---|" * width)
+        table.replace_with("\n\n" + "\n".join(lines) + "\n\n")
+
+
+def _bold_paragraphs(root) -> None:
+    """A paragraph that is all bold ("<p><strong>What is SGD? ⭐</strong></p>") keeps its bold as markdown:
+    it is how question collections mark their questions, and section detection reads it."""
+    for tag in root.find_all(["strong", "b"]):
+        parent = tag.parent
+        text = tag.get_text(" ", strip=True)
+        if text and parent is not None and parent.name in ("p", "div") and parent.get_text(" ", strip=True) == text:
+            tag.replace_with(f"**{text}**")
+
+
+def _leading_bold(item):
+    """The <strong>/<b> a list item opens with (directly or in its first paragraph), or None."""
+    node = item
+    for _ in range(2):
+        first = next((c for c in node.children if getattr(c, "name", None) or str(c).strip()), None)
+        if getattr(first, "name", None) in ("strong", "b"):
+            return first
+        if getattr(first, "name", None) != "p":
+            return None
+        node = first
+    return None
+
+
+def _item_number(item) -> int:
+    """An ordered list item's number: the list's start plus the items before it."""
+    try:
+        start = int(item.parent.get("start", 1))
+    except ValueError:
+        start = 1
+    return start + sum(1 for sibling in item.find_previous_siblings("li"))
 
 
 def _is_hidden(tag) -> bool:
@@ -164,7 +243,8 @@ def pdf_text(data: bytes) -> str:
         raise
     except Exception as exc:  # pypdf raises many kinds: limits (compression bombs), malformed streams, recursion
         raise LoadError(f"unreadable PDF ({type(exc).__name__}): {exc}") from None
-    text = "\n\n".join(pages)
+    # A glyph without a Unicode mapping (an emoji difficulty mark after a question) comes out as NUL.
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", "\n\n".join(pages))
     if not text.strip():
         raise LoadError("the PDF has no extractable text (scanned images?)")
     return text

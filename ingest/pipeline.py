@@ -16,7 +16,7 @@ from coach.config import ROOT, Settings, get_settings
 from coach.embedder import embedder
 from coach.store import Store, open_store
 from ingest.chunking import Chunk, chunk_section, question_keys, section_hash, section_key
-from ingest.loaders import SUPPORTED, LoadError, load_file
+from ingest.loaders import SUPPORTED, LoadError, read_document
 from ingest.sections import Section
 
 EMBED_BATCH = 64
@@ -31,10 +31,12 @@ class Report:
     flagged: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     files: int = 0
+    # per file read: {"source", "kind", "questions": n, "titles": [...], "dropped": [{"kind", "text"}]}
+    details: list = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
-                "deleted": self.deleted, "flagged": self.flagged, "errors": self.errors}
+                "deleted": self.deleted, "flagged": self.flagged, "errors": self.errors, "files": self.details}
 
 
 # Files in the data folder (uploads) are named relative to it when it lies outside the repository, so
@@ -83,13 +85,15 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         for path in _progress(files, progress and len(files) > 3, "reading", "file"):
             source = source_name(path)
             try:
-                kind, sections = loaded.get(path.resolve()) or load_file(path, source, settings.max_file_bytes)
+                kind, sections, dropped = _read(path, source, settings, loaded)
             except Exception as exc:  # one unreadable file is that file's error; the run goes on
                 message = str(exc) if isinstance(exc, LoadError) else f"cannot read it ({type(exc).__name__}: {exc})"
                 report.errors.append({"source": source, "error": message})
                 failed_sources.add(source)  # its chunks already in the index are kept, not lost
                 continue
             report.files += 1
+            report.details.append({"source": source, "kind": kind, "questions": len(sections),
+                                   "titles": [s.question for s in sections], "dropped": dropped})
             for section in sections:
                 key = (source, section_key(section))
                 if key in wanted:
@@ -106,6 +110,14 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         _write_keys(store, wanted)
         store.sync_bm25()  # also prunes the keys of sections that are gone
     return report
+
+
+def _read(path: Path, source: str, settings: Settings, loaded: dict) -> tuple[str, list[Section], list[dict]]:
+    """(kind, sections, dropped) of a file: from `loaded` when the caller already read it."""
+    if (done := loaded.get(path.resolve())) is not None:
+        return done[0], done[1], list(done[2]) if len(done) > 2 else []
+    kind, found = read_document(path, source, settings.max_file_bytes)
+    return kind, found.sections, found.dropped
 
 
 def _expand(paths: list[Path], report: Report) -> tuple[list[Path], list[Path], list[Path]]:

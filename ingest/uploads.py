@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 
 from coach.config import Settings, get_settings
-from ingest.loaders import SUPPORTED, LoadError, load_file
+from ingest.loaders import SUPPORTED, LoadError, read_document
 from ingest.pipeline import ingest, ingest_lock, source_name, source_path
 
 
@@ -55,7 +55,8 @@ def add(path: str | Path, original_name: str | None = None, settings: Settings |
         if size > settings.max_file_bytes:
             raise LoadError(f"file is {size / 2**20:.1f} MB, over the {settings.max_file_bytes / 2**20:.0f} MB limit")
         shutil.copyfile(path, staged)
-        loaded = load_file(staged, name, settings.max_file_bytes)  # read once, exactly as ingest reads it
+        kind, found = read_document(staged, name, settings.max_file_bytes)  # read once, as ingest reads it
+        loaded = (kind, found.sections, found.dropped)
     except Exception as exc:  # any failure to read is this file's error, and leaves nothing behind
         staged.unlink(missing_ok=True)
         detail = str(exc) if isinstance(exc, LoadError | OSError) else f"cannot read it ({type(exc).__name__})"
@@ -74,8 +75,42 @@ def add(path: str | Path, original_name: str | None = None, settings: Settings |
     flagged = (f"; {len(report.flagged)} passage(s) flagged as instructions to an AI (sent to the model only "
                "as marked data)") if report.flagged else ""
     return {"file": name, "status": status,
-            "detail": f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-                      f"{report.deleted} removed chunks{flagged}", "flagged": report.flagged}
+            "detail": f"{len(found.sections)} questions; {report.added} added, {report.updated} updated, "
+                      f"{report.unchanged} unchanged, {report.deleted} removed chunks{flagged}",
+            "flagged": report.flagged, "questions": [s.question for s in found.sections], "dropped": found.dropped}
+
+
+def preview(path: str | Path, original_name: str | None = None, settings: Settings | None = None) -> dict:
+    """What indexing a file would keep, without storing or indexing anything: {"file", "kind",
+    "questions": [titles], "dropped": [{"kind", "text"}]}, or {"file", "error"}."""
+    settings = settings or get_settings()
+    name = safe_name(original_name or Path(path).name)
+    try:
+        if Path(name).suffix not in SUPPORTED:
+            raise LoadError(f"unsupported file type '{Path(name).suffix or name}' "
+                            f"(supported: {', '.join(sorted(SUPPORTED))})")
+        kind, found = read_document(Path(path), name, settings.max_file_bytes)
+    except Exception as exc:  # a preview of a bad file is its error, like an upload's
+        return {"file": name, "error": str(exc) if isinstance(exc, LoadError | OSError) else type(exc).__name__}
+    return {"file": name, "kind": kind, "questions": [s.question for s in found.sections], "dropped": found.dropped}
+
+
+def indexed_preview(store, source: str, settings: Settings | None = None) -> dict:
+    """The same for a source already indexed: its questions as the index holds them, and what was dropped
+    when its stored file is read again (uploads and files still on disk)."""
+    titles: dict[str, tuple] = {}
+    for meta in store.metadatas().values():
+        if meta.get("source") == source:
+            titles.setdefault(meta.get("qid"), (meta.get("number") or 0, meta.get("question")))
+    path = source_path(source)
+    dropped = []
+    if path.is_file():
+        try:
+            dropped = read_document(path, source, (settings or get_settings()).max_file_bytes)[1].dropped
+        except Exception:  # the file changed since it was indexed: the indexed questions still show
+            dropped = []
+    questions = [title for _, title in sorted(titles.values(), key=lambda t: (t[0], t[1] or ""))]
+    return {"file": source, "questions": questions, "dropped": dropped}
 
 
 def sources(store) -> list[dict]:

@@ -188,7 +188,7 @@ def test_search_results_and_sources_render_formulas_and_tables(browser, served_a
     page.get_by_role("tab", name="Search").click()
     page.get_by_label("Question or keywords").fill("Adam bias correction of the moment estimates")
     page.get_by_label("Question or keywords").press("Enter")
-    page.locator("#search-results .katex").first.wait_for(timeout=60000)
+    page.locator("#search-results math").first.wait_for(timeout=60000)  # rendered as MathML (coach.render)
     assert "$" not in page.locator("#search-results").inner_text(), "formulas are typeset, not raw"
     shot(page, "search-rendered")
     page.get_by_role("tab", name="Chat").click()

@@ -67,6 +67,7 @@ def test_grade_json_keeps_the_contract(grader, bank):
     for c in doc["citations"]:
         assert set(CITATION_KEYS) <= set(c) and all(isinstance(c[k], t) for k, t in CITATION_KEYS.items()), c
     assert doc["citations"][0]["question"] == entry.question and "[1]" in doc["feedback"]
+    assert doc["citations"][0]["library"] == "bank" and doc["key_points_derived"] is False
 
 
 def test_grading_order_on_crafted_answers(grader, bank):

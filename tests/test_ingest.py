@@ -126,8 +126,10 @@ def test_cli_json_report_and_exit_codes(folder, tmp_path):
     ok = run_cli("-m", "ingest", str(folder), "--json", env=env)
     assert ok.returncode == 0, ok.stderr
     report = json.loads(ok.stdout)
-    assert set(report) == {"added", "updated", "unchanged", "deleted", "flagged", "errors"}
+    assert {"added", "updated", "unchanged", "deleted", "flagged", "errors"} <= set(report)
     assert report["added"] == 13
+    seed = next(f for f in report["files"] if f["source"].endswith("seed.txt"))  # the preview of each file
+    assert seed["questions"] == 10 == len(seed["titles"]) and seed["kind"] == "article"
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "a.docx").write_bytes(b"PK")

@@ -211,10 +211,10 @@ def test_an_upload_is_read_once(fresh_settings, tmp_path, monkeypatch):
     import ingest.uploads
 
     reads = []
-    real = ingest.loaders.load_file
+    real = ingest.loaders.read_document
     counting = lambda *args, **kwargs: reads.append(args[0]) or real(*args, **kwargs)
-    monkeypatch.setattr(ingest.uploads, "load_file", counting)
-    monkeypatch.setattr(ingest.pipeline, "load_file", counting)
+    monkeypatch.setattr(ingest.uploads, "read_document", counting)
+    monkeypatch.setattr(ingest.pipeline, "read_document", counting)
     note = tmp_path / "notes.md"
     note.write_text("## What is a quokka gradient?\n\nA made-up term used only by this test's notes.\n")
     assert ingest.uploads.add(note, "notes.md")["status"] == "added"
@@ -248,7 +248,7 @@ HOSTILE_PAGE = """<html><body><main>
 
 
 def test_hidden_text_is_dropped_and_markup_stays_text(tmp_path):
-    from coach.render import search_markdown
+    from coach.render import search_html
     from ingest.loaders import load_file
 
     page = tmp_path / "page.html"
@@ -258,9 +258,9 @@ def test_hidden_text_is_dropped_and_markup_stays_text(tmp_path):
     for secret in ("evil.example", "zero-size", "white on white", "aria hidden"):
         assert secret not in text
     assert "<img" not in text and "weight" in text.lower()
-    shown = search_markdown([{"rank": 1, "question": "<b>Q</b>", "part": None, "topic": None, "score": 0.5,
-                              "text": "<b>Q</b> <script>alert(1)</script> x < y"}])
-    assert "<script>" not in shown and "<b>" not in shown and "&lt;script&gt;" in shown
+    shown = search_html([{"rank": 1, "question": "<b>Q</b>", "part": None, "topic": None, "score": 0.5,
+                          "source": "page.html", "text": "<b>Q</b> <script>alert(1)</script> x < y"}])
+    assert "<script>" not in shown and "<b>Q" not in shown and "&lt;script&gt;" in shown and "&lt;b&gt;Q" in shown
 
 
 # --- 7. a compression-bomb PDF is that file's error, not the run's --------------------------------

@@ -16,6 +16,20 @@ from __future__ import annotations
 ALL = "All"  # the dropdown choice that means "no filter"
 # The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+# The library selector of Chat, Search and Interview: its labels and the scope each means.
+SCOPES = {"All": "all", "Bank": "bank", "My documents": "docs"}
+
+
+def scope_selector(elem_id: str):
+    """The library selector: All (the default: bank first), Bank only, or My documents only."""
+    import gradio as gr
+
+    return gr.Radio(list(SCOPES), value="All", label="Library", elem_id=elem_id,
+                    info="All answers from the bank first; your uploads can add to it")
+
+
+def scope_of(choice) -> str:
+    return SCOPES.get(choice, "all")
 
 
 def unless_all(choice, convert=str):

@@ -21,7 +21,7 @@ import gradio as gr
 from coach.answer import Answer
 from coach.conversations import ConversationError, Conversations
 from coach.render import chat_markdown, sources_html
-from web import ALL, LATEX, access, unless_all
+from web import ALL, LATEX, access, scope_of, scope_selector, unless_all
 
 EXAMPLES = ["What is catastrophic forgetting?", "How does Adam correct the bias of its moment estimates?",
             "Why do transformers need positional encodings?", "How does LoRA work?",
@@ -86,12 +86,13 @@ class ChatTab:
         with gr.Row():
             self.part = gr.Dropdown([ALL, *map(str, parts)], value=ALL, label="Part", elem_id="part")
             self.topic = gr.Dropdown([ALL, *topics], value=ALL, label="Topic", elem_id="topic")
+        self.scope = scope_selector("scope")
         gr.Markdown(f"Answering with **{self.answerer.backend.describe()}**; every sentence is "
                     "checked against the bank.", elem_id="backend")
         self.sources = gr.HTML(SOURCES_HINT, elem_id="sources")
 
     def _wire(self) -> None:
-        inputs = [self.box, self.chatbot, self.part, self.topic, self.conversation]
+        inputs = [self.box, self.chatbot, self.part, self.topic, self.conversation, self.scope]
         outputs = [self.box, self.chatbot, self.sources, self.stop, self.ask, self.quiz, self.cited,
                    self.conversation, self.choice]
         asked = [self.ask.click(self.respond, inputs, outputs, api_name=False),
@@ -110,10 +111,11 @@ class ChatTab:
 
     # --- asking --------------------------------------------------------------------------------
     @access.guarded
-    def respond(self, question: str, history: list, part: str, topic: str, conversation: str | None,
-                request: gr.Request = None):
+    def respond(self, question: str, history: list, part: str, topic: str, conversation: str | None = None,
+                scope: str = "All", request: gr.Request = None):
         """Stream the model's tokens into the chat, then replace them with the checked answer and save
-        the turn. Gradio passes the browser session's `request` because of its type hint."""
+        the turn. `scope` is the library selector's choice. Gradio passes the browser session's `request`
+        because of its type hint."""
         past = [{"role": m["role"], "content": _text_of(m["content"])} for m in history]
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": "…"}]
         if limited := rate_limited(self.answerer, question, request):
@@ -123,7 +125,7 @@ class ChatTab:
         streaming = {self.box: "", self.stop: gr.update(visible=True), self.ask: gr.update(visible=False)}
         yield {**streaming, self.chatbot: history, self.quiz: gr.update(visible=False)}
         streamed = ""
-        filters = {"part": unless_all(part, int), "topic": unless_all(topic)}
+        filters = {"part": unless_all(part, int), "topic": unless_all(topic), "scope": scope_of(scope)}
         session, presses = _session_of(request), self.stop_presses.get(_session_of(request), 0)
         for event in self.answerer.stream(question, past, **filters):
             if self.stop_presses.get(session, 0) != presses:
@@ -145,7 +147,7 @@ class ChatTab:
             conversation = self.saved.save_turn(user, conversation, question, doc)
         except ConversationError:  # deleted in another window meanwhile: the turn starts a new one
             conversation = self.saved.save_turn(user, None, question, doc)
-        cited = [c["qid"] for c in doc["citations"] if c.get("qid") in self.bank_ids]
+        cited = bank_cited(doc["citations"], self.bank_ids)
         return {self.box: "", self.chatbot: history, self.sources: sources_html(doc["citations"]),
                 self.stop: gr.update(visible=False), self.ask: gr.update(visible=True),
                 self.quiz: gr.update(visible=bool(cited)), self.cited: cited, self.conversation: conversation,
@@ -188,7 +190,7 @@ class ChatTab:
             history += [{"role": "user", "content": turn["question"]},
                         {"role": "assistant", "content": chat_markdown(answer_of(turn["answer"]))}]
         last = saved["turns"][-1]["answer"]["citations"] if saved["turns"] else []
-        cited = [c["qid"] for c in last if c.get("qid") in self.bank_ids]
+        cited = bank_cited(last, self.bank_ids)
         return {self.chatbot: history, self.sources: sources_html(last) or SOURCES_HINT,
                 self.conversation: conversation_id, self.quiz: gr.update(visible=bool(cited)), self.cited: cited,
                 self.saved_status: f"Continuing **{saved['title']}**."}
@@ -234,6 +236,11 @@ def with_passages(citations: list[dict], store) -> list[dict]:
         found.append({**c, "passage": passage, "part": meta.get("part"), "topic": meta.get("topic"),
                       "qid": meta.get("qid")})
     return found
+
+
+def bank_cited(citations: list[dict], bank_ids: set[str]) -> list[str]:
+    """The bank entries among the citations (what "Quiz me" asks); an upload's section key is not one."""
+    return [c["qid"] for c in citations if c.get("library", "bank") == "bank" and c.get("qid") in bank_ids]
 
 
 def answer_of(doc: dict) -> Answer:

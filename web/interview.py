@@ -20,11 +20,11 @@ import gradio as gr
 from coach import render
 from coach.grader import AnswerError, Grader
 from coach.interviewer import HINT_COST, Interviewer, SessionError
-from web import ALL, access, unless_all
+from web import ALL, access, scope_of, scope_selector, unless_all
 
 CHOOSE_A_SESSION = "Choose an unfinished session to resume."
 DEFAULT_INTERVIEW = {"part": ALL, "topic": ALL, "difficulty": ALL, "n": 5, "review": False, "time_limit": 0,
-                     "adaptive": False}
+                     "adaptive": False, "scope": "All"}
 HISTORY_HEADERS = ["session", "started", "mode", "status", "answered", "mean score"]
 # Exports are written here and removed after EXPORT_LIFETIME seconds (Gradio copies a file into its own
 # cache, which `web.assembly` clears, as soon as the handler returns).
@@ -67,6 +67,7 @@ class InterviewTab:
                 self.difficulty = gr.Dropdown([ALL, "easy", "medium", "hard"], value=ALL, label="Difficulty",
                                               elem_id="iv-difficulty")
                 self.n_questions = gr.Slider(1, 20, value=5, step=1, label="Questions", elem_id="iv-n")
+            self.scope = scope_selector("iv-scope")
             with gr.Row():
                 self.review = gr.Checkbox(label="Review mode: weak and due questions first (spaced repetition)",
                                           elem_id="iv-review")
@@ -124,7 +125,8 @@ class InterviewTab:
                   self.skip_button, self.next_button, self.score_box, self.scorecard, self.chart, self.feedback,
                   self.history, self.resume_choice, self.hint_button, self.reveal_button, self.clock, self.timer_text,
                   self.hints, self.followup_box]
-        choices = [self.part, self.topic, self.difficulty, self.n_questions, self.review, self.time_limit, self.adaptive]
+        choices = [self.part, self.topic, self.difficulty, self.n_questions, self.review, self.time_limit, self.adaptive,
+                   self.scope]
         self.begin.click(self.start, choices, screen, api_name=False)
         self.resume_button.click(self.resume, self.resume_choice, screen, api_name=False)
         self.next_button.click(self.next_question, self.session, screen, api_name=False)
@@ -155,14 +157,14 @@ class InterviewTab:
         return self._lists(access.user_of(request).name)
 
     @access.guarded
-    def start(self, part, topic, difficulty, n, review, time_limit=0, adaptive=False,
+    def start(self, part, topic, difficulty, n, review, time_limit=0, adaptive=False, scope="All",
               request: gr.Request = None) -> dict:
         user = self._user(request)
         try:
             session_id = self.engine.start(part=unless_all(part, int), topic=unless_all(topic),
                                            difficulty=unless_all(difficulty), n=int(n), review=bool(review),
                                            time_limit=float(time_limit) if time_limit else None,
-                                           adaptive=bool(adaptive), user=user)
+                                           adaptive=bool(adaptive), user=user, scope=scope_of(scope))
         except SessionError as exc:
             return self._setup_view(f"⚠️ {exc}", user)
         return self._question_view(session_id, user)

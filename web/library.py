@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from coach.render import preview_html
 from ingest import uploads
 from ingest.loaders import SUPPORTED
 from web import access
@@ -28,7 +29,9 @@ class LibraryTab:
             with gr.Column(scale=3, min_width=280):
                 self._build_sources()
         refreshed = [self.table, self.choice, self.confirm_row]
-        self.add.click(self.add_files, self.files, [self.results, *refreshed], api_name=False)
+        self.preview_button.click(self.preview, self.files, self.preview_panel, api_name=False)
+        self.inspect.click(self.inspect_source, self.choice, self.preview_panel, api_name=False)
+        self.add.click(self.add_files, self.files, [self.results, self.preview_panel, *refreshed], api_name=False)
         self.remove.click(self.ask_to_confirm, self.choice, [self.status, self.confirm_row], api_name=False)
         self.confirm.click(self.delete, self.choice, [self.status, *refreshed], api_name=False)
         self.cancel.click(self.cancel_delete, None, [self.status, self.confirm_row], api_name=False)
@@ -37,7 +40,9 @@ class LibraryTab:
     def _build_upload(self) -> None:
         self.files = gr.File(label=f"Add files ({', '.join(sorted(SUPPORTED))}; several at once)",
                              file_count="multiple", file_types=sorted(SUPPORTED), elem_id="upload")
-        self.add = gr.Button("Add to the index", variant="primary", elem_id="add-files")
+        with gr.Row():
+            self.preview_button = gr.Button("Preview questions", elem_id="preview-files")
+            self.add = gr.Button("Add to the index", variant="primary", elem_id="add-files")
         self.results = gr.Dataframe(headers=["file", "result", "detail"], label="Upload results",
                                     interactive=False, elem_id="upload-results", wrap=True)
 
@@ -46,24 +51,30 @@ class LibraryTab:
         self.table = gr.Dataframe(rows, headers=["source", "kind", "questions", "chunks"],
                                   label="Indexed sources", interactive=False, elem_id="sources-table")
         with gr.Row():
-            self.choice = gr.Dropdown(self.deletable(), value=None, label="Uploaded source to delete",
+            self.choice = gr.Dropdown(self.deletable(), value=None, label="Uploaded source",
                                       elem_id="delete-choice")
+            self.inspect = gr.Button("Show its questions", elem_id="inspect-source")
             self.remove = gr.Button("Delete source", variant="stop", elem_id="delete-source")
         with gr.Row(visible=False, elem_id="delete-confirm-row") as self.confirm_row:
             self.confirm = gr.Button("Yes, delete it", variant="stop", elem_id="delete-confirm")
             self.cancel = gr.Button("Cancel", elem_id="delete-cancel")
         self.rebuild = gr.Button("Re-index everything", elem_id="reindex")
         self.status = gr.Markdown(elem_id="library-status")
+        gr.Markdown("#### Questions detected\nBefore indexing (Preview questions) or after (choose a source, "
+                    "Show its questions): the questions each file was split into, and what was left out "
+                    "(tables of contents, links, images, sponsor lines, questions without an answer).")
+        self.preview_panel = gr.HTML(preview_html([]), elem_id="preview")
 
     def admin_controls(self) -> list:
-        return [self.add, self.remove, self.rebuild, self.status]
+        return [self.add, self.preview_button, self.remove, self.rebuild, self.status]
 
     @access.guarded
     def show_rights(self, request: gr.Request = None) -> dict:
         """On page load: a learner sees the library but not the buttons that change it."""
         admin = access.user_of(request).is_admin
         note = "" if admin else "_The library is read-only for learners: an admin adds and removes sources._"
-        return {self.add: gr.update(visible=admin), self.remove: gr.update(visible=admin),
+        return {self.add: gr.update(visible=admin), self.preview_button: gr.update(visible=admin),
+                self.remove: gr.update(visible=admin),
                 self.rebuild: gr.update(visible=admin), self.status: note}
 
     def source_rows(self) -> list[list]:
@@ -85,13 +96,31 @@ class LibraryTab:
         access.rate_check(request, "library")
         if not files:
             return {self.results: [["", "error", "choose one or more files first"]], **self.refreshed()}
-        results = []
+        results, previews = [], []
         for n, file in enumerate(files):
             path = getattr(file, "name", file)
             progress((n, len(files)), desc=f"indexing {Path(path).name}")
             result = uploads.add(path, Path(path).name)
             results.append([result["file"], result["status"], result["detail"]])
-        return {self.results: results, **self.refreshed()}
+            previews.append({"file": result["file"], "error": result["detail"]} if result["status"] == "error"
+                            else {k: result.get(k) for k in ("file", "questions", "dropped")})
+        return {self.results: results, self.preview_panel: preview_html(previews), **self.refreshed()}
+
+    @access.guarded
+    def preview(self, files, request: gr.Request = None) -> str:
+        """What indexing the chosen files would keep, without indexing them."""
+        access.require_admin(request)
+        access.rate_check(request, "library")
+        if not files:
+            return preview_html([])
+        return preview_html([uploads.preview(getattr(f, "name", f), Path(getattr(f, "name", f)).name) for f in files])
+
+    @access.guarded
+    def inspect_source(self, source, request: gr.Request = None) -> str:
+        """The questions an indexed source holds, and what its file had dropped."""
+        if source not in self.deletable():
+            return "<p><em>Choose an uploaded source first.</em></p>"
+        return preview_html([uploads.indexed_preview(self.store, source)])
 
     @access.guarded
     def ask_to_confirm(self, source, request: gr.Request = None) -> dict:
