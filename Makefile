@@ -33,8 +33,9 @@ index: $(STAMP) $(ONNX)
 run: setup
 	COACH_LLM=$${COACH_LLM:-extractive} $(PY) app.py serve
 
-## test: set up, then the whole test suite
-test: setup browser
+## test: set up, then the whole test suite. Not ./data: the tests ingest the bank into a folder of their own
+## (tests/conftest.py), so building ./data here was a second whole-bank ingest (about a minute on 2 cores)
+test: $(STAMP) $(ONNX) browser
 	$(PY) -m pytest
 
 ## lint: ruff over the project (rules in ruff.toml); CI runs it before the tests

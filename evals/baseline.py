@@ -147,6 +147,8 @@ _SPANS: dict[tuple[Path, str], list] = {}
 
 def questions_overlapping(path: Path, text: str, start: int, end: int) -> list[str]:
     key = (path, hashlib.sha1(text.encode()).hexdigest())
-    spans = _SPANS.setdefault(key, question_spans(path, text))
+    if key not in _SPANS:  # parsed once per file (setdefault's argument parsed the file for every chunk)
+        _SPANS[key] = question_spans(path, text)
+    spans = _SPANS[key]
     return [qid for s, e, qid in spans if s < end and start < e]
 

@@ -1,15 +1,21 @@
 """Scale-out: two app replicas sharing one real Chroma server and one OpenAI-compatible model server.
 
-Everything is real and on 127.0.0.1: `chroma run`, `python -m llama_cpp.server`, an ingest job
+Everything is real and on 127.0.0.1: `chroma run`, `python -m llama_cpp.server`, ingest jobs
 (`python -m ingest` with COACH_CHROMA_URL) and two `python app.py serve` processes, each with its own
 data folder (its BM25 index is derived from the shared Chroma collection). 50 chats go through the
 replicas' /ask endpoints, a bounded number at a time: none may fail, be lost or come back malformed.
 Then a document ingested by a second job must become searchable on both replicas.
+
+The Chroma server starts on a copy of the session's index (the folder format of `chroma run --path`
+is the embedded client's), and a first job over the bank must find every section already there:
+embedding the bank again in the job took a minute and a half on CI and tested nothing the session's
+ingest and tests/test_ingest.py do not. Writing through the server is the second job's (a new document).
 """
 from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -29,8 +35,11 @@ pytestmark = pytest.mark.timeout(2400)
 
 
 @pytest.fixture(scope="module")
-def chroma_url(tmp_path_factory):
-    with servers.chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
+def chroma_url(corpus_index, tmp_path_factory):
+    """`chroma run` on a copy of the session's Chroma folder: the bank is in it when the server starts."""
+    path = tmp_path_factory.mktemp("chroma-server")
+    shutil.copytree(corpus_index.settings.chroma_dir, path, dirs_exist_ok=True)
+    with servers.chroma_server(path) as url:
         yield url
 
 
@@ -43,9 +52,10 @@ def ingest_job(chroma_url: str, data_dir, *paths) -> dict:
 
 @pytest.fixture(scope="module")
 def replicas(chroma_url, llama_server, tmp_path_factory):
-    """The bank ingested into the Chroma server by a job, then two app processes serving from it."""
+    """A job over the bank finds it whole in the Chroma server, then two app processes serve from it."""
     report = ingest_job(chroma_url, tmp_path_factory.mktemp("ingest-job"))
-    assert report["added"] >= 400 and not report["errors"], report
+    assert report["unchanged"] >= 400 and not report["errors"], report
+    assert (report["added"], report["updated"], report["deleted"]) == (0, 0, 0), report
     env = {"COACH_CHROMA_URL": chroma_url, "COACH_LLM": "openai", "COACH_OPENAI_BASE_URL": llama_server,
            "COACH_OPENAI_MODEL": "smollm2",
            "COACH_QUESTIONS_PER_MINUTE": "100"}  # fifty people behind one address, not one script
