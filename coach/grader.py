@@ -38,7 +38,7 @@ import numpy as np
 from coach.config import get_settings, prompt
 from coach.guards import validate_question
 from coach.llm import may_judge
-from coach.text import WORD, clean_input, content_words, split_sentences, stopwords
+from coach.text import WORD, clean_input, content_words, split_sentences, stemmer, stopwords
 
 # Pieces that add fewer content words than this to the question's own are restating it.
 MIN_NEW_WORDS = 2
@@ -51,8 +51,8 @@ SPECIFIC_MARGIN = 0.1       # how much nearer another entry's key point must be 
 # weights on the human "covered" labels; the mapping as the one, among those that keep the issue's bands
 # per kind of answer, with the most questions ordered complete > partial > wrong, then the smallest mean
 # absolute error against the human scores. See evals/README.md.
-CREDIT_BIAS, CREDIT_WEIGHTS = -4.08, (0.79, 6.38, 3.33)
-SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.06, 0.84, 0.4
+CREDIT_BIAS, CREDIT_WEIGHTS = -4.30, (1.07, 6.51, 3.53)
+SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.04, 0.86, 0.4
 # A sentence states a misconception when its cosine with it (plus TERMS_WEIGHT times the share of the
 # misconception's own words it uses, less the share of the correction's) exceeds its cosine with every
 # correct statement of the entry by SENTENCE_MARGIN; an answer whose sentences lean that way by
@@ -60,6 +60,12 @@ SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.06, 0.84, 0.4
 # most 5% of its correct answers are accused.
 TERMS_WEIGHT = 0.2
 SENTENCE_MARGIN, ANSWER_MARGIN = 0.15, -0.08
+# Swapped roles: a clause that names one side of a contrast (two of the question's terms, or an antonym
+# pair) and matches the bank's correct statements better, in word order, once the two are exchanged
+# ("precision is TP/(TP+FN)" -> "recall is TP/(TP+FN)") states the roles the wrong way round. SWAP_MARGIN is
+# the gain in that match (2 x longest common subsequence of stemmed content words / their lengths) from
+# which the clause is accused; chosen with the margins above on the tuning half (evals/grader_fit.py).
+SWAP_MARGIN = 0.175
 COVERED = 0.5               # credit from which a key point is listed as covered
 FRAGMENT_CAP = 0.2          # most a non-sentence (bag of terms, fragment) can earn for one key point
 STUFFED_CAP = 2.5           # score cap when the answer holds no real sentence at all
@@ -124,9 +130,11 @@ class Mistake:
     sentence: str            # the answer's sentence
     wrong: str               # the misconception it states (or the key point it negates, restated)
     right: str               # the correct statement, from the bank entry cited as [1]
+    kind: str = "misconception"  # or "contradiction" (a negated key point), "swap" (two roles exchanged)
+    swapped: tuple = ()      # for a swap: the two terms the sentence exchanges
 
     def as_json(self) -> dict:
-        return {"sentence": self.sentence, "wrong": self.wrong, "right": self.right}
+        return {"sentence": self.sentence, "wrong": self.wrong, "right": self.right, "kind": self.kind}
 
 
 @dataclass
@@ -219,7 +227,10 @@ class Signals:
     specific: np.ndarray         # [key point, unit]: cosine where the point is the unit's nearest, else 0
     leaning: np.ndarray          # per sentence: nearer a misconception than any correct statement by this
     nearest_misconception: np.ndarray  # per sentence: the index of that misconception
+    over_correction: np.ndarray  # per sentence: how much nearer that misconception than its own correction
     relevance: np.ndarray        # per sentence: best cosine with the question, key points and model answer
+    swap_gain: np.ndarray = None  # per sentence: how much better it matches the bank with two roles exchanged
+    swaps: list = None           # per sentence: (term, other term, the correct statement it then matches)
 
 
 class Grader:
@@ -359,11 +370,14 @@ class Grader:
         elsewhere = (self.key_point_vectors(exclude=entry.id) @ said.T).max(axis=0)
         specific[:, cosine.max(axis=0) < elsewhere - SPECIFIC_MARGIN] = 0.0
         whole = said[[units.index(s) for s in sentences]]
-        leaning, nearest = self._leaning(entry, sentences, whole, asked)
+        leaning, nearest, over_correction = self._leaning(entry, sentences, whole, asked)
         reference = self._embed([entry.question, *entry.key_points, *split_sentences(entry.answer)])
+        gain, swaps = role_swaps(entry, units, owner, len(sentences))
         return Signals(sentences=sentences, claims=[is_claim(s) for s in sentences], units=units, owner=owner,
                        new=new, cosine=cosine, terms=terms, specific=specific, leaning=leaning,
-                       nearest_misconception=nearest, relevance=(reference @ whole.T).max(axis=0))
+                       nearest_misconception=nearest, over_correction=over_correction,
+                       relevance=(reference @ whole.T).max(axis=0),
+                       swap_gain=gain, swaps=swaps)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.embeddings.embed_sentences(texts))  # cached: the app re-grades the same text
@@ -387,7 +401,7 @@ class Grader:
         entry, and which misconception. Terms count a little: the words the wrong statement has and its
         correction lacks ("generates the caption") and the reverse."""
         if not entry.misconceptions:
-            return np.full(len(sentences), -1.0), np.zeros(len(sentences), dtype=int)
+            return np.full(len(sentences), -1.0), np.zeros(len(sentences), dtype=int), np.full(len(sentences), -1.0)
         correct = [*entry.key_points, *(a for alts in entry.key_point_alternatives for a in alts),
                    *(m.right for m in entry.misconceptions), *split_sentences(entry.answer)]
         nearest_correct = (self._embed(correct) @ whole.T).max(axis=0)
@@ -398,7 +412,10 @@ class Grader:
             for j, sentence in enumerate(sentences):
                 said = content_words(sentence)
                 wrong[m, j] += TERMS_WEIGHT * (_share(wrong_words, said) - _share(right_words, said))
-        return wrong.max(axis=0) - nearest_correct, wrong.argmax(axis=0)
+        nearest = wrong.argmax(axis=0)
+        corrections = self._embed([m.right for m in entry.misconceptions]) @ whole.T
+        columns = np.arange(len(sentences))
+        return wrong.max(axis=0) - nearest_correct, nearest, wrong[nearest, columns] - corrections[nearest, columns]
 
     def mistakes(self, entry, signals: Signals) -> tuple[list[Mistake], set[int]]:
         """The misconceptions and contradicted key points the answer states, and the sentences stating them."""
@@ -406,14 +423,23 @@ class Grader:
                           for j in range(len(signals.sentences))]
         leaning = np.where(said_something, signals.leaning, -np.inf)
         accused = {int(j) for j in np.flatnonzero(leaning > SENTENCE_MARGIN)}
-        if any(said_something) and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN:
+        # the answer-level rule names its most leaning sentence, unless that sentence is nearer the
+        # misconception's correction than the misconception ("I would not use it for open-ended chat")
+        if any(said_something) and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN \
+                and signals.over_correction[int(np.argmax(leaning))] > 0:
             accused.add(int(np.argmax(leaning)))
         found = [Mistake(signals.sentences[j], entry.misconceptions[signals.nearest_misconception[j]].wrong,
                          entry.misconceptions[signals.nearest_misconception[j]].right) for j in sorted(accused)]
+        for j in np.flatnonzero((signals.swap_gain > SWAP_MARGIN) & np.array(said_something, dtype=bool)):
+            if int(j) not in accused:
+                term, other, right = signals.swaps[j]
+                found.append(Mistake(signals.sentences[j], signals.sentences[j], right, kind="swap",
+                                     swapped=(term, other)))
+                accused.add(int(j))
         for j, sentence in enumerate(signals.sentences):
             point = next((p for p in entry.key_points if j not in accused and contradicts(p, sentence)), None)
             if point is not None:
-                found.append(Mistake(sentence, sentence, point))
+                found.append(Mistake(sentence, sentence, point, kind="contradiction"))
                 accused.add(j)
         return found, accused
 
@@ -466,8 +492,11 @@ class Grader:
             parts.append("Answer in full sentences: bare terms and fragments do not show you understand them.")
         source = " [1]" if cites else ""
         for mistake in mistakes:
-            named = ("contradicts the model answer" if mistake.wrong == mistake.sentence
-                     else f'is the misconception "{mistake.wrong.rstrip(".")}"')
+            named = f'is the misconception "{mistake.wrong.rstrip(".")}"'
+            if mistake.kind == "contradiction":
+                named = "contradicts the model answer"
+            elif mistake.kind == "swap":
+                named = 'says of "{}" what holds for "{}"'.format(*mistake.swapped)
             parts.append(f'Mistake: "{_short(mistake.sentence)}" {named}. Correct: {mistake.right.rstrip(".")}{source}.')
         if counts["off_topic"]:
             parts.append("Part of the answer is about something else.")
@@ -487,6 +516,113 @@ class Grader:
         terms = " ".join((fresh or words)[:4])
         template = self.templates[int(hashlib.sha1(point.encode()).hexdigest(), 16) % len(self.templates)]
         return template.format(terms=terms, topic=entry.topic, point=point)
+
+
+def stem_sequence(text: str) -> list[str]:
+    """The stemmed content words of `text`, in their order, compounds split ("memory-bound" -> memory, bound):
+    what the swap test compares."""
+    words = [w for w in re.findall(r"[a-z][a-z0-9']*", text.lower())
+             if len(w) > 1 and w not in stopwords() and w not in FUNCTION_WORDS]
+    return list(stemmer().stemWords(words))
+
+
+def role_swaps(entry, units: list[str], owner: np.ndarray, n_sentences: int) -> tuple[np.ndarray, list]:
+    """Per sentence: the most one of its clauses gains in word-order match with the entry's correct
+    statements when two roles are exchanged (two terms the entry contrasts, or an antonym pair), and that
+    swap. A clause is only tested on a pair when it names one side of it ("skip-gram predicts the centre
+    word"), so a clause comparing both ("precision and recall trade off") is never read as swapped; the
+    swapped clause is compared with the statements about the other side only, the clause itself with every
+    statement that does not name the other side."""
+    references, pairs = _swap_references(entry)
+    gain, swaps = np.zeros(n_sentences), [None] * n_sentences
+    # the clauses of a sentence that has several, else the sentence (each sentence's first unit is itself)
+    finest = [n for n in range(len(units)) if not (_first(owner, n) and (owner == owner[n]).sum() > 1)]
+    for n in finest:
+        words, j = stem_sequence(units[n]), owner[n]
+        if len(words) < SWAP_MIN_WORDS:
+            continue
+        present = set(words)
+        for (a, b), surface in pairs.items():
+            if (a in present) == (b in present):
+                continue
+            removed, brought = (a, b) if a in present else (b, a)
+            swapped = [brought if w == removed else w for w in words]
+            base = _order_match(words, [r for r in references if brought not in r[0]])[0]
+            match, reference = _order_match(swapped, [r for r in references if brought in r[0] and removed not in r[0]])
+            if match - base > gain[j]:
+                gain[j], swaps[j] = match - base, (*(surface if a in present else surface[::-1]), reference)
+    return gain, swaps
+
+
+def _first(owner: np.ndarray, n: int) -> bool:
+    return n == 0 or owner[n - 1] != owner[n]
+
+
+# Clauses and statements shorter than this (in content words) are not compared in the swap test: a two-word
+# heading ("Prefill vs decode") or clause ("lower is better") matches anything with the same two words.
+SWAP_MIN_WORDS = 3
+LEADING_WORDS = 2           # a role is what a key point is about: one of its first two content words
+_SWAP_CACHE: dict = {}
+
+
+def _swap_references(entry) -> tuple[list[tuple[list[str], str]], dict]:
+    """The entry's correct statements (key points, their phrasings, the corrections of its misconceptions,
+    the model answer's sentences, each whole and clause by clause) as stem sequences, and the role pairs to
+    try: two things the question sets side by side, when key points are about each (among their first
+    words) and tell them apart (each in a statement without the other: "precision", "recall"), and the
+    antonym pairs."""
+    if entry.id not in _SWAP_CACHE:
+        statements = [*entry.key_points, *(a for alts in entry.key_point_alternatives for a in alts),
+                      *(m.right for m in entry.misconceptions)]
+        units = {u for s in [*statements, *split_sentences(entry.answer)] for u in [s, *clauses(s)]}
+        references = [(stem_sequence(u), u) for u in sorted(units) if len(stem_sequence(u)) > SWAP_MIN_WORDS]
+        points = [set(stem_sequence(s)) for s in statements]
+        leading = {w for s in statements for w in stem_sequence(s)[:LEADING_WORDS]}
+        pairs = {(min(a, b), max(a, b)): (sa, sb) if a < b else (sb, sa)
+                 for (a, sa), (b, sb) in coordinated(entry.question)
+                 if {a, b} <= leading and any(a in p and b not in p for p in points)
+                 and any(b in p and a not in p for p in points)}
+        for a, b in ANTONYMS:
+            sa, sb = stemmer().stemWord(a), stemmer().stemWord(b)
+            if sa != sb:
+                pairs.setdefault((min(sa, sb), max(sa, sb)), (a, b) if sa < sb else (b, a))
+        _SWAP_CACHE[entry.id] = references, pairs
+    return _SWAP_CACHE[entry.id]
+
+
+# What joins the things a question sets side by side: "precision, recall and F1", "skip-gram and CBOW",
+# "feature extraction from fine-tuning", "variance but not bias", "bi-encoders vs cross-encoders".
+COORDINATOR = re.compile(r",\s*(?:and\s+|or\s+)?|\s+(?:and|or|vs\.?|versus|from|but not|rather than|instead of)\s+")
+
+
+def coordinated(question: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Pairs of (stem, word) that the question coordinates: a stem of the (up to) two words before a
+    coordinator with a stem of the two words after it, less what both share ("bi-encoders and
+    cross-encoders" gives bi and cross, not encoder)."""
+    pairs = []
+    for found in COORDINATOR.finditer(question.lower()):
+        before = re.findall(r"[a-z][a-z0-9'-]*", question.lower()[:found.start()])[-2:]
+        after = re.findall(r"[a-z][a-z0-9'-]*", question.lower()[found.end():])[:2]
+        left = {(stem, word) for word in before for stem in stem_sequence(word)}
+        right = {(stem, word) for word in after for stem in stem_sequence(word)}
+        shared = {stem for stem, _ in left} & {stem for stem, _ in right}
+        pairs += [(x, y) for x in left for y in right if x[0] not in shared and y[0] not in shared]
+    return pairs
+
+
+def _order_match(words: list[str], references: list[tuple[list[str], str]]) -> tuple[float, str]:
+    """The best Dice coefficient of the longest common subsequence with a reference, and that reference."""
+    scored = [(2 * _lcs(words, r) / (len(words) + len(r)), text) for r, text in references]
+    return max(scored, default=(0.0, ""))
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        previous = 0
+        for j, y in enumerate(b, start=1):
+            previous, row[j] = row[j], previous + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
 
 
 def point_features(signals: Signals, i: int, usable: np.ndarray) -> tuple[float, float, float]:

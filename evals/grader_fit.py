@@ -1,7 +1,7 @@
 """Fit the grader's constants on the tuning half of the blind grading set (`python -m evals.grader --fit`).
 
 Three steps, each on the tuning half only, in the order the grader uses them:
-1. the misconception margins: the pair that names a misconception in the most wrong answers while
+1. the misconception and swap margins: the triple that names a misconception in the most wrong answers while
    accusing at most MAX_ACCUSED of the complete and partial answers;
 2. the credit model: a logistic regression of the human "covered" label of every (answer, key point)
    on the point's (cosine, terms, specific cosine);
@@ -38,28 +38,42 @@ def constants(**values):
 def fit(grader, rows: list[dict]) -> str:
     entries = [grader.bank[row["qid"]] for row in rows]
     signals = [grader.signals(entry, row["answer"]) for entry, row in zip(entries, rows, strict=True)]
-    sentence_margin, answer_margin, detected, accused = fit_margins(grader, rows, entries, signals)
-    with constants(SENTENCE_MARGIN=sentence_margin, ANSWER_MARGIN=answer_margin):
+    sentence_margin, answer_margin, swap_margin, detected, accused = fit_margins(grader, rows, entries, signals)
+    with constants(SENTENCE_MARGIN=sentence_margin, ANSWER_MARGIN=answer_margin, SWAP_MARGIN=swap_margin):
         bias, weights = fit_credit(grader, rows, entries)
         with constants(CREDIT_BIAS=bias, CREDIT_WEIGHTS=weights):
             low, high, floor, error = fit_mapping(grader, rows, entries)
     return (f"# fitted on {len(rows)} answers to {len({r['qid'] for r in rows})} questions (tuning half)\n"
             f"CREDIT_BIAS, CREDIT_WEIGHTS = {bias:.2f}, ({', '.join(f'{w:.2f}' for w in weights)})\n"
             f"SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = {low:.2f}, {high:.2f}, {floor:.1f}   # mean absolute error {error:.2f}\n"
-            f"SENTENCE_MARGIN, ANSWER_MARGIN = {sentence_margin:.2f}, {answer_margin:.2f}"
+            f"SENTENCE_MARGIN, ANSWER_MARGIN = {sentence_margin:.2f}, {answer_margin:.2f}\n"
+            f"SWAP_MARGIN = {swap_margin:.3f}"
             f"   # wrong answers named {detected:.0%}, correct answers accused {accused:.1%}")
 
 
-def fit_margins(grader, rows, entries, signals) -> tuple[float, float, float, float]:
-    best = None
+def fit_margins(grader, rows, entries, signals) -> tuple[float, float, float, float, float]:
+    """(sentence margin, answer margin, swap margin, wrong answers named, correct answers accused): the
+    most wrong answers named with at most MAX_ACCUSED of the correct ones accused, then the fewest accused.
+    An answer is named when the misconception rules or the swap test name it, so each is tabled apart."""
     wrong = [n for n, r in enumerate(rows) if r["kind"] == "wrong"]
     correct = [n for n, r in enumerate(rows) if r["kind"] in ("complete", "partial")]
+
+    def named(**margins) -> np.ndarray:
+        with constants(**margins):
+            return np.array([bool(grader.mistakes(entries[n], signals[n])[0]) if signals[n] else False
+                             for n in range(len(rows))])
+
+    never = float("inf")
+    by_swap = {float(w): named(SENTENCE_MARGIN=never, ANSWER_MARGIN=never, SWAP_MARGIN=w)
+               for w in np.arange(0.05, 0.40, 0.025)}
+    best = None
     for sentence_margin, answer_margin in product(np.arange(0.05, 0.30, 0.01), np.arange(-0.15, 0.10, 0.01)):
-        with constants(SENTENCE_MARGIN=sentence_margin, ANSWER_MARGIN=answer_margin):
-            named = [bool(grader.mistakes(entries[n], signals[n])[0]) if signals[n] else False for n in range(len(rows))]
-        detected, accused = np.mean([named[n] for n in wrong]), np.mean([named[n] for n in correct])
-        if accused <= MAX_ACCUSED and (best is None or detected > best[2]):
-            best = (float(sentence_margin), float(answer_margin), float(detected), float(accused))
+        by_misconception = named(SENTENCE_MARGIN=sentence_margin, ANSWER_MARGIN=answer_margin, SWAP_MARGIN=never)
+        for swap_margin, swapped in by_swap.items():
+            either = by_misconception | swapped
+            detected, accused = either[wrong].mean(), either[correct].mean()
+            if accused <= MAX_ACCUSED and (best is None or (detected, -accused) > (best[3], -best[4])):
+                best = (float(sentence_margin), float(answer_margin), swap_margin, float(detected), float(accused))
     return best
 
 
