@@ -83,17 +83,51 @@ def select(question: str, passages: list[str], embeddings, limit: int) -> list[S
 def quote(sentence: str, passage: str, embeddings) -> str | None:
     """The passage sentence closest in meaning to `sentence` (an answer sentence, citations removed), as
     an exact substring of `passage`; None when the passage has no sentence. The support check passed the
-    sentence because its closest passage sentence is this close, so this is the sentence that supports it."""
+    sentence because its closest passage sentence is this close, so this is the sentence that supports it.
+    A formula the composer showed with its intro is quoted whole: intro, formula and the clause after it."""
     exact = [raw for raw in split_sentences(passage.split("\n", 1)[-1]) if raw in passage]
     stated = strip_citations(sentence)
     if same := [raw for raw in exact if _plain(raw) == _plain(stated)]:
         return same[0]  # the composer showed this very sentence (a short '**ReLU**, $max(0, x)$.' too)
+    if opening := [raw for raw in exact if len(raw.split()) >= 3 and _opens(raw, stated)]:
+        return _continued(max(opening, key=len), stated, passage)  # a formula unit: intro, formula, clause
     raws = [raw for raw in exact if clean(raw) or _long_intro(raw)]
     if not raws:
         return None
     vectors = np.asarray(embeddings.embed_sentences(raws))  # cached: selection embedded the same strings
     claim = np.asarray(embeddings.embed_sentences([stated])[0])
     return raws[int(np.argmax(vectors @ claim))]
+
+
+def _opens(raw: str, stated: str) -> bool:
+    """The answer sentence begins with this passage sentence and goes on (the composer showed a display
+    formula as one unit with the sentence introducing it: 'AdamW applies … update: $…$,')."""
+    head, whole = _plain(LABEL.sub("", raw)), _plain(stated)
+    return len(whole) > len(head) and whole.startswith(head)
+
+
+def _continued(raw: str, stated: str, passage: str) -> str:
+    """The passage from `raw` through as much of the rest of the answer sentence (the formula and the
+    clause after it) as follows it there, word by word across line breaks: still an exact substring of
+    the passage, and it supports the whole sentence, not only its intro."""
+    start = passage.find(raw)
+    head = " ".join(_plain(LABEL.sub("", raw)).split())
+    rest = _unprotected(" ".join(stated.split())[len(head):]).lstrip(":").split()
+    end = start + len(raw)
+    for word in rest:  # the last word may carry the end punctuation the composer added
+        found = next(filter(None, (re.compile(r"\s*" + re.escape(form)).match(passage, end)
+                                   for form in (word, word.rstrip(".,;:!?")) if form)), None)
+        if not found:
+            break
+        end = found.end()
+    return passage[start:end]
+
+
+def _unprotected(text: str) -> str:
+    """The composer's escaped brackets ('\\[0,1\\]', '\\lbrack 0,1\\rbrack ') back as the entry writes them."""
+    for escaped, bracket in (("\\lbrack ", "["), ("\\rbrack ", "]"), ("\\[", "["), ("\\]", "]")):
+        text = text.replace(escaped, bracket)
+    return text
 
 
 def _long_intro(raw: str) -> bool:

@@ -47,9 +47,6 @@ def evidence_problems(doc: dict, store, checker) -> list[str]:
     return problems
 
 
-@pytest.mark.xfail(strict=False, reason="order-dependent, open: passes alone (0 problems over the gold run), fails "
-                   "after tests/test_evals.py in the same session with evidence from unrelated passages; suspect "
-                   "state shared through the session's embedder or its sentence cache")
 @pytest.mark.timeout(1800)  # 160 answers: about 2 minutes on a quiet machine, far more on a shared one
 def test_evidence_is_exact_and_supports_over_the_whole_gold_run(extractive, retriever):
     """Every in-scope gold query (evals/sets/retrieval.jsonl), answered extractively: no exceptions."""
@@ -92,3 +89,25 @@ def test_ask_json_citations_carry_evidence(corpus_index):
                                     for c in doc["citations"])
     for c in doc["citations"]:
         assert all(e in passage_of(corpus_index, c["chunk_id"]) for e in c["evidence"])
+
+
+def test_a_formula_shown_with_its_intro_is_quoted_with_it(bank, embeddings):
+    """The composer shows a display formula as one claim with the sentence that introduces it ('AdamW
+    applies weight decay … update: $…$'). Over every such unit of the bank, the evidence is an exact
+    substring of the entry that supports the whole claim, formula included, not the intro alone."""
+    from coach import compose, evidence
+    from coach.support import SupportChecker
+
+    checker, problems, units = SupportChecker(embeddings), [], 0
+    for entry in bank.values():
+        passage = f"{entry.question}\n\n{entry.answer}"
+        for unit in compose.units_of(entry.answer):
+            if unit.kind != "formula" or unit.text.startswith("$"):
+                continue  # a formula without words introducing it is not a claim the answer shows
+            units += 1
+            sentence = compose.cite(unit.text, 1)
+            quote = evidence.quote(sentence, passage, embeddings)
+            if not quote or quote not in passage or not checker.check(sentence, [quote]).supported:
+                problems.append((entry.id, unit.text, quote))
+    assert units >= 10
+    assert not problems, problems[:3]
