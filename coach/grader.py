@@ -82,7 +82,7 @@ FUNCTION_WORDS = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "by"
 CLAUSE_BREAK = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|because|where|since|then)\b)"
                     r"|\s+(?=(?:so that|because|whereas|while)\b)")
 NEGATION = {"not", "no", "never", "cannot", "can't", "doesn't", "don't", "isn't", "aren't", "won't",
-            "without", "neither", "nor"}
+            "without", "neither", "nor", "wouldn't", "shouldn't", "couldn't", "didn't", "wasn't", "weren't"}
 # Antonym pairs: "lowers variance" against a key point that says "raises variance" contradicts it.
 ANTONYMS = [("increase", "decrease"), ("increases", "decreases"), ("raise", "lower"), ("raises", "lowers"),
             ("more", "less"), ("more", "fewer"), ("larger", "smaller"), ("higher", "lower"),
@@ -422,11 +422,16 @@ class Grader:
         said_something = [signals.new[signals.owner == j].any() and signals.claims[j]
                           for j in range(len(signals.sentences))]
         leaning = np.where(said_something, signals.leaning, -np.inf)
+        # a sentence that negates what its nearest misconception asserts (or the reverse) denies it
+        if entry.misconceptions:
+            denies = [_negated(s) != _negated(entry.misconceptions[m].wrong)
+                      for s, m in zip(signals.sentences, signals.nearest_misconception, strict=True)]
+            leaning = np.where(denies, -np.inf, leaning)
         accused = {int(j) for j in np.flatnonzero(leaning > SENTENCE_MARGIN)}
         # the answer-level rule names its most leaning sentence, unless that sentence is nearer the
         # misconception's correction than the misconception ("I would not use it for open-ended chat")
         if any(said_something) and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN \
-                and signals.over_correction[int(np.argmax(leaning))] > 0:
+                and np.isfinite(leaning.max()) and signals.over_correction[int(np.argmax(leaning))] > 0:
             accused.add(int(np.argmax(leaning)))
         found = [Mistake(signals.sentences[j], entry.misconceptions[signals.nearest_misconception[j]].wrong,
                          entry.misconceptions[signals.nearest_misconception[j]].right) for j in sorted(accused)]
@@ -651,6 +656,10 @@ def judge_quotes(reply: str, answer: str) -> dict[int, str] | None:
     flat = " ".join(answer.lower().split())
     return {int(n): quote.strip() for n, quote in found
             if len(quote.strip()) >= JUDGE_MIN_QUOTE and " ".join(quote.lower().split()) in flat}
+
+
+def _negated(text: str) -> bool:
+    return bool(set(re.findall(r"[a-z']+", text.lower().replace("’", "'"))) & NEGATION)
 
 
 def _share(words: set[str], said: set[str]) -> float:

@@ -183,7 +183,7 @@ class Interviewer:
                               and (difficulty is None or e.difficulty == difficulty)]
             if not candidates:
                 raise SessionError(_no_question(scope, part, topic, difficulty) if qids is None
-                                   else "none of the cited passages is a question to quiz on")
+                                   else "none of the cited passages is a bank question to quiz on")
             if time_limit is not None and time_limit <= 0:
                 raise SessionError("a time limit must be a positive number of seconds")
             if qids is not None:

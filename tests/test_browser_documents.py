@@ -2,6 +2,7 @@
 the Library preview before and after indexing, and search results whose tables render as tables."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -19,9 +20,15 @@ SCOPES = ["All", "Bank", "My documents"]
 def page(browser, served_app):
     page = open_app(browser, served_app, viewport={"width": 1280, "height": 1000})
     yield page
-    from ingest.uploads import delete
-
-    delete("COACH_DATA_DIR/uploads/q-headings.md")
+    # The upload lives in the served app's copy of the index: delete it there, as a user would, so the
+    # later browser tests of the session see the bank alone.
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#delete-choice input").fill("q-headings")
+    page.get_by_role("option", name=re.compile("q-headings")).click()
+    page.locator("#delete-source").click()
+    wait_for_text(page, "#library-status", "cannot be undone", 30)
+    page.locator("#delete-confirm").click()
+    wait_for_text(page, "#library-status", "Removed", 60)
 
 
 def test_preview_upload_scope_selector_and_rendered_tables(page):

@@ -129,6 +129,32 @@ def test_a_stated_misconception_is_named_with_its_correction(grader, bank):
     assert accused.score < clean.score
 
 
+def test_coordinated_terms_of_a_question():
+    """The swap test's roles: what a question sets side by side, without the words both sides share."""
+    from coach.grader import coordinated
+
+    def words(question):
+        return {(x[1], y[1]) for x, y in coordinated(question)}
+
+    assert ("bi-encoders", "cross-encoders") in words("Compare bi-encoders and cross-encoders.")
+    assert ("precision", "recall") in words("Explain precision, recall and F1.")
+    assert ("variance", "bias") in words("Why does it reduce variance but not bias?")
+    assert not words("What is a diffusion model?")
+
+
+def test_swapped_roles_are_named_and_the_right_order_is_not(grader, bank):
+    """An answer that says of one side of the question's contrast what the bank says of the other is
+    named as a swap (the entry lists no misconception about it); the same sentence the right way round is
+    not accused."""
+    entry = bank["p4-prefill-decode-batching"]
+    right = "Prefill processes the whole prompt in parallel and is compute-bound."
+    swapped = "Decode processes the whole prompt in parallel and is compute-bound."
+    clean, accused = grader.grade_entry(entry, right), grader.grade_entry(entry, swapped)
+    assert not clean.mistakes, clean.feedback
+    assert [m.kind for m in accused.mistakes] == ["swap"] and set(accused.mistakes[0].swapped) == {"prefill", "decode"}
+    assert '"decode"' in accused.feedback and accused.score < clean.score
+
+
 def test_restating_the_question_earns_nothing(grader, bank):
     """Credit comes only from what an answer adds to the question's own words."""
     for qid, restated in (("p2-beam-search", "Beam search works by searching with a beam. You would not use "
