@@ -56,11 +56,12 @@ new MutationObserver(() => {
 }).observe(document.documentElement, {childList: true, subtree: true});
 </script>"""
 # Highlighted evidence, passages that scroll inside the side panel, a layout that fits a phone, and
-# colours that pass WCAG AA contrast (the default theme's white on orange-500 is 2.8:1, footer grey 1.9:1).
+# colours that pass WCAG AA contrast (the default theme's white on orange-500 is 2.8:1, footer grey 1.9:1,
+# a selector's info line, e.g. the Library scope's, too light on grey).
 PAGE_CSS = """
 .gradio-container { --button-primary-background-fill: #c2410c; --button-primary-background-fill-hover: #9a3412;
   --button-cancel-background-fill: #b91c1c; --button-cancel-background-fill-hover: #991b1b;
-  --color-accent: #c2410c; --body-text-color-subdued: #595966; }
+  --color-accent: #c2410c; --body-text-color-subdued: #595966; --block-info-text-color: #595966; }
 footer a, footer button { color: #4b5563 !important; }
 #sources mark { background: #fff1a8; color: #1f2937; padding: 0 1px; border-radius: 2px; }
 #sources .passage { max-height: 60vh; overflow-y: auto; border-top: 1px solid #d1d5db; padding-top: 4px; }
