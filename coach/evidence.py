@@ -27,6 +27,7 @@ LEAD_BONUS = 0.15      # first sentence of an answer: usually the definition
 RANK_PENALTY = 0.04    # per rank of the passage the sentence comes from
 NEAR_DUPLICATE = 0.85  # cosine above which two sentences say the same thing
 MIN_INTRO_WORDS = 8    # as coach.compose: a list intro this long is shown as a claim
+MIN_OPENING_WORDS = 3  # an intro this long once its label is removed can open a formula unit ('**Why.**' cannot)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def quote(sentence: str, passage: str, embeddings) -> str | None:
     stated = strip_citations(sentence)
     if same := [raw for raw in exact if _plain(raw) == _plain(stated)]:
         return same[0]  # the composer showed this very sentence (a short '**ReLU**, $max(0, x)$.' too)
-    if opening := [raw for raw in exact if len(raw.split()) >= 3 and _opens(raw, stated)]:
+    if opening := [raw for raw in exact if _opens(raw, stated)]:
         return _continued(max(opening, key=len), stated, passage)  # a formula unit: intro, formula, clause
     raws = [raw for raw in exact if clean(raw) or _long_intro(raw)]
     if not raws:
@@ -103,7 +104,8 @@ def _opens(raw: str, stated: str) -> bool:
     """The answer sentence begins with this passage sentence and goes on (the composer showed a display
     formula as one unit with the sentence introducing it: 'AdamW applies … update: $…$,')."""
     head, whole = _plain(LABEL.sub("", raw)), _plain(stated)
-    return len(whole) > len(head) and whole.startswith(head)
+    # three words at least: a bare label ('**Why it happens.**') or a stub opens too many sentences
+    return len(head.split()) >= MIN_OPENING_WORDS and len(whole) > len(head) and whole.startswith(head)
 
 
 def _continued(raw: str, stated: str, passage: str) -> str:

@@ -114,3 +114,17 @@ def test_a_formula_shown_with_its_intro_is_quoted_with_it(bank, embeddings):
                 problems.append((entry.id, unit.text, quote))
     assert units >= 10
     assert not problems, problems[:3]
+
+
+def test_a_bare_paragraph_label_is_never_the_evidence(embeddings):
+    """A label on a line of its own ('**Why it happens.**') opens every following sentence once its
+    markup is gone; it must not be quoted as the sentence that supports one (it was, for the 'stability
+    versus plasticity' claim of the catastrophic forgetting entry)."""
+    from coach import evidence
+
+    passage = ("What makes a cache go stale?\n\nA cache goes stale when the data behind it changes.\n\n"
+               "**Why it happens.**\n\n**Copies age.** Every cached copy keeps the value it had when it "
+               "was stored, while the source moves on.")
+    sentence = "Every cached copy keeps the value it had when it was stored, while the source moves on [1]."
+    quote = evidence.quote(sentence, passage, embeddings)
+    assert quote and quote in passage and "cached copy" in quote, quote
