@@ -119,9 +119,13 @@ def blocks(text: str) -> list[tuple[str, bool]]:
 
 
 def split_answer(text: str, tokenizer, budget: int) -> list[str]:
-    """Pieces of at most `budget` tokens, packed from whole blocks; only prose is ever cut inside."""
+    """Pieces of at most `budget` tokens, packed from whole blocks; only prose is ever cut inside. Prose
+    alone is split as before code and tables were kept whole, so the bank's calibrated chunks stay put."""
+    answer_blocks = blocks(text)
+    if not any(atomic for _, atomic in answer_blocks):
+        return _splitter(tokenizer, budget).split_text(text)
     pieces, current, used = [], [], 0
-    for block, atomic in blocks(text):
+    for block, atomic in answer_blocks:
         size = len(tokenizer.tokenize(block))
         parts = [(block, size)] if atomic or size <= budget else \
             [(p, len(tokenizer.tokenize(p))) for p in _splitter(tokenizer, budget).split_text(block)]

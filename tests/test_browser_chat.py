@@ -147,7 +147,7 @@ def test_enter_sends_shift_enter_adds_a_line_and_stop_ends_the_stream(browser, s
     bot = page.locator("#chat .message.bot, #chat [data-testid='bot']").last
     page.wait_for_function("document.querySelector('#chat').innerText.includes('▌')", timeout=180000)
     page.locator("#stop").click()
-    wait_for_text(page, "#chat", "Stopped", 30)
+    wait_for_text(page, "#chat", "Stopped", 90)  # the Stop handler waits its turn on a loaded machine
     assert "▌" not in bot.inner_text() and not page.locator("#stop").is_visible()
     assert page.locator("#ask").is_visible()
     text = bot.inner_text()
