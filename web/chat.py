@@ -126,7 +126,8 @@ class ChatTab:
         yield {**streaming, self.chatbot: history, self.quiz: gr.update(visible=False)}
         streamed = ""
         filters = {"part": unless_all(part, int), "topic": unless_all(topic), "scope": scope_of(scope)}
-        session, presses = _session_of(request), self.stop_presses.get(_session_of(request), 0)
+        session = _session_of(request)
+        presses = self.stop_presses.get(session, 0)
         for event in self.answerer.stream(question, past, **filters):
             if self.stop_presses.get(session, 0) != presses:
                 return  # Stop was pressed: its note stays, nothing of this answer is shown or saved
