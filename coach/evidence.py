@@ -103,9 +103,14 @@ def quote(sentence: str, passage: str, embeddings) -> str | None:
 def _opens(raw: str, stated: str) -> bool:
     """The answer sentence begins with this passage sentence and goes on (the composer showed a display
     formula as one unit with the sentence introducing it: 'AdamW applies … update: $…$,')."""
-    head, whole = _plain(LABEL.sub("", raw)), _plain(stated)
+    head, whole = _head(raw), _plain(stated)
     # three words at least: a bare label ('**Why it happens.**') or a stub opens too many sentences
     return len(head.split()) >= MIN_OPENING_WORDS and len(whole) > len(head) and whole.startswith(head)
+
+
+def _head(raw: str) -> str:
+    """A passage sentence as the composer shows it when it opens a unit: label removed, spacing plain."""
+    return _plain(LABEL.sub("", raw))
 
 
 def _continued(raw: str, stated: str, passage: str) -> str:
@@ -113,8 +118,7 @@ def _continued(raw: str, stated: str, passage: str) -> str:
     clause after it) as follows it there, word by word across line breaks: still an exact substring of
     the passage, and it supports the whole sentence, not only its intro."""
     start = passage.find(raw)
-    head = " ".join(_plain(LABEL.sub("", raw)).split())
-    rest = _unprotected(" ".join(stated.split())[len(head):]).lstrip(":").split()
+    rest = _unprotected(" ".join(stated.split())[len(_head(raw)):]).lstrip(":").split()
     end = start + len(raw)
     for word in rest:  # the last word may carry the end punctuation the composer added
         found = next(filter(None, (re.compile(r"\s*" + re.escape(form)).match(passage, end)
