@@ -4,7 +4,10 @@ conversation is saved for the signed-in user.
 
 The model's raw tokens are shown while they arrive (a 135M model on a CPU is slow to finish) and are
 then replaced by the answer `coach.answer` kept after its checks, so what stays on screen is always the
-grounded answer; Stop ends the stream and discards the unchecked tokens for the same reason. Each user
+grounded answer; Stop ends the stream and discards the unchecked tokens for the same reason. Stop does
+not use Gradio's `cancels`: on a loaded server the cancelled stream's last update could reach the page after
+the Stop note (and once never let the note show at all), so Stop only records the press and the stream,
+the one writer of the conversation, replaces its own tokens with the note and ends. Each user
 (or client address, when nobody signs in) may ask `questions_per_minute` questions a minute, counted
 together with the /ask endpoint (`web.access`). Conversations are kept per user in `coach.conversations`
 (the user is `web.access.user_of(request)`, "local" on an unauthenticated loopback server); nobody sees
@@ -13,6 +16,7 @@ another user's.
 from __future__ import annotations
 
 import tempfile
+from contextlib import closing
 from dataclasses import fields
 from pathlib import Path
 
@@ -41,9 +45,7 @@ class ChatTab:
         self.saved = Conversations()
         self.conversation = gr.State(None)   # the id of the conversation being continued, or None
         self.cited = gr.State([])            # bank ids the last answer cites: what "Quiz me" asks
-        # Stop presses per browser session. Gradio cancels the stream in a separate request that can
-        # reach the server after `stopped` has already replaced the tokens, and the stream would then
-        # paint one more partial answer over the note; `respond` ends as soon as this count moves.
+        # Stop presses per browser session: `respond` ends, showing the Stop note, as soon as this moves.
         self.stop_presses: dict[str, int] = {}
         with gr.Row(elem_id="chat-layout"):
             with gr.Column(scale=3, min_width=300):
@@ -95,10 +97,9 @@ class ChatTab:
         inputs = [self.box, self.chatbot, self.part, self.topic, self.conversation, self.scope]
         outputs = [self.box, self.chatbot, self.sources, self.stop, self.ask, self.quiz, self.cited,
                    self.conversation, self.choice]
-        asked = [self.ask.click(self.respond, inputs, outputs, api_name=False),
-                 self.box.submit(self.respond, inputs, outputs, api_name=False)]
-        self.stop.click(self.stopped, self.chatbot, [self.chatbot, self.stop, self.ask], cancels=asked,
-                        api_name=False)
+        self.ask.click(self.respond, inputs, outputs, api_name=False)
+        self.box.submit(self.respond, inputs, outputs, api_name=False)
+        self.stop.click(self.stopped, None, self.stop, api_name=False)
         self.clear_button.click(self.clear, None, [self.chatbot, self.box, self.sources, self.conversation,
                                                    self.quiz, self.cited], api_name=False)
         shown = [self.chatbot, self.sources, self.conversation, self.quiz, self.cited, self.saved_status]
@@ -122,21 +123,23 @@ class ChatTab:
             history[-1] = {"role": "assistant", "content": chat_markdown(limited)}
             yield {self.box: "", self.chatbot: history}
             return
-        streaming = {self.box: "", self.stop: gr.update(visible=True), self.ask: gr.update(visible=False)}
-        yield {**streaming, self.chatbot: history, self.quiz: gr.update(visible=False)}
+        session = _session_of(request)
+        presses = self.stop_presses.get(session, 0)  # read before Stop is shown
+        yield {self.box: "", self.chatbot: history, self.stop: gr.update(visible=True),
+               self.ask: gr.update(visible=False), self.quiz: gr.update(visible=False)}
         streamed = ""
         filters = {"part": unless_all(part, int), "topic": unless_all(topic), "scope": scope_of(scope)}
-        session = _session_of(request)
-        presses = self.stop_presses.get(session, 0)
-        for event in self.answerer.stream(question, past, **filters):
-            if self.stop_presses.get(session, 0) != presses:
-                return  # Stop was pressed: its note stays, nothing of this answer is shown or saved
-            if isinstance(event, Answer):
-                yield self.finish(question, event, history, conversation, request)
-            else:
-                streamed += event
-                history[-1] = {"role": "assistant", "content": streamed + " ▌"}
-                yield {**streaming, self.chatbot: history}
+        with closing(self.answerer.stream(question, past, **filters)) as events:  # closing frees the model
+            for event in events:
+                if self.stop_presses.get(session, 0) != presses:
+                    yield self.stop_shown(history)  # nothing of this answer is shown or saved
+                    return
+                if isinstance(event, Answer):
+                    yield self.finish(question, event, history, conversation, request)
+                else:
+                    streamed += event
+                    history[-1] = {"role": "assistant", "content": streamed + " ▌"}
+                    yield {self.chatbot: history}  # not the buttons: a Stop press has hidden Stop
 
     def finish(self, question: str, answer: Answer, history: list, conversation: str | None, request) -> dict:
         """The checked answer in place of the tokens, its sources, the turn saved, "Quiz me" offered."""
@@ -155,12 +158,16 @@ class ChatTab:
                 self.choice: self.choices(user, conversation)}
 
     @access.guarded
-    def stopped(self, history: list, request: gr.Request = None) -> dict:
-        """Stop pressed: the stream is cancelled; its unchecked tokens give way to a note."""
+    def stopped(self, request: gr.Request = None) -> dict:
+        """Stop pressed: counted for this browser session; the stream sees the count move at its next
+        token and replaces its unchecked tokens with the note (`stop_shown`)."""
         session = _session_of(request)
         self.stop_presses[session] = self.stop_presses.get(session, 0) + 1
-        if history and history[-1]["role"] == "assistant":
-            history = [*history[:-1], {"role": "assistant", "content": STOPPED}]
+        return {self.stop: gr.update(visible=False)}
+
+    def stop_shown(self, history: list) -> dict:
+        """The conversation with the Stop note in place of the streamed tokens; Ask back."""
+        history[-1] = {"role": "assistant", "content": STOPPED}
         return {self.chatbot: history, self.stop: gr.update(visible=False), self.ask: gr.update(visible=True)}
 
     @access.guarded
