@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from coach.llm import Backend
 from helpers import assert_grounded, check_search_document
 
 
@@ -33,3 +34,48 @@ def test_passages_render_markdown_but_never_raw_html():
     html = markdown_html("**Why.**\n\n- first\n- second <script>alert(1)</script> <img src=x onerror=alert(1)>")
     assert "<strong>Why.</strong>" in html and html.count("<li>") == 2
     assert "<script>" not in html and "<img" not in html
+
+
+class EndlessTokens(Backend):
+    """A backend that streams until it is closed, and records that it was (the model's lock is then free)."""
+    name = "tokens"
+
+    def __init__(self):
+        self.closed = False
+
+    def stream(self, messages, max_tokens=256):
+        try:
+            while True:
+                yield "Dropout zeroes units at random. "
+        finally:
+            self.closed = True
+
+
+def test_stop_ends_the_stream_with_its_note_frees_the_model_and_saves_nothing(retriever):
+    """Stop (the press is counted per browser session) ends that session's stream at its next token: the
+    stream's own last update is the Stop note, so no late token can paint over it."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from coach.answer import Answerer
+    from web.assembly import build_app
+    from web.chat import STOPPED
+
+    backend = EndlessTokens()
+    demo = build_app(Answerer(retriever=retriever, backend=backend))
+    chat = next(fn.fn.__self__ for fn in demo.fns.values()
+                if type(getattr(fn.fn, "__self__", None)).__name__ == "ChatTab")
+    mine, other = (gr.Request(session_hash=s, client=SimpleNamespace(host="127.0.0.1")) for s in ("me", "you"))
+    saved_before = chat.saved.list("local")
+    stream = chat.respond("What is dropout?", [], "All", "All", request=mine)
+    next(stream)  # the question shown, Stop offered
+    assert "▌" in next(stream)[chat.chatbot][-1]["content"]
+    chat.stopped(request=other)  # another browser's Stop
+    assert "▌" in next(stream)[chat.chatbot][-1]["content"], "another session's Stop does not end this stream"
+    chat.stopped(request=mine)
+    rest = list(stream)
+    assert len(rest) == 1 and rest[0][chat.chatbot][-1]["content"] == STOPPED
+    assert rest[0][chat.ask]["visible"] and not rest[0][chat.stop]["visible"]
+    assert backend.closed, "the model's stream is closed, so its lock is free for the next question"
+    assert chat.saved.list("local") == saved_before, "nothing of a stopped answer is saved"
