@@ -198,17 +198,27 @@ def _protect_brackets(line: str) -> str:
 
 def _table_rows(lines: list[str]) -> list[str]:
     """A markdown table as one line per data row: '**Gates**: LSTM: forget, input, output; GRU: …'."""
-    cells = [[c.strip() for c in CELL_SPLIT.split(line.strip().strip("|"))] for line in lines
-             if not TABLE_RULE.match(line)]
+    return [shown for _, shown in table_rows(lines)]
+
+
+def table_rows(lines: list[str]) -> list[tuple[str, str]]:
+    """(the row's line as the entry writes it, the row as an answer shows it) for each data row."""
+    written = [line.strip() for line in lines if not TABLE_RULE.match(line)]
+    cells = [[c.strip() for c in CELL_SPLIT.split(line.strip("|"))] for line in written]
     if len(cells) < 2:
         return []
-    header, rows = cells[0], cells[1:]
+    header = cells[0]
     out = []
-    for row in rows:
-        label = row[0] if row and row[0] else ""
+    for line, row in zip(written[1:], cells[1:], strict=True):
+        label = row[0].strip("*") if row else ""  # bold already: the row is shown with its label bold
         values = [f"{h}: {v}" if h else v for h, v in zip(header[1:], row[1:], strict=False) if v]
-        out.append((f"**{label}**: " if label else "") + "; ".join(values))
+        out.append((line, (f"**{label}**: " if label else "") + "; ".join(values)))
     return out
+
+
+def table_rows_of(markdown: str) -> list[tuple[str, str]]:
+    """Every data row of every table in an entry's answer, as `table_rows` gives them."""
+    return [pair for kind, lines in _blocks(markdown) if kind == "table" for pair in table_rows(lines)]
 
 
 def _attach_formula(units: list[Unit], formula: str, blocks, b: int) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coach.compose import table_rows_of
 from coach.text import content_words, split_sentences, strip_citations
 
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; "**LoRA** learns ..." does not.
@@ -85,9 +86,12 @@ def quote(sentence: str, passage: str, embeddings) -> str | None:
     """The passage sentence closest in meaning to `sentence` (an answer sentence, citations removed), as
     an exact substring of `passage`; None when the passage has no sentence. The support check passed the
     sentence because its closest passage sentence is this close, so this is the sentence that supports it.
-    A formula the composer showed with its intro is quoted whole: intro, formula and the clause after it."""
-    exact = [raw for raw in split_sentences(passage.split("\n", 1)[-1]) if raw in passage]
+    A formula the composer showed with its intro is quoted whole: intro, formula and the clause after it;
+    a table row shown as '**Label**: A: …; B: …' is quoted as its line of the table."""
     stated = strip_citations(sentence)
+    if row := next((line for line, shown in table_rows_of(passage) if _plain(shown) == _plain(stated)), None):
+        return row  # a table row the composer showed as '**Label**: A: …; B: …': the row as written
+    exact = [raw for raw in split_sentences(passage.split("\n", 1)[-1]) if raw in passage]
     if same := [raw for raw in exact if _plain(raw) == _plain(stated)]:
         return same[0]  # the composer showed this very sentence (a short '**ReLU**, $max(0, x)$.' too)
     if opening := [raw for raw in exact if _opens(raw, stated)]:
