@@ -53,12 +53,14 @@ class Store:
         self._bm25 = self._key_bm25 = self._keys = None
         self._checked_at = 0.0
         # The collection exactly as langchain-chroma creates it (no embedding function: Chroma's default
-        # would download a model). The LangChain wrapper below imports langchain-core, about half the
-        # start-up of a short command, so it is built only when vectors are written or searched: an
-        # unchanged ingest never needs it.
-        self._collection = self.client.get_or_create_collection(
-            name=self.settings.collection, embedding_function=None, metadata=self._metadata,
-            configuration=self._configuration)
+        # would download a model). Writes and searches use it directly: the LangChain wrapper below
+        # imports langchain-core, about half the start-up of a short command, and only the benchmark's
+        # baseline search uses it.
+        self._collection = self._open(self.settings.collection)
+
+    def _open(self, name: str):
+        return self.client.get_or_create_collection(name=name, embedding_function=None, metadata=self._metadata,
+                                                    configuration=self._configuration)
 
     @property
     def _metadata(self) -> dict:
@@ -130,9 +132,7 @@ class Store:
     def keys(self):
         """The collection of question keys (headings and `asked_as` phrasings), created on first use."""
         if self._keys is None:
-            self._keys = self.client.get_or_create_collection(
-                name=self.settings.collection + KEYS_SUFFIX, embedding_function=None,
-                metadata=self._metadata, configuration=self._configuration)
+            self._keys = self._open(self.settings.collection + KEYS_SUFFIX)
         return self._keys
 
     def key_metadatas(self) -> dict[str, dict]:
@@ -164,9 +164,7 @@ class Store:
         for name in (self.settings.collection, self.settings.collection + KEYS_SUFFIX):
             with contextlib.suppress(Exception):
                 self.client.delete_collection(name)
-        self._collection = self.client.get_or_create_collection(
-            name=self.settings.collection, embedding_function=None, metadata=self._metadata,
-            configuration=self._configuration)
+        self._collection = self._open(self.settings.collection)
         self.__dict__.pop("vectors", None)  # a LangChain wrapper built before holds the dropped collection
         self._keys = None
         for folder in (self.settings.bm25_dir, self.key_bm25_dir):
