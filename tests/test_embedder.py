@@ -93,3 +93,56 @@ def test_without_the_export_it_falls_back_to_torch_and_says_so(tmp_path, monkeyp
         assert vector.shape == (384,) and abs(np.linalg.norm(vector) - 1.0) < 1e-3
     finally:
         embedder.cache_clear()  # the next caller gets the configured model again
+
+
+def test_the_vector_file_returns_what_was_computed_and_misses_after_a_new_export(tmp_path, monkeypatch, caplog):
+    """Indexed texts' vectors come back from the file byte for byte, duplicates embedded once; a new
+    export (another modification time) misses them all; the oldest go past the row limit; a corrupt
+    file is reported and embedding carries on without it."""
+    import os
+
+    from coach import embedder as module
+    from coach.embedder import CachedEmbeddings, VectorFile
+
+    model = tmp_path / module.ONNX_FILE
+    model.write_bytes(b"stands in for the export")
+    computed = []
+
+    class Counting:
+        def embed_documents(self, texts):
+            computed.extend(texts)
+            return [[float(len(t)), 1.0, 2.0] for t in texts]
+
+    def stored_embedder():
+        return CachedEmbeddings(Counting(), VectorFile.beside(model))
+
+    texts = ["what is dropout", "why warm up", "what is dropout"]
+    first = stored_embedder().embed_stored(texts)
+    assert computed == ["what is dropout", "why warm up"] and first[0] == first[2]
+    again = stored_embedder().embed_stored(texts[::-1])
+    assert again == first[::-1] and len(computed) == 2  # nothing computed the second time
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 10**9))
+    stored_embedder().embed_stored(["why warm up"])
+    assert computed[-1] == "why warm up" and len(computed) == 3
+
+    monkeypatch.setattr(module, "VECTOR_FILE_ROWS", 4)
+    stored_embedder().embed_stored([f"text {i}" for i in range(6)])
+    kept = VectorFile.beside(model).get([f"text {i}" for i in range(6)] + ["why warm up"])
+    assert len(kept) <= 4 and "text 5" in kept
+
+    model.with_name(module.VECTOR_FILE).write_bytes(b"not a database" * 100)
+    with caplog.at_level(logging.WARNING, logger="coach.embedder"):
+        vectors = stored_embedder().embed_stored(["why warm up"])
+    assert vectors == [[11.0, 1.0, 2.0]] and any("unusable" in r.getMessage() for r in caplog.records)
+
+    monkeypatch.setenv("COACH_VECTORS", "0")
+    assert VectorFile.beside(model) is None
+
+
+@needs_export
+def test_indexed_vectors_from_the_file_are_the_models(embeddings):
+    """What `embed_stored` gives (from the file or computed) is the model's vector for the text."""
+    texts = ["How does the KV cache speed up decoding?", "what is dropout"]
+    stored = np.asarray(embeddings.embed_stored(texts))
+    direct = np.asarray(embeddings.embed_documents(texts))
+    assert np.allclose(stored, direct, atol=1e-5)

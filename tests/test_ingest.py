@@ -171,8 +171,10 @@ def _snapshot(data_dir: Path) -> dict[str, str]:
 
 
 def _ingest_process(folder: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+    # COACH_VECTORS=0: every run embeds, as a first ingest does; with vectors read from the embedder's
+    # file the writes go by too fast for a kill to land between two of them.
     return subprocess.Popen([sys.executable, "-m", "ingest", str(folder), "--json", *extra],
-                            cwd=ROOT, env={**os.environ, "COACH_DATA_DIR": str(data_dir)},
+                            cwd=ROOT, env={**os.environ, "COACH_DATA_DIR": str(data_dir), "COACH_VECTORS": "0"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
