@@ -1,12 +1,13 @@
 """Named concepts a question defines, and whether a library ever mentions them.
 
-Interview questions often name their subject in full with its abbreviation: "Hidden Markov Models
-(HMMs)", "Scale-Invariant Feature Transform (SIFT)". When neither the abbreviation nor the full name
-(all of its words in one passage or question key) occurs anywhere in a library, that library does not
-cover the question, however close its nearest entry looks: a question on HMMs met the n-gram entry,
-which shares "Markov" and "models" with it, at a relevance well above the refusal threshold. The
-calibrated score cannot see this (it reads similarities, not whether the question's subject is named),
-so the retriever sets the relevance of every hit of such a query to 0 (coach.retrieval).
+Interview questions often name their subject in full with its abbreviation: "conditional random
+fields (CRFs)", "Low-Rank Adaptation (LoRA)". When neither the abbreviation nor the full name (all of
+its words in one passage or question key) occurs anywhere in a library, that library does not cover the
+question, however close its nearest entry looks: on the dev set's tuning half, a question on a classical
+sequence model the bank never names met the n-gram entry, which shares two of the model's three words,
+at a relevance well above the refusal threshold. The calibrated score cannot see this (it reads
+similarities, not whether the question's subject is named), so the retriever sets the relevance of
+every hit of such a query to 0 (coach.retrieval).
 
 The definition is found as in Schwartz & Hearst (2003), "A simple algorithm for identifying abbreviation
 definitions in biomedical text", simplified: the words just before the parenthesis whose initials spell
@@ -18,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# "words (ABBR)": an abbreviation in parentheses with at least two capitals (HMMs, SIFT, CoT, DLMs).
+# "words (ABBR)": an abbreviation in parentheses with at least two capitals (CRFs, LoRA, CoT, GRU).
 _DEFINITION = re.compile(r"((?:[A-Za-z][\w'’]*[\s-]+){1,12})\(\s*([A-Z][A-Za-z0-9]*[A-Z][A-Za-z0-9]*)\s*\)")
 _WORD_SPLIT = re.compile(r"[\s-]+")
 SMALL_WORDS = frozenset({"a", "an", "and", "for", "from", "in", "of", "on", "the", "to", "with"})
@@ -35,7 +36,7 @@ class Definition:
 
     @property
     def singular(self) -> str:
-        """HMMs -> HMM: a plural "s" after a capital is not a letter of the name."""
+        """CRFs -> CRF: a plural "s" after a capital is not a letter of the name."""
         return self.abbreviation[:-1] if re.search(r"[A-Z]s$", self.abbreviation) else self.abbreviation
 
 

@@ -14,8 +14,8 @@ real-question dev set (`python -m evals.rerank`, written to `coach/rerank.json` 
 Queries are normalised with NFKC first, so 𝐛𝐨𝐥𝐝 or ｆｕｌｌｗｉｄｔｈ letters read as the text they show.
 Each result carries a calibrated relevance score in [0, 1] (a logistic model over the best chunk cosine,
 the best key cosine and the BM25 score, fitted by `python -m evals.calibrate`); the answer step refuses
-when the best score is under the calibrated threshold. A query that defines a concept ("Hidden Markov
-Models (HMMs)") which its library never names scores 0 on every hit (coach.concepts).
+when the best score is under the calibrated threshold. A query that defines a concept ("conditional
+random fields (CRFs)") which its library never names scores 0 on every hit (coach.concepts).
 
 Scopes: "bank", "docs" (uploads) or "all". Both stages run within one library at a time (chunks and keys
 alike; `asked_as` keys are the bank's); "all" puts the bank's passing hits first, and an uploaded passage
