@@ -89,6 +89,14 @@ class Bm25Index:
         every = self.model.get_scores(tokens)
         return [float(every[self.position[i]]) if i in self.position else 0.0 for i in ids]
 
+    def postings(self, term: str) -> list[int]:
+        """Positions of the items that contain a (tokenized) term; [] for a term no item has."""
+        vocab, matrix = (self.model.vocab_dict, self.model.scores) if self.ids else ({}, None)
+        i = vocab.get(term)
+        if i is None or i + 1 >= len(matrix["indptr"]):  # bm25s's empty-string token has no row
+            return []
+        return matrix["indices"][matrix["indptr"][i]:matrix["indptr"][i + 1]].tolist()
+
     def start_search(self, query: str, k: int, where: dict | None = None) -> Future:
         """search() on a background thread; .result() gives its list."""
         return _BACKGROUND.submit(self.search, query, k, where)

@@ -14,7 +14,8 @@ real-question dev set (`python -m evals.rerank`, written to `coach/rerank.json` 
 Queries are normalised with NFKC first, so 𝐛𝐨𝐥𝐝 or ｆｕｌｌｗｉｄｔｈ letters read as the text they show.
 Each result carries a calibrated relevance score in [0, 1] (a logistic model over the best chunk cosine,
 the best key cosine and the BM25 score, fitted by `python -m evals.calibrate`); the answer step refuses
-when the best score is under the calibrated threshold.
+when the best score is under the calibrated threshold. A query that defines a concept ("conditional
+random fields (CRFs)") which its library never names scores 0 on every hit (coach.concepts).
 
 Scopes: "bank", "docs" (uploads) or "all". Both stages run within one library at a time (chunks and keys
 alike; `asked_as` keys are the bank's); "all" puts the bank's passing hits first, and an uploaded passage
@@ -36,6 +37,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from coach.bm25 import library_of
+from coach.concepts import absent_concept
 from coach.config import get_settings
 from coach.store import open_store
 
@@ -69,6 +71,7 @@ class Hit:
     key_bm25: float = 0.0    # best BM25 score of its keys
     rerank: float = 0.0      # the second stage's score (mode rerank), else 0
     title_cosine: float = 0.0  # cosine of query and the hit's question title (uploaded documents only)
+    absent_concept: str | None = None  # a concept the query defines that its library never names (score 0)
 
     def as_json(self) -> dict:
         m = self.metadata
@@ -243,9 +246,11 @@ class HybridRetriever(BaseRetriever):
         depth = max(k, self.reranker.candidates) if mode == "rerank" else k
         top = sorted(fused, key=fused.get, reverse=True)[:depth]
         hits = self._evidence(top, chosen, query, vector, mode)
+        absent = absent_concept(query, (self.store.bm25(), self.store.key_bm25()), library) if hits else None
         for hit in hits:
             hit.fused = fused[(hit.metadata.get("source"), hit.metadata.get("qid"))]
-            hit.score = self.calibration(hit.dense, hit.bm25, hit.key_dense)
+            hit.score = 0.0 if absent else self.calibration(hit.dense, hit.bm25, hit.key_dense)
+            hit.absent_concept = str(absent) if absent else None
             if hit.library == "docs":
                 hit.title_cosine = hit.key_dense  # an upload's only key is its question title
         if mode == "rerank" and hits:

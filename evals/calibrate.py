@@ -30,7 +30,7 @@ def collect(retriever, gold: list[dict], outside: list[dict]):
     """Feature rows (one per retrieved question), labels, and the query each row belongs to."""
     from coach.retrieval import Calibration
 
-    rows, labels, groups, in_scope = [], [], [], []
+    rows, labels, groups, in_scope, named = [], [], [], [], []
     for q, item in enumerate(gold + outside):
         relevant = set(item.get("expected", []))
         in_scope.append(bool(relevant))
@@ -38,7 +38,8 @@ def collect(retriever, gold: list[dict], outside: list[dict]):
             rows.append(Calibration.features(hit.dense, hit.bm25, hit.key_dense))
             labels.append(int(hit.metadata.get("qid") in relevant))
             groups.append(q)
-    return np.array(rows), np.array(labels), np.array(groups), np.array(in_scope)
+            named.append(hit.absent_concept is None)
+    return np.array(rows), np.array(labels), np.array(groups), np.array(in_scope), np.array(named)
 
 
 def fit(x, y):
@@ -70,7 +71,7 @@ def choose_threshold(curve: list[dict]) -> dict:
                                      -p["threshold"]))
 
 
-def cross_validated(x, y, groups, in_scope, folds: int = 5, seed: int = 0) -> dict:
+def cross_validated(x, y, groups, in_scope, named=None, folds: int = 5, seed: int = 0) -> dict:
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(seed)
@@ -80,7 +81,8 @@ def cross_validated(x, y, groups, in_scope, folds: int = 5, seed: int = 0) -> di
         train = fold_of[groups] != f
         model = fit(x[train], y[train])
         test = ~train
-        best_f = best_per_query(model.predict_proba(x[test])[:, 1], groups[test], len(in_scope))
+        kept = 1 if named is None else named[test]
+        best_f = best_per_query(model.predict_proba(x[test])[:, 1] * kept, groups[test], len(in_scope))
         best[fold_of == f] = best_f[fold_of == f]
     point = choose_threshold(tradeoff(best, in_scope))
     return {"auc_in_vs_out": round(float(roc_auc_score(in_scope, best)), 4), **point}
@@ -95,7 +97,9 @@ def held_out(retriever, calibration) -> dict:
 
     def best(item) -> float:
         hits = retriever.search(item["query"], k=1)
-        return calibration(hits[0].dense, hits[0].bm25, hits[0].key_dense) if hits else 0.0
+        if not hits or hits[0].absent_concept:
+            return 0.0
+        return calibration(hits[0].dense, hits[0].bm25, hits[0].key_dense)
 
     answered = [best(item) >= calibration.threshold for item in covered]
     refused = [best(item) < calibration.threshold for item in uncovered]
@@ -189,12 +193,13 @@ def main(argv=None) -> int:
         return 0
     gold = load_jsonl(GOLD) + real_gold("tuning")
     outside = load_jsonl(OUT_OF_SCOPE) + real_uncovered("tuning")
-    x, y, groups, in_scope = collect(retriever, gold, outside)
+    x, y, groups, in_scope, named = collect(retriever, gold, outside)
     model = fit(x, y)
-    best = best_per_query(model.predict_proba(x)[:, 1], groups, len(in_scope))
+    # the retriever scores 0 a query that defines a concept the bank never names (coach.concepts)
+    best = best_per_query(model.predict_proba(x)[:, 1] * named, groups, len(in_scope))
     curve = tradeoff(best, in_scope)
     chosen = choose_threshold(curve)
-    cv = cross_validated(x, y, groups, in_scope)
+    cv = cross_validated(x, y, groups, in_scope, named)
     calibration = {"bias": round(float(model.intercept_[0]), 4), "w_dense": round(float(model.coef_[0][0]), 4),
                    "w_bm25": round(float(model.coef_[0][1]), 4), "w_key": round(float(model.coef_[0][2]), 4),
                    "threshold": chosen["threshold"]}

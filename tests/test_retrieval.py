@@ -155,3 +155,12 @@ def test_every_mode_returns_one_result_per_question(retriever):
         hits = retriever.search("how do transformers use attention", k=8, mode=mode)
         keys = [(h.metadata["source"], h.metadata["qid"]) for h in hits]
         assert len(keys) == len(set(keys)) == 8 and [h.rank for h in hits] == list(range(1, 9)), mode
+
+
+def test_a_question_defining_a_concept_the_bank_never_names_scores_zero(retriever):
+    """coach.concepts: a full name with its abbreviation that no passage or key names is not covered,
+    however close the nearest entry's wording; a defined concept the bank does name is unaffected."""
+    hits = retriever.search("Where are conditional random fields (CRFs) used in sequence labelling?", k=3)
+    assert hits and all(h.score == 0.0 and h.absent_concept == "conditional random fields (CRFs)" for h in hits)
+    hits = retriever.search("How does a variational autoencoder (VAE) learn its latent space?", k=3)
+    assert hits[0].absent_concept is None and retriever.passes(hits[0])
