@@ -16,7 +16,9 @@
    sentence that restates a key point with a negation or antonym contradicts it. Such a sentence earns
    nothing, lowers the score, and the feedback names the mistake and the correct statement, citing [1].
    MiniLM cannot read roles ("the target model drafts" sits at 0.97 from "the draft model drafts"), so
-   an answer is also accused when its sentences lean, on average, towards the misconceptions.
+   an answer is also accused when its sentences lean, on average, towards the misconceptions. Either way a
+   sentence is only accused of a misconception whose own words it uses: sitting near it is not saying it.
+   "A rather than B", with B a key point's words and A none of the bank's, denies that point.
 5. Keyword stuffing earns little (fragments are capped), off-topic sentences cost points.
 6. With a capable backend (`coach.llm.may_judge`), an LLM judge is asked which key points the answer
    states, and must quote the words of the answer that state each one; a point is only credited when the
