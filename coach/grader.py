@@ -16,7 +16,9 @@
    sentence that restates a key point with a negation or antonym contradicts it. Such a sentence earns
    nothing, lowers the score, and the feedback names the mistake and the correct statement, citing [1].
    MiniLM cannot read roles ("the target model drafts" sits at 0.97 from "the draft model drafts"), so
-   an answer is also accused when its sentences lean, on average, towards the misconceptions.
+   an answer is also accused when its sentences lean, on average, towards the misconceptions. Either way a
+   sentence is only accused of a misconception whose own words it uses: sitting near it is not saying it.
+   "A rather than B", with B a key point's words and A none of the bank's, denies that point.
 5. Keyword stuffing earns little (fragments are capped), off-topic sentences cost points.
 6. With a capable backend (`coach.llm.may_judge`), an LLM judge is asked which key points the answer
    states, and must quote the words of the answer that state each one; a point is only credited when the
@@ -90,8 +92,12 @@ ANTONYMS = [("increase", "decrease"), ("increases", "decreases"), ("raise", "low
             ("overfitting", "underfitting"), ("shrinks", "grows"), ("always", "never"), ("upper", "lower"),
             ("minimum", "maximum"), ("first", "last"), ("positive", "negative"), ("forward", "backward"),
             ("adds", "removes"), ("low", "high"), ("reduces", "increases"), ("sparse", "dense"),
-            ("small", "large"), ("slow", "fast"), ("encoder", "decoder"), ("input", "output")]
-ANTONYM_OF = {a: b for a, b in ANTONYMS} | {b: a for a, b in ANTONYMS}
+            ("small", "large"), ("slow", "fast"), ("encoder", "decoder"), ("input", "output"),
+            ("separately", "jointly"), ("separately", "together"), ("independently", "jointly")]
+ANTONYM_OF: dict[str, set[str]] = {}
+for _a, _b in ANTONYMS:
+    ANTONYM_OF.setdefault(_a, set()).add(_b)
+    ANTONYM_OF.setdefault(_b, set()).add(_a)
 
 
 class NoMatch(ValueError):
@@ -172,7 +178,10 @@ class Grade:
 
 def is_claim(sentence: str) -> bool:
     """Does this read as a statement rather than a bag of terms? Prose carries function words ("is",
-    "of", "the", "because"); a keyword list or a two-word fragment does not."""
+    "of", "the", "because"); a keyword list or a two-word fragment does not. A note's symbols are read
+    as the words they stand for and its label is not counted: "Skip-gram: input = centre word" says
+    "the input is the centre word"."""
+    sentence = _as_words(sentence)
     words = WORD.findall(sentence.lower())
     if len(words) < 4:
         return False
@@ -182,6 +191,18 @@ def is_claim(sentence: str) -> bool:
     items = [item for item in re.split(r"[,;/|]|\.\s", sentence) if item.strip()]
     # "momentum, bias correction, moment estimates, epsilon, warm-up": a list, even with an "is" in front
     return not (len(items) >= 4 and np.mean([len(i.split()) for i in items]) <= 3 and function < 0.3)
+
+
+# Symbols that stand for glue words in notes, and a note's leading label ("Trade-off: ...", "- CBOW: ...").
+SYMBOL_WORDS = ((re.compile(r"\s+=\s+"), " is "), (re.compile(r"\s*(?:->|→|=>)\s*"), " to "))
+NOTE_LABEL = re.compile(r"^\s*(?:[-*•]\s*)?[\w'/ -]{1,30}:\s+(?=\S)")
+
+
+def _as_words(sentence: str) -> str:
+    sentence = NOTE_LABEL.sub("", sentence, count=1)
+    for symbol, word in SYMBOL_WORDS:
+        sentence = symbol.sub(word, sentence)
+    return sentence
 
 
 def _glueless(words: list[str]) -> bool:
@@ -204,13 +225,15 @@ def contradicts(point: str, sentence: str) -> bool:
 
 
 def _negates(point: str, sentence: str) -> bool:
-    if _recall(point, sentence) < CONTRADICTION_RECALL:
+    # a clause of two content words ("so it adds no latency") has lost its subject: "adapters add latency"
+    # reuses all of it while speaking of something else
+    if len(stem_sequence(point)) < SWAP_MIN_WORDS or _recall(point, sentence) < CONTRADICTION_RECALL:
         return False
     p_words, s_words = set(re.findall(r"[a-z']+", point.lower())), set(re.findall(r"[a-z']+", sentence.lower()))
     if bool(p_words & NEGATION) != bool(s_words & NEGATION):
         return True
-    return any(ANTONYM_OF[w] in s_words and ANTONYM_OF[w] not in p_words and w not in s_words
-               for w in p_words if w in ANTONYM_OF)
+    return any(o in s_words and o not in p_words and w not in s_words
+               for w in p_words for o in ANTONYM_OF.get(w, ()))
 
 
 @dataclass
@@ -427,6 +450,10 @@ class Grader:
             denies = [_negated(s) != _negated(entry.misconceptions[m].wrong)
                       for s, m in zip(signals.sentences, signals.nearest_misconception, strict=True)]
             leaning = np.where(denies, -np.inf, leaning)
+            # ... and one that uses none of its nearest misconception's own words (beyond the question's)
+            # does not assert it, however near it sits: "averaging is for variance; bias needs boosting"
+            # sits near "averaging removes both bias and variance" without saying any of it
+            leaning = np.where(speaks_of_misconception(entry, signals), leaning, -np.inf)
         accused = {int(j) for j in np.flatnonzero(leaning > SENTENCE_MARGIN)}
         # the answer-level rule names its most leaning sentence, unless that sentence is nearer the
         # misconception's correction than the misconception ("I would not use it for open-ended chat")
@@ -443,6 +470,7 @@ class Grader:
                 accused.add(int(j))
         for j, sentence in enumerate(signals.sentences):
             point = next((p for p in entry.key_points if j not in accused and contradicts(p, sentence)), None)
+            point = point or (denied_point(entry, sentence) if j not in accused and said_something[j] else None)
             if point is not None:
                 found.append(Mistake(sentence, sentence, point, kind="contradiction"))
                 accused.add(j)
@@ -521,6 +549,45 @@ class Grader:
         terms = " ".join((fresh or words)[:4])
         template = self.templates[int(hashlib.sha1(point.encode()).hexdigest(), 16) % len(self.templates)]
         return template.format(terms=terms, topic=entry.topic, point=point)
+
+
+def speaks_of_misconception(entry, signals: Signals) -> np.ndarray:
+    """Per sentence: does it use at least MIN_MISCONCEPTION_WORDS of its nearest misconception's content
+    words beyond the question's own? Nearness in MiniLM's space alone is shared vocabulary, not a claim."""
+    asked = content_words(entry.question)
+    own = [content_words(m.wrong) - asked for m in entry.misconceptions]
+    return np.array([len(own[m] & content_words(sentence)) >= MIN_MISCONCEPTION_WORDS if own[m] else True
+                     for sentence, m in zip(signals.sentences, signals.nearest_misconception, strict=True)])
+
+
+def denied_point(entry, sentence: str) -> str | None:
+    """The key point a sentence denies by contrast: "the heads are averaged rather than concatenated" puts
+    aside ("rather than", "instead of") what a key point asserts (all of the words put aside are among the
+    point's own, beyond the question's) and asserts in its place words no correct statement of the entry
+    uses. When the words in its place are the bank's ("each head works in a subspace rather than at full
+    width") the contrast is the correct one and nothing is denied."""
+    asked = content_words(entry.question)
+    statements = [*entry.key_points, *(a for alts in entry.key_point_alternatives for a in alts),
+                  *(m.right for m in entry.misconceptions)]
+    known = set().union(*(content_words(t) for t in statements)) if statements else set()
+    for clause in clauses(sentence):
+        found = CONTRAST.search(clause)
+        if not found:
+            continue
+        put_aside = content_words(" ".join(WORD.findall(clause[found.end():])[:CONTRAST_WORDS])) - asked
+        instead = content_words(clause[:found.start()]) - asked - put_aside
+        if not put_aside or not instead or instead & known:
+            continue
+        return next((p for p in entry.key_points if put_aside <= content_words(p)), None)
+    return None
+
+
+# "A rather than B", "A instead of B": B is put aside, A asserted; only the next CONTRAST_WORDS words
+# after the marker are what is put aside ("rather than concatenated, and ..." puts aside one word).
+CONTRAST = re.compile(r"\b(?:rather than|instead of)\s+", re.I)
+CONTRAST_WORDS = 3
+# A misconception is only named in a sentence that uses this many of its own words beyond the question's.
+MIN_MISCONCEPTION_WORDS = 1
 
 
 def stem_sequence(text: str) -> list[str]:

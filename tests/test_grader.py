@@ -129,6 +129,59 @@ def test_a_stated_misconception_is_named_with_its_correction(grader, bank):
     assert accused.score < clean.score
 
 
+def test_a_contrast_that_puts_a_key_point_aside_denies_it(grader, bank):
+    """"A rather than B", where B is what a key point says and A is nothing the bank says, denies the
+    point; the contrast the right way round denies nothing."""
+    from coach.grader import denied_point
+
+    entry = bank["p2-multi-head-attention"]
+    point = next(p for p in entry.key_points if "concatenated" in p)
+    wrong = "The heads are summed with equal weights rather than concatenated."
+    right = "The heads are concatenated rather than summed, then mixed by an output projection."
+    assert denied_point(entry, wrong) == point and denied_point(entry, right) is None
+    accused, clean = grader.grade_entry(entry, wrong), grader.grade_entry(entry, right)
+    assert [(m.kind, m.right) for m in accused.mistakes] == [("contradiction", point)] and not clean.mistakes
+    assert accused.score < clean.score
+
+
+def test_a_misconception_is_named_only_in_a_sentence_using_its_words(bank):
+    """Nearness in MiniLM's space is not a claim: a sentence that uses none of its nearest misconception's
+    own words (beyond the question's) is not accused of it."""
+    from types import SimpleNamespace
+
+    from coach.grader import speaks_of_misconception
+
+    entry = bank["p1-ensembling-variance"]
+    m = next(n for n, x in enumerate(entry.misconceptions) if "both" in x.wrong)
+    sentences = ["Averaging is for variance; bias needs another tool.", "Averaging many models removes both errors."]
+    signals = SimpleNamespace(sentences=sentences, nearest_misconception=[m, m])
+    assert list(speaks_of_misconception(entry, signals)) == [False, True]
+
+
+def test_short_clauses_and_notes():
+    """A two-word clause ("so it adds no latency") has lost its subject and is never read as contradicted;
+    a longer one still is. A note's label and symbols read as prose, a keyword list does not."""
+    from coach.grader import contradicts, is_claim
+
+    point = "LoRA merges into the weights, so it adds no latency"
+    assert not contradicts(point, "Adapters sit in sequence, so they add inference latency.")
+    assert contradicts("adapters insert bottleneck MLPs and add inference latency",
+                       "Adapters insert bottleneck MLPs and add no inference latency.")
+    assert is_claim("- Skip-gram: input = centre word, targets = each surrounding word.")
+    assert not is_claim("Adam: momentum, bias correction, moment estimates, epsilon, warm-up")
+
+
+def test_separately_and_jointly_are_roles(grader, bank):
+    """Antonyms of how two inputs are read: giving one encoder the other's way of reading is a swap."""
+    entry = bank["p4-bi-vs-cross-encoder"]
+    for right, wrong in (("A bi-encoder embeds the query and the document separately into vectors.",
+                          "A cross-encoder embeds the query and the document separately into vectors."),
+                         ("A cross-encoder reads the query and the document jointly and outputs a relevance score.",
+                          "A bi-encoder reads the query and the document jointly and outputs a relevance score.")):
+        assert not grader.grade_entry(entry, right).mistakes, right
+        assert grader.grade_entry(entry, wrong).mistakes, wrong
+
+
 def test_coordinated_terms_of_a_question():
     """The swap test's roles: what a question sets side by side, without the words both sides share."""
     from coach.grader import coordinated
