@@ -33,11 +33,28 @@ class Bm25Index:
         self.model, self.ids, self.fingerprint = model, ids, fingerprint  # model: a bm25s.BM25
         self.fields = {name: np.array(values, dtype=object) for name, values in fields.items()}
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
+        self._library_sizes = self._sections = None  # built on first use (library_size, section_ids)
 
     def field(self, chunk_id: str, name: str):
         """A chunk's metadata field, or None for a chunk this index has not seen."""
         i = self.position.get(chunk_id)
         return None if i is None else self.fields[name][i]
+
+    def library_size(self, library: str | None) -> int:
+        """How many items the library ("bank" or "docs") holds; every item for None."""
+        if self._library_sizes is None:
+            names, counts = np.unique(self.fields["library"].astype(str), return_counts=True)
+            self._library_sizes = dict(zip(names.tolist(), counts.tolist(), strict=True))
+        return len(self.ids) if library is None else self._library_sizes.get(library, 0)
+
+    def section_ids(self, sections: list[tuple]) -> list[str]:
+        """The ids of every item of the given (source, qid) sections (an item without a qid is a section
+        of its own, keyed by its id), so their rows are fetched from Chroma by id, not by a metadata filter."""
+        if self._sections is None:
+            self._sections = {}
+            for item_id, source, qid in zip(self.ids, self.fields["source"], self.fields["qid"], strict=True):
+                self._sections.setdefault((source, qid or item_id), []).append(item_id)
+        return [item_id for section in sections for item_id in self._sections.get(section, [])]
 
     @staticmethod
     def tokenize(texts: list[str]) -> list[list[str]]:

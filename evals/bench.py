@@ -238,11 +238,15 @@ def synthetic(bank: dict, total: int, seed: int = 0):
         yield ids, vectors, texts, metas
 
 
-def load_store(settings, bank: dict, size: int):
-    """A Store holding the bank plus size - len(bank) synthetic chunks, BM25 index built."""
+def load_store(settings, bank: dict, size: int, keys: dict | None = None):
+    """A Store holding the bank plus size - len(bank) synthetic chunks, and the bank's question keys
+    (headings and `asked_as`, as an ingest writes them), BM25 indexes built."""
     from coach.store import Store
 
     store = Store(settings)
+    if keys and keys["ids"]:
+        store.keys.add(ids=keys["ids"], embeddings=np.asarray(keys["embeddings"], dtype=np.float32),
+                       documents=keys["documents"], metadatas=keys["metadatas"])
     store.collection.add(ids=bank["ids"], embeddings=np.asarray(bank["embeddings"], dtype=np.float32),
                          documents=bank["documents"], metadatas=bank["metadatas"])
     for ids, vectors, texts, metas in synthetic(bank, max(0, size - len(bank["ids"]))):
@@ -257,10 +261,12 @@ def bench_scale(work: Path, queries: list[dict], sizes: list[int], figures: dict
 
     bank_store = open_store(bank_settings(work))
     bank = bank_store.collection.get(include=["embeddings", "documents", "metadatas"])
+    keys = bank_store.keys.get(include=["embeddings", "documents", "metadatas"])
     details["scale"] = {"queries": len(queries), "points": [],
                         "note": f"the bank's {len(bank['ids'])} chunks plus synthetic distractors: vectors "
                                 f"are bank vectors plus N(0, {SYNTHETIC_NOISE}) noise, normalised; texts are "
-                                "60 random words of the bank's vocabulary. Baseline = langchain-chroma "
+                                "60 random words of the bank's vocabulary; the bank's question keys are "
+                                "indexed as an ingest writes them. Baseline = langchain-chroma "
                                 "similarity_search top-4 on the same collection."}
     with tempfile.TemporaryDirectory(prefix="chroma-server-", dir=work) as server_dir, \
             chroma_server(Path(server_dir)) as url:
@@ -272,7 +278,7 @@ def bench_scale(work: Path, queries: list[dict], sizes: list[int], figures: dict
                                                collection=name, chroma_url=url if kind == "server" else None)
                 say(f"scale: loading {size} chunks into {kind} Chroma")
                 started = time.perf_counter()
-                store = load_store(settings, bank, size)
+                store = load_store(settings, bank, size, keys)
                 load_s = time.perf_counter() - started
                 retriever = HybridRetriever(store=store)
                 retriever.search(queries[0]["query"])

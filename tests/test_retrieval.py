@@ -164,3 +164,40 @@ def test_a_question_defining_a_concept_the_bank_never_names_scores_zero(retrieve
     assert hits and all(h.score == 0.0 and h.absent_concept == "conditional random fields (CRFs)" for h in hits)
     hits = retriever.search("How does a variational autoencoder (VAE) learn its latent space?", k=3)
     assert hits[0].absent_concept is None and retriever.passes(hits[0])
+
+
+def test_a_library_is_found_without_chroma_filters_as_with_them(fresh_settings, monkeypatch):
+    """`_dense` takes a library's nearest items from unfiltered Chroma searches that fetch more (its
+    filters cost 20-300 ms at 100k chunks). Its answer is the filtered search's: only that library's
+    items, as many as asked for, nearly the same ids (Chroma's index is approximate), also when the
+    library is so rare among the nearest items that it must fall back to the filter."""
+    import numpy as np
+
+    from coach import retrieval
+    from coach.retrieval import _dense, _kind, _nearest
+    from coach.store import Store
+
+    filters_asked = []
+    monkeypatch.setattr(retrieval, "_nearest", lambda collection, vector, n, where:
+                        filters_asked.append(where) or _nearest(collection, vector, n, where))
+
+    rng = np.random.default_rng(0)
+    store = Store(fresh_settings)
+    centres = rng.normal(size=(20, 16))
+    vectors = centres[rng.integers(20, size=1200)] + rng.normal(0, 0.3, size=(1200, 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    bank = rng.random(1200) < 0.03  # 3% of the items are the bank's, the rest uploads
+    metadatas = [{"kind": "bank" if is_bank else "upload", "source": f"s{n}", "qid": f"q{n}", "part": n % 2}
+                 for n, is_bank in enumerate(bank)]
+    ids = [f"c{n}" for n in range(1200)]
+    store.collection.add(ids=ids, embeddings=vectors, documents=[f"note {n}" for n in ids], metadatas=metadatas)
+    index = store.sync_bm25()
+    for query in vectors[:40] + rng.normal(0, 0.1, size=(40, 16)):
+        for library, where in (("bank", {}), ("docs", {}), ("docs", {"part": 1})):
+            got = _dense(store.collection, index, list(query), where, library, 10, {})
+            want = _nearest(store.collection, list(query), 10, where | {"kind": _kind(library)})
+            assert len(got) == len(want) == 10
+            assert {index.field(item_id, "library") for item_id in got} == {library}
+            assert len(set(got) & set(want)) >= 9, (library, where)
+    libraries_filtered = [where["kind"] for where in filters_asked if "kind" in where and "part" not in where]
+    assert 0 < libraries_filtered.count("bank") < 80  # the rare library fell back to the filter, not always
