@@ -242,16 +242,20 @@ def cmd_serve(args) -> int:
     answerer = Answerer()  # loads the configured backend once; it stays warm
     retriever = answerer.retriever
     retriever.search("warm up the models")  # load the embedder and BM25 index before the first user
-    threading.Thread(target=answerer.warm_up, name="warm-up", daemon=True).start()  # sentence vectors, meanwhile
     from web.assembly import build_app, launch  # only serve needs Gradio
 
     demo = build_app(answerer, judge=judge_backend())
     accounts = users if users.configured() else None
-    log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d (%s)",
-             time.perf_counter() - started, retriever.store.count(), args.host, args.port,
-             f"users from {users.path}" if accounts else f"user names from the {args.auth_header} header"
-             if args.auth_header else "one local user, no sign-in")
-    launch(demo, args.host, args.port, users=accounts, auth_header=args.auth_header)
+
+    def ready() -> None:
+        log.info("ready in %.1fs: models loaded, %d chunks indexed; serving on http://%s:%d (%s)",
+                 time.perf_counter() - started, retriever.store.count(), args.host, args.port,
+                 f"users from {users.path}" if accounts else f"user names from the {args.auth_header} header"
+                 if args.auth_header else "one local user, no sign-in")
+        # The sentence vectors, once serving: started before, the warm-up took a core from the start.
+        threading.Thread(target=answerer.warm_up, name="warm-up", daemon=True).start()
+
+    launch(demo, args.host, args.port, users=accounts, auth_header=args.auth_header, on_ready=ready)
     return 0
 
 

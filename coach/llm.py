@@ -28,6 +28,8 @@ class Backend:
     model = ""
     # Whether the model is good enough to rewrite follow-ups or judge answers on its own.
     capable = False
+    # Whether it reads a prompt at all (the extractive backend does not: nothing is built for it).
+    prompted = True
 
     def stream(self, messages: list[dict], max_tokens: int = 256) -> Iterator[str]:
         raise NotImplementedError
@@ -103,6 +105,7 @@ class OpenAIBackend(Backend):
 class ExtractiveBackend(Backend):
     """No model at all. Generating nothing makes the answer step fall back to extractive composition."""
     name = "extractive"
+    prompted = False
 
     def stream(self, messages, max_tokens=256):
         return iter(())

@@ -31,11 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
-
 from coach.bm25 import library_of
 from coach.concepts import absent_concept
 from coach.config import get_settings
@@ -87,7 +82,10 @@ class Hit:
     def library(self) -> str:
         return library_of(self.metadata)
 
-    def document(self) -> Document:
+    def document(self):
+        """A LangChain Document of the hit."""
+        from langchain_core.documents import Document
+
         meta = {**self.metadata, "chunk_id": self.chunk_id, "score": self.score, "rank": self.rank,
                 "dense": self.dense, "bm25": self.bm25}
         return Document(id=self.chunk_id, page_content=self.text, metadata=meta)
@@ -170,30 +168,36 @@ def normalise_query(query: str) -> str:
     return " ".join(text.split())
 
 
-class HybridRetriever(BaseRetriever):
-    """A LangChain retriever; `search()` is the richer call the CLI, answerer and evals use."""
+class HybridRetriever:
+    """`search()` is the call the CLI, answerer and evals use; `as_langchain()` gives a LangChain retriever
+    (not a base class: langchain-core's retriever module is a quarter of a cold `app.py search`)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    store: Any = None
-    calibration: Any = None
-    reranker: Any = None
-    k: int = 5
-    mode: str = DEFAULT_MODE
-    filters: dict = {}
-    last_timing_ms: float = 0.0
-
-    def model_post_init(self, __context) -> None:
-        self.store = self.store or open_store(get_settings())
-        self.calibration = self.calibration or Calibration.load()
-        self.reranker = self.reranker or Reranker.load()
+    def __init__(self, store=None, calibration: Calibration | None = None, reranker: Reranker | None = None,
+                 k: int = 5, mode: str = DEFAULT_MODE, filters: dict | None = None):
+        self.store = store or open_store(get_settings())
+        self.calibration = calibration or Calibration.load()
+        self.reranker = reranker or Reranker.load()
+        self.k, self.mode, self.filters = k, mode, dict(filters or {})
+        self.last_timing_ms = 0.0
 
     @property
     def embeddings(self):
         """The embedding model of the index (coach.embedder): the answer step and grader embed with it."""
         return self.store.embeddings
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        return [hit.document() for hit in self.search(query, **self.filters)]
+    def as_langchain(self):
+        """This retriever as a LangChain `BaseRetriever` (`.invoke(query)` -> Documents, `self.filters` applied)."""
+        from langchain_core.retrievers import BaseRetriever
+
+        hybrid = self
+
+        class LangChainRetriever(BaseRetriever):
+            k: int = hybrid.k
+
+            def _get_relevant_documents(self, query: str, *, run_manager) -> list:
+                return [hit.document() for hit in hybrid.search(query, **hybrid.filters)]
+
+        return LangChainRetriever()
 
     def search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
                difficulty: str | None = None, mode: str | None = None, scope: str = "all") -> list[Hit]:

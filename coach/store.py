@@ -149,11 +149,14 @@ class Store:
         for start in range(0, len(ids), 5000):
             self.keys.delete(ids=ids[start:start + 5000])
 
-    def _prune_orphan_keys(self, chunk_metadatas: dict[str, dict]) -> None:
+    def _prune_orphan_keys(self, chunk_metadatas: dict[str, dict]) -> dict[str, dict]:
+        """Delete the keys whose section is gone; the metadata of those that remain."""
         live = {(m.get("source"), m.get("qid")) for m in chunk_metadatas.values()}
-        orphans = [key_id for key_id, m in self.key_metadatas().items() if (m.get("source"), m.get("qid")) not in live]
+        key_metadatas = self.key_metadatas()
+        orphans = {key_id for key_id, m in key_metadatas.items() if (m.get("source"), m.get("qid")) not in live}
         if orphans:
-            self.delete_keys(orphans)
+            self.delete_keys(sorted(orphans))
+        return {key_id: m for key_id, m in key_metadatas.items() if key_id not in orphans}
 
     def delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), 5000):
@@ -230,8 +233,7 @@ class Store:
         """Load the saved BM25 indexes (chunks and keys), rebuilding each that does not match Chroma,
         prune keys whose section is gone, and publish the fingerprint."""
         chunk_metadatas = self.metadatas()
-        self._prune_orphan_keys(chunk_metadatas)
-        key_fingerprint = self.fingerprint(self.key_metadatas())
+        key_fingerprint = self.fingerprint(self._prune_orphan_keys(chunk_metadatas))
         self._key_bm25 = _synced_bm25(self.keys, self.key_bm25_dir, key_fingerprint, "question keys")
         # The published fingerprint covers both, so a change to the keys alone is noticed too.
         fingerprint = hashlib.sha1((self.fingerprint(chunk_metadatas) + key_fingerprint).encode()).hexdigest()

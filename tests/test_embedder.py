@@ -95,6 +95,26 @@ def test_without_the_export_it_falls_back_to_torch_and_says_so(tmp_path, monkeyp
         embedder.cache_clear()  # the next caller gets the configured model again
 
 
+class Counting:
+    """A stand-in model: each text's vector is (its length, 1, 2); the texts it embedded go to `computed`."""
+
+    def __init__(self, computed: list[str]):
+        self.computed = computed
+
+    def embed_documents(self, texts):
+        self.computed.extend(texts)
+        return [[float(len(t)), 1.0, 2.0] for t in texts]
+
+
+def fake_export(folder):
+    """A file standing in for the ONNX export (the vector file is keyed to it), and an empty `computed`."""
+    from coach import embedder as module
+
+    model = folder / module.ONNX_FILE
+    model.write_bytes(b"stands in for the export")
+    return model, []
+
+
 def test_the_vector_file_returns_what_was_computed_and_misses_after_a_new_export(tmp_path, monkeypatch, caplog):
     """Indexed texts' vectors come back from the file byte for byte, duplicates embedded once; a new
     export (another modification time) misses them all; the oldest go past the row limit; a corrupt
@@ -104,17 +124,10 @@ def test_the_vector_file_returns_what_was_computed_and_misses_after_a_new_export
     from coach import embedder as module
     from coach.embedder import CachedEmbeddings, VectorFile
 
-    model = tmp_path / module.ONNX_FILE
-    model.write_bytes(b"stands in for the export")
-    computed = []
-
-    class Counting:
-        def embed_documents(self, texts):
-            computed.extend(texts)
-            return [[float(len(t)), 1.0, 2.0] for t in texts]
+    model, computed = fake_export(tmp_path)
 
     def stored_embedder():
-        return CachedEmbeddings(Counting(), VectorFile.beside(model))
+        return CachedEmbeddings(Counting(computed), VectorFile.beside(model))
 
     texts = ["what is dropout", "why warm up", "what is dropout"]
     first = stored_embedder().embed_stored(texts)
@@ -146,3 +159,40 @@ def test_indexed_vectors_from_the_file_are_the_models(embeddings):
     stored = np.asarray(embeddings.embed_stored(texts))
     direct = np.asarray(embeddings.embed_documents(texts))
     assert np.allclose(stored, direct, atol=1e-5)
+
+
+def test_a_servers_warm_up_is_read_back_at_the_next_start(tmp_path):
+    """Sentences warmed once are in the vector file: the next process's warm-up computes none of them,
+    and `embed_sentences` then serves them from memory."""
+    from coach.embedder import CachedEmbeddings, VectorFile
+
+    model, computed = fake_export(tmp_path)
+    sentences = ["Dropout zeroes units at random.", "It is off at inference.", "Dropout zeroes units at random."]
+    CachedEmbeddings(Counting(computed), VectorFile.beside(model)).warm_sentences(sentences)
+    assert computed == sentences[:2]
+    restarted = CachedEmbeddings(Counting(computed), VectorFile.beside(model))
+    restarted.warm_sentences(sentences)
+    vectors = restarted.embed_sentences(sentences[:2])
+    assert len(computed) == 2 and [v.tolist() for v in vectors] == [[31.0, 1.0, 2.0], [23.0, 1.0, 2.0]]
+
+
+@needs_export
+def test_a_server_embeds_long_texts_in_smaller_batches_to_the_same_vectors(embeddings, monkeypatch):
+    """Without the arena (a server), a forward pass holds at most SERVER_BATCH_WORD_PIECES padded word
+    pieces, so long texts go a few at a time; their vectors are those of the usual batches of 32."""
+    from coach import embedder as module
+    from coach.bank import load_bank
+    from conftest import ROOT
+
+    model = embeddings.inner
+    texts = [entry.answer for entry in load_bank(ROOT / "corpus")][:48] + ["what is dropout"] * 8
+    usual = model.vectors(texts)  # (56, 384)
+    monkeypatch.setitem(module._ARENA, "on", False)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batches = list(model._batches(texts, order))
+    pieces = [len(batch) * max(sum(e.attention_mask) for e in model.tokenizer.encode_batch([texts[i] for i in batch]))
+              for batch in batches]
+    assert sorted(i for batch in batches for i in batch) == list(range(len(texts)))
+    assert max(pieces) <= module.SERVER_BATCH_WORD_PIECES and len(batches) > len(texts) // module.BATCH + 1
+    served = model.vectors(texts)
+    assert np.min(np.sum(usual * served, axis=1)) >= 0.99999

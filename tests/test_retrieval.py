@@ -70,7 +70,7 @@ def test_calibrated_score_separates_in_scope_from_out_of_scope(retriever):
 
 
 def test_langchain_retriever_interface(retriever):
-    docs = retriever.invoke("what is the reparameterization trick")
+    docs = retriever.as_langchain().invoke("what is the reparameterization trick")
     assert len(docs) == retriever.k
     assert docs[0].metadata["qid"] == "p2-reparameterization-trick"
     assert {"chunk_id", "score", "source", "question"} <= set(docs[0].metadata)

@@ -135,13 +135,19 @@ class Endpoints:
         return self.grader.grade(validate_question(question), answer).as_json()
 
 
-def launch(demo: gr.Blocks, host: str, port: int, users=None, auth_header: str | None = None) -> None:
+def launch(demo: gr.Blocks, host: str, port: int, users=None, auth_header: str | None = None,
+           on_ready=None) -> None:
     """Serve until stopped: four requests at a time, the page's script and style. With `users` (a
     coach.users.Users holding accounts) people sign in with Gradio's login form, checked against the
-    bcrypt hashes; with `auth_header` a reverse proxy names them."""
+    bcrypt hashes; with `auth_header` a reverse proxy names them. `on_ready()` runs once the server
+    answers (background work started there does not slow the start on 2 cores)."""
     access.configure(users=users, header=auth_header)
     auth = (lambda name, password: users.authenticate(name, password) is not None) if users else None
     demo.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, show_error=True, head=PAGE_JS, css=PAGE_CSS,
         max_file_size=get_settings().max_file_bytes, auth=auth,
-        auth_message="Sign in with the name and password your admin gave you." if auth else None)
+        auth_message="Sign in with the name and password your admin gave you." if auth else None,
+        prevent_thread_lock=True)
+    if on_ready:
+        on_ready()
+    demo.block_thread()
