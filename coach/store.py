@@ -149,10 +149,11 @@ class Store:
         for start in range(0, len(ids), 5000):
             self.keys.delete(ids=ids[start:start + 5000])
 
-    def _prune_orphan_keys(self, chunk_metadatas: dict[str, dict]) -> dict[str, dict]:
+    def _prune_orphan_keys(self, chunk_metadatas: dict[str, dict],
+                           key_metadatas: dict[str, dict] | None = None) -> dict[str, dict]:
         """Delete the keys whose section is gone; the metadata of those that remain."""
         live = {(m.get("source"), m.get("qid")) for m in chunk_metadatas.values()}
-        key_metadatas = self.key_metadatas()
+        key_metadatas = self.key_metadatas() if key_metadatas is None else key_metadatas
         orphans = {key_id for key_id, m in key_metadatas.items() if (m.get("source"), m.get("qid")) not in live}
         if orphans:
             self.delete_keys(sorted(orphans))
@@ -229,11 +230,13 @@ class Store:
     def _published_fingerprint(self) -> str | None:
         return (self.client.get_collection(self.settings.collection).metadata or {}).get("fingerprint")
 
-    def sync_bm25(self) -> Bm25Index:
+    def sync_bm25(self, chunk_metadatas: dict[str, dict] | None = None,
+                  key_metadatas: dict[str, dict] | None = None) -> Bm25Index:
         """Load the saved BM25 indexes (chunks and keys), rebuilding each that does not match Chroma,
-        prune keys whose section is gone, and publish the fingerprint."""
-        chunk_metadatas = self.metadatas()
-        key_fingerprint = self.fingerprint(self._prune_orphan_keys(chunk_metadatas))
+        prune keys whose section is gone, and publish the fingerprint. A caller that has just read
+        every chunk's and key's metadata (an ingest that changed nothing) passes them, not read twice."""
+        chunk_metadatas = self.metadatas() if chunk_metadatas is None else chunk_metadatas
+        key_fingerprint = self.fingerprint(self._prune_orphan_keys(chunk_metadatas, key_metadatas))
         self._key_bm25 = _synced_bm25(self.keys, self.key_bm25_dir, key_fingerprint, "question keys")
         # The published fingerprint covers both, so a change to the keys alone is noticed too.
         fingerprint = hashlib.sha1((self.fingerprint(chunk_metadatas) + key_fingerprint).encode()).hexdigest()

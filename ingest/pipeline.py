@@ -79,7 +79,8 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         if rebuild or store.built_with not in (None, settings.embedder):
             store.reset()
         files, folders, missing = _expand(paths, report)
-        existing = _existing_sections(store)
+        chunk_metadatas = store.metadatas()
+        existing = _existing_sections(chunk_metadatas)
         wanted: dict[tuple[str, str], tuple[str, Section]] = {}
         failed_sources = set()
         for path in _progress(files, progress and len(files) > 3, "reading", "file"):
@@ -107,8 +108,11 @@ def ingest(paths: list[Path | str] | None = None, rebuild: bool = False, progres
         if stale:
             store.delete(stale)
             report.deleted += len(stale)
-        _write_keys(store, wanted)
-        store.sync_bm25()  # also prunes the keys of sections that are gone
+        key_metadatas = _write_keys(store, wanted)
+        if todo or stale or key_metadatas is None:
+            store.sync_bm25()  # also prunes the keys of sections that are gone
+        else:  # nothing written: what this run read is what Chroma holds (other writers wait for the lock)
+            store.sync_bm25(chunk_metadatas, key_metadatas)
     return report
 
 
@@ -146,10 +150,10 @@ def _expand(paths: list[Path], report: Report) -> tuple[list[Path], list[Path], 
     return files, folders, missing
 
 
-def _existing_sections(store: Store) -> dict[tuple[str, str], dict]:
+def _existing_sections(chunk_metadatas: dict[str, dict]) -> dict[tuple[str, str], dict]:
     """(source, qid) -> {'ids': {piece: id}, 'hashes': set, 'pieces': set} as the store holds them."""
     sections: dict[tuple[str, str], dict] = {}
-    for chunk_id, meta in store.metadatas().items():
+    for chunk_id, meta in chunk_metadatas.items():
         entry = sections.setdefault((meta.get("source"), meta.get("qid")),
                                     {"ids": {}, "hashes": set(), "pieces": set(), "flagged": {}})
         entry["ids"][chunk_id] = meta.get("piece")
@@ -238,10 +242,11 @@ def _write(store: Store, chunks: list[Chunk], progress: bool) -> None:
         bar.close()
 
 
-def _write_keys(store: Store, wanted: dict) -> None:
+def _write_keys(store: Store, wanted: dict) -> dict[str, dict] | None:
     """Bring the question keys of the sections read in this run up to date (after their chunks, so a
     key never points at a section that is not indexed yet): new or changed keys are embedded, keys a
-    section no longer has are deleted. Keys of sections that are gone are pruned by `sync_bm25`."""
+    section no longer has are deleted. Keys of sections that are gone are pruned by `sync_bm25`.
+    Returns every key's metadata when nothing had to change, else None."""
     keys = [key for (source, _), (kind, section) in wanted.items() for key in question_keys(source, kind, section)]
     existing = store.key_metadatas()
     todo = [key for key in keys if existing.get(key.id, {}).get("content_hash") != key.metadata["content_hash"]]
@@ -253,6 +258,7 @@ def _write_keys(store: Store, wanted: dict) -> None:
         store.upsert_keys([k.id for k in batch], [k.text for k in batch], [k.metadata for k in batch])
     if extra:
         store.delete_keys(extra)
+    return None if todo or extra else existing
 
 
 def _progress(items, enabled: bool, desc: str, unit: str, total: int | None = None):
