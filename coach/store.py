@@ -2,7 +2,10 @@
 
 Chroma is the source of truth. The BM25 index is rebuilt from Chroma's contents whenever its
 fingerprint (the chunk ids and content hashes it was built from) no longer matches, so a crash between
-the two writes heals itself on the next open.
+the two writes heals itself on the next open. The last completed sync publishes the fingerprints in the
+collection's metadata and every write through the Store withdraws them first, so a process that opens
+an index nobody is writing trusts its saved BM25 indexes without reading every chunk's metadata (0.75 s
+of a cold `app.py search` on the bank) and one that opens after a crashed write rebuilds them.
 
 Beside the chunks lives a second, smaller collection of **question keys** (`<collection>_keys`, with
 its own BM25 index): each section's heading question and, for bank entries, the `asked_as` phrasings
@@ -17,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
+import tempfile
 import threading
 import time
 from functools import cache, cached_property
@@ -125,6 +130,7 @@ class Store:
     def upsert(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
         """What langchain-chroma's `add_texts` did with ids given, without importing it (~1 s of an
         ingest), and with vectors of unchanged texts read from the embedder's vector file."""
+        self._withdraw_fingerprint()
         self.collection.upsert(ids=ids, embeddings=self.embeddings.embed_stored(texts), documents=texts,
                                metadatas=metadatas)
 
@@ -143,9 +149,11 @@ class Store:
 
     def upsert_keys(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
         vectors = self.embeddings.embed_stored(texts)
+        self._withdraw_fingerprint()
         self.keys.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
     def delete_keys(self, ids: list[str]) -> None:
+        self._withdraw_fingerprint()
         for start in range(0, len(ids), 5000):
             self.keys.delete(ids=ids[start:start + 5000])
 
@@ -160,6 +168,7 @@ class Store:
         return {key_id: m for key_id, m in key_metadatas.items() if key_id not in orphans}
 
     def delete(self, ids: list[str]) -> None:
+        self._withdraw_fingerprint()
         for start in range(0, len(ids), 5000):
             self.collection.delete(ids=ids[start:start + 5000])
 
@@ -192,15 +201,33 @@ class Store:
         """The BM25 index matching Chroma's current contents.
 
         Another process (an ingest job, another replica's upload) may change the collection; its
-        metadata carries the fingerprint of the last completed ingest, checked at most once a second.
+        metadata carries the fingerprint of the last completed sync, checked at most once a second. While
+        a writer has withdrawn it (an ingest under way) an index already loaded is kept until it is back.
         """
         with self._lock:
             now = time.monotonic()
-            if self._bm25 is None or self._key_bm25 is None or (
-                    now - self._checked_at > 1.0 and self._published_fingerprint() != self._bm25.fingerprint):
-                self.sync_bm25()
+            if self._bm25 is None or self._key_bm25 is None:
+                if not self._load_published():
+                    self.sync_bm25()
+            elif now - self._checked_at > 1.0:
+                published = self._published()
+                if published.get("fingerprint") not in (None, self._bm25.fingerprint):
+                    self.sync_bm25()
             self._checked_at = now
             return self._bm25
+
+    def _load_published(self) -> bool:
+        """Load the saved BM25 indexes if they are the ones the last completed sync published and the
+        collection still holds as many chunks; False when a full sync is needed."""
+        published = self._published()
+        if not published.get("fingerprint") or not published.get("key_fingerprint"):
+            return False
+        chunks, keys = Bm25Index.load(self.settings.bm25_dir), Bm25Index.load(self.key_bm25_dir)
+        if (chunks is None or keys is None or chunks.fingerprint != published["fingerprint"]
+                or keys.fingerprint != published["key_fingerprint"] or len(chunks.ids) != self.count()):
+            return False
+        self._bm25, self._key_bm25 = chunks, keys
+        return True
 
     def key_bm25(self) -> Bm25Index:
         """The BM25 index over the question keys, synced together with the chunks' index."""
@@ -211,24 +238,46 @@ class Store:
         """Every question key's stored vector, a (keys, 384) float32 matrix in the key index's row order,
         kept in memory until the keys change. Scoring a candidate entry reads the vectors of all its keys
         (about 8 each, 20 candidates): fetched from Chroma that cost 17 ms a search, by id or by filter
-        (benchmarks/README.md). The bank's 2,649 keys take 4 MB."""
-        import numpy as np
-
+        (benchmarks/README.md). The bank's 2,649 keys take 4 MB. The matrix is also saved beside the key
+        index, named by its fingerprint: reading it back from Chroma was 0.2 s of a cold `app.py search`."""
         index = self.key_bm25()
         matched, matrix = self._key_vectors
         if matched is not index:
-            got = _paged(self.keys, ["embeddings"])
-            rows = dict(zip(got["ids"], got["embeddings"], strict=True))
-            width = len(next(iter(rows.values()))) if rows else 0
-            matrix = np.zeros((len(index.ids), width), dtype=np.float32)  # (keys, dim)
-            for n, key_id in enumerate(index.ids):
-                if key_id in rows:
-                    matrix[n] = rows[key_id]
+            saved = self.key_bm25_dir / f"vectors-{index.fingerprint}.npy"
+            matrix = _load_matrix(saved, len(index.ids))
+            if matrix is None:
+                matrix = self._fetch_key_vectors(index.ids)
+                _save_matrix(saved, matrix)
             self._key_vectors = (index, matrix)
         return matrix
 
-    def _published_fingerprint(self) -> str | None:
-        return (self.client.get_collection(self.settings.collection).metadata or {}).get("fingerprint")
+    def _fetch_key_vectors(self, key_ids: list[str]):
+        import numpy as np
+
+        got = _paged(self.keys, ["embeddings"])
+        rows = dict(zip(got["ids"], got["embeddings"], strict=True))
+        width = len(next(iter(rows.values()))) if rows else 0
+        matrix = np.zeros((len(key_ids), width), dtype=np.float32)  # (keys, dim)
+        for n, key_id in enumerate(key_ids):
+            if key_id in rows:
+                matrix[n] = rows[key_id]
+        return matrix
+
+    def _published(self) -> dict:
+        """The collection's metadata as stored now (another process may have changed it)."""
+        return self.client.get_collection(self.settings.collection).metadata or {}
+
+    def _publish(self, fingerprints: dict[str, str | None]) -> None:
+        """Set (or, with None, withdraw) the published fingerprints, keeping the rest of the metadata."""
+        current = self._published()
+        if all(current.get(name) == value for name, value in fingerprints.items()):
+            return
+        meta = {k: v for k, v in current.items() if not k.startswith("hnsw:") and k not in fingerprints}
+        self.collection.modify(metadata={**meta, **{k: v for k, v in fingerprints.items() if v is not None}})
+
+    def _withdraw_fingerprint(self) -> None:
+        """Before any write: until the next sync, nobody may trust the saved BM25 indexes."""
+        self._publish({"fingerprint": None, "key_fingerprint": None})
 
     def sync_bm25(self, chunk_metadatas: dict[str, dict] | None = None,
                   key_metadatas: dict[str, dict] | None = None) -> Bm25Index:
@@ -241,9 +290,7 @@ class Store:
         # The published fingerprint covers both, so a change to the keys alone is noticed too.
         fingerprint = hashlib.sha1((self.fingerprint(chunk_metadatas) + key_fingerprint).encode()).hexdigest()
         index = _synced_bm25(self.collection, self.settings.bm25_dir, fingerprint, "chunks")
-        if self._published_fingerprint() != fingerprint:
-            meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
-            self.collection.modify(metadata={**meta, "fingerprint": fingerprint})
+        self._publish({"fingerprint": fingerprint, "key_fingerprint": key_fingerprint})
         self._bm25 = index
         return index
 
@@ -257,6 +304,33 @@ def _synced_bm25(collection, folder, fingerprint: str, what: str) -> Bm25Index:
         index = Bm25Index.build(got["ids"], got["documents"], got["metadatas"], fingerprint)
         index.save(folder)
     return index
+
+
+def _load_matrix(path, rows: int):
+    """A matrix saved by _save_matrix, or None when absent, unreadable or of another row count."""
+    import numpy as np
+
+    try:
+        matrix = np.load(path)
+    except (OSError, ValueError):
+        return None
+    return matrix if matrix.ndim == 2 and len(matrix) == rows else None
+
+
+def _save_matrix(path, matrix) -> None:
+    """Write beside the others (a temp file swapped in), dropping those of older fingerprints. A cache:
+    a folder that cannot be written only costs the next process the read from Chroma."""
+    import numpy as np
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("vectors-*.npy"):
+            old.unlink(missing_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            np.save(tmp, matrix)
+        os.replace(tmp.name, path)
+    except OSError as error:
+        log.info("could not save the question keys' vectors at %s: %s", path, error)
 
 
 def _paged(collection, include: list[str]) -> dict[str, list]:

@@ -160,6 +160,39 @@ def test_stale_bm25_index_heals_itself(folder, fresh_settings):
     assert not set(victim) & set(fresh.bm25().ids)
 
 
+def test_an_open_after_a_completed_ingest_trusts_the_saved_indexes(folder, fresh_settings, monkeypatch):
+    """A process opening an index nobody is writing loads the saved BM25 indexes and key vectors without
+    reading every chunk's and key's metadata or vectors from Chroma, and gets the same ones."""
+    from coach import store as store_module
+    from coach.store import Store
+
+    run([folder], fresh_settings)
+    first = Store(fresh_settings)
+    expected_ids, expected_keys, expected_vectors = first.bm25().ids, first.key_bm25().ids, first.key_vectors()
+
+    def no_full_read(*args, **kwargs):
+        raise AssertionError("read every item from Chroma")
+
+    monkeypatch.setattr(store_module, "_paged", no_full_read)
+    second = Store(fresh_settings)  # as a restarted process would open it
+    assert second.bm25().ids == expected_ids and second.key_bm25().ids == expected_keys
+    assert (second.key_vectors() == expected_vectors).all() and expected_vectors.any()
+
+
+def test_a_write_interrupted_before_the_sync_is_healed_by_the_next_open(folder, fresh_settings):
+    """A chunk rewritten in place (same ids, same count) through the Store, then a crash before the BM25
+    sync: the published fingerprint was withdrawn, so the next process rebuilds the index."""
+    from coach.store import Store
+
+    run([folder], fresh_settings)
+    writer = Store(fresh_settings)
+    got = writer.collection.get(where={"qid": "t-clip"}, include=["metadatas"])
+    metadata = {**got["metadatas"][0], "content_hash": "rewritten"}
+    writer.upsert(got["ids"][:1], ["Quokkas bound the update when gradients explode."], [metadata])
+    fresh = Store(fresh_settings)
+    assert fresh.bm25().search("quokkas", 1)[0][0] == got["ids"][0]
+
+
 def _snapshot(data_dir: Path) -> dict[str, str]:
     """chunk id -> content hash, read in a separate process so no client stays open."""
     code = ("import json; from coach.store import Store; s = Store(); "
