@@ -127,12 +127,13 @@ class Store:
                   for _, text in pieces]
         return "\n\n".join([question, *bodies]) if question else "\n\n".join(bodies)
 
-    def upsert(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
+    def upsert(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors=None) -> None:
         """What langchain-chroma's `add_texts` did with ids given, without importing it (~1 s of an
-        ingest), and with vectors of unchanged texts read from the embedder's vector file."""
+        ingest), and with vectors of unchanged texts read from the embedder's vector file; `vectors`
+        (the texts' embeddings, in order) when the caller has them."""
+        vectors = self.embeddings.embed_stored(texts) if vectors is None else vectors
         self._withdraw_fingerprint()
-        self.collection.upsert(ids=ids, embeddings=self.embeddings.embed_stored(texts), documents=texts,
-                               metadatas=metadatas)
+        self.collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
     # --- question keys ----------------------------------------------------------------------
     @property
@@ -147,8 +148,9 @@ class Store:
         got = _paged(self.keys, ["metadatas"])
         return dict(zip(got["ids"], got["metadatas"], strict=True))
 
-    def upsert_keys(self, ids: list[str], texts: list[str], metadatas: list[dict]) -> None:
-        vectors = self.embeddings.embed_stored(texts)
+    def upsert_keys(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors=None) -> None:
+        """Add or replace question keys; `vectors` (their embeddings, in order) when the caller has them."""
+        vectors = self.embeddings.embed_stored(texts) if vectors is None else vectors
         self._withdraw_fingerprint()
         self.keys.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 

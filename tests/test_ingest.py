@@ -298,3 +298,33 @@ def test_question_keys_follow_their_sections(folder, fresh_settings):
     store.delete(store.collection.get(where={"qid": "t-adam"})["ids"])
     store.sync_bm25()
     assert _keys_of(store, "t-adam") == [] and set(store.key_bm25().ids) == set(store.key_metadatas())
+
+
+def test_embedded_items_are_written_in_large_batches_unless_embedding_is_slow(monkeypatch):
+    """Vectors read from the embedder's file come fast, and go to Chroma in few large upserts; a first
+    ingest embeds slowly, and writes what it has every WRITE_EVERY_S (progress shows what is stored)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ingest import pipeline
+
+    items = [SimpleNamespace(id=f"c{n}", text=f"text {n}", metadata={"n": n}) for n in range(130)]
+    fake_vectors = SimpleNamespace(embed_stored=lambda texts: [[float(t.split()[1]), 1.0] for t in texts])
+    store = SimpleNamespace(embeddings=fake_vectors)
+
+    def writes(every_s: float) -> list[tuple[list, np.ndarray]]:
+        calls = []
+        monkeypatch.setattr(pipeline, "WRITE_BATCH", 100)
+        monkeypatch.setattr(pipeline, "WRITE_EVERY_S", every_s)
+        pipeline._embed_and_write(store, items, 64, lambda ids, texts, metas, vectors: calls.append((ids, vectors)))
+        return calls
+
+    fast = writes(every_s=3600)
+    assert [len(ids) for ids, _ in fast] == [128, 2]
+    slow = writes(every_s=0)
+    assert [len(ids) for ids, _ in slow] == [64, 64, 2]
+    for calls in (fast, slow):
+        ids = [i for batch, _ in calls for i in batch]
+        vectors = np.concatenate([v for _, v in calls])  # (items, 2)
+        assert ids == [item.id for item in items] and vectors[:, 0].tolist() == list(range(130))
