@@ -16,9 +16,6 @@ from functools import lru_cache
 from html import escape
 from urllib.parse import quote
 
-from markdown_it import MarkdownIt
-from mdit_py_plugins.dollarmath import dollarmath_plugin
-
 NO_SCORE = "–"
 # Evidence is marked in a passage's markdown with two private-use characters, which survive rendering;
 # the span between them then becomes <mark> elements (split around tags, so the HTML stays well nested).
@@ -187,7 +184,12 @@ def _marked(match: re.Match) -> str:
 
 
 @lru_cache(maxsize=1)
-def _markdown() -> MarkdownIt:
+def _markdown():
+    """A markdown-it parser (CommonMark, tables, $ formulas); imported here, not at the top: the terminal
+    commands import this module and print text, and importing markdown-it cost them ~50 ms."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+
     return MarkdownIt("commonmark", {"html": False}).enable("table").use(dollarmath_plugin, renderer=_mathml)
 
 

@@ -12,7 +12,8 @@ from conftest import run_cli
 
 TORCH = {"torch", "sentence_transformers", "transformers", "langchain_huggingface"}
 LLM = {"llama_cpp", "openai", "langchain_openai"}
-NEVER_IN_THE_TERMINAL = {"gradio", "matplotlib", "pandas", "sklearn", *LLM}
+# markdown-it renders answers as HTML for the web app only (~50 ms of a cold command).
+NEVER_IN_THE_TERMINAL = {"gradio", "matplotlib", "pandas", "sklearn", "markdown_it", *LLM}
 # langchain-core's retriever and prompt modules (and langsmith under them) were ~0.8 s of a cold search or
 # ask; the retriever is LangChain's only through HybridRetriever.as_langchain().
 LANGCHAIN = {"langchain_core", "langsmith"}
