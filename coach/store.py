@@ -131,9 +131,7 @@ class Store:
         """What langchain-chroma's `add_texts` did with ids given, without importing it (~1 s of an
         ingest), and with vectors of unchanged texts read from the embedder's vector file; `vectors`
         (the texts' embeddings, in order) when the caller has them."""
-        vectors = self.embeddings.embed_stored(texts) if vectors is None else vectors
-        self._withdraw_fingerprint()
-        self.collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
+        self._upsert(self.collection, ids, texts, metadatas, vectors)
 
     # --- question keys ----------------------------------------------------------------------
     @property
@@ -150,9 +148,14 @@ class Store:
 
     def upsert_keys(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors=None) -> None:
         """Add or replace question keys; `vectors` (their embeddings, in order) when the caller has them."""
+        self._upsert(self.keys, ids, texts, metadatas, vectors)
+
+    def _upsert(self, collection, ids: list[str], texts: list[str], metadatas: list[dict], vectors) -> None:
+        """Every write of chunks or keys: embed unless given the vectors, withdraw the published
+        fingerprints, then upsert."""
         vectors = self.embeddings.embed_stored(texts) if vectors is None else vectors
         self._withdraw_fingerprint()
-        self.keys.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
+        collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
     def delete_keys(self, ids: list[str]) -> None:
         self._withdraw_fingerprint()
