@@ -211,3 +211,34 @@ def test_evaluate_tab_runs_the_suite_and_shows_report_and_plots(corpus_index, tm
     finally:
         demo.close()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["meta"]["limit"] == 3
+
+
+
+def test_a_question_label_never_changes_its_own_out_of_fold_ranking(monkeypatch):
+    """`evals.rerank --with-gold` reports the gold set from weights fitted, and chosen, without each
+    question's fold: relabelling the questions of one fold changes how the others are ranked, never
+    how they are."""
+    import numpy as np
+
+    from evals import rerank
+
+    monkeypatch.setattr(rerank, "STRENGTHS", (1.0,))  # a choice between two feature sets is still made per fold
+    monkeypatch.setattr(rerank, "feature_sets", lambda n: [tuple(range(n)), tuple(range(n - 1))])
+    rng = np.random.default_rng(0)
+    groups, items = [], []
+    for n in range(25):
+        ids = [f"q{n}-{i}" for i in range(5)]
+        right = int(rng.integers(5))
+        x = rng.normal(size=(5, 5)) + 1.5 * (np.arange(5) == right)[:, None] * (np.arange(5) < 2)
+        groups.append((x, (np.arange(5) == right).astype(int), ids))
+        items.append({"expected": [ids[right]]})
+    before = rerank.out_of_fold(groups, items)
+    fold = [n for n in range(len(items)) if n % rerank.FOLDS == 0]
+    for n in fold:  # the right answer becomes the candidate the features say least
+        x, _, ids = groups[n]
+        wrong = int(np.argmin(x[:, 0] + x[:, 1]))
+        groups[n] = (x, (np.arange(5) == wrong).astype(int), ids)
+        items[n] = {"expected": [ids[wrong]]}
+    after = rerank.out_of_fold(groups, items)
+    assert [after[n] for n in fold] == [before[n] for n in fold]
+    assert any(after[n] != before[n] for n in range(len(items)) if n not in fold)
