@@ -103,7 +103,7 @@ def test_default_mode_keeps_the_gold_set_where_the_smaller_bank_had_it(retriever
     """The bank doubled (more near neighbours) yet the authors' gold set must not get worse than with
     166 entries: hybrid hit@1 0.838, hit@5 0.981 then (evals/README.md)."""
     result = evaluate(retriever, GOLD, retriever.mode)
-    assert result["hit@1"] >= 0.838, result
+    assert result["hit@1"] >= 134 / 160, result  # 0.838 rounded
     assert result["hit@5"] >= 0.981, result
 
 
