@@ -11,7 +11,10 @@ file name to the opening words of every question that has an answer in it. Measu
 - with `--answers` (slow: every question answered): the documents are indexed beside the bank in a copy
   of the index, then the share of bank-answerable questions (the retrieval gold set, and the real-question
   dev set's "full" rows, each half apart) whose first citation is a bank entry in the default scope, and
-  the out-of-scope refusal rate, both beside the same figures without the documents.
+  the out-of-scope refusal rate, both beside the same figures without the documents. Bank-first also
+  counts refusals (a refused question cites nothing), which is calibration, not uploads; so beside it,
+  "kept": of the questions that cite a bank entry first without the documents, the share still doing
+  so with them, which only an upload taking the first place can lower.
 """
 from __future__ import annotations
 
@@ -95,7 +98,7 @@ def answers(settings, folder: Path) -> dict:
     for half in ("tuning", "heldout"):
         bank_questions[f"real_{half}"] = [r["question"] for r in real_questions(half) if r.get("coverage") == "full"]
     outside = [r["query"] for r in load_jsonl(OUT_OF_SCOPE)]
-    figures = {}
+    figures, firsts = {}, {}
     for label in ("without_documents", "with_documents"):
         if label == "with_documents":
             report = ingest([folder], progress=False, settings=settings)
@@ -104,8 +107,8 @@ def answers(settings, folder: Path) -> dict:
         row = {}
         for name, questions in bank_questions.items():
             cited = [answerer.ask(q).citations for q in questions]
-            row[f"bank_first_{name}"] = round(sum(bool(c) and c[0]["library"] == "bank" for c in cited)
-                                              / max(1, len(questions)), 4)
+            firsts[label, name] = [bool(c) and c[0]["library"] == "bank" for c in cited]
+            row[f"bank_first_{name}"] = round(sum(firsts[label, name]) / max(1, len(questions)), 4)
             row[f"docs_cited_{name}"] = sum(any(x["library"] == "docs" for x in c) for c in cited)
             row[f"n_{name}"] = len(questions)
         refused = [answerer.ask(q) for q in outside]
@@ -113,7 +116,19 @@ def answers(settings, folder: Path) -> dict:
         row["answered_from_docs_out_of_scope"] = [a.question for a in refused if not a.refused and
                                                   any(c["library"] == "docs" for c in a.citations)]
         figures[label] = row
+    figures["bank_first_side_by_side"] = {
+        name: bank_first_kept(firsts["without_documents", name], firsts["with_documents", name])
+        for name in bank_questions}
     return figures
+
+
+def bank_first_kept(without: list[bool], with_documents: list[bool]) -> dict:
+    """Per question, whether its first citation is a bank entry, without and with the documents: the
+    bank-first share with them beside the share kept of those that were bank-first without them."""
+    was_first = [now for before, now in zip(without, with_documents, strict=True) if before]
+    return {"bank_first_with_documents": round(sum(with_documents) / max(1, len(with_documents)), 4),
+            "kept_with_documents": round(sum(was_first) / len(was_first), 4) if was_first else None,
+            "kept_of": len(was_first), "n": len(with_documents)}
 
 
 def main(argv=None) -> int:

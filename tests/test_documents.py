@@ -25,6 +25,21 @@ def test_fixture_sections_match_the_hand_count():
     assert set(scores["formats"]) == {"markdown", "html", "text"}
 
 
+
+def test_kept_counts_only_questions_that_were_bank_first_without_the_documents():
+    from evals.documents import bank_first_kept
+
+    # five questions: three bank-first without uploads (one of them displaced), two refused before and
+    # answered from the bank after; overall bank-first rises while one bank answer was displaced
+    without = [True, True, True, False, False]
+    with_documents = [True, False, True, True, True]
+    figures = bank_first_kept(without, with_documents)
+    assert figures["bank_first_with_documents"] == 0.8
+    assert figures["kept_with_documents"] == round(2 / 3, 4) and figures["kept_of"] == 3 and figures["n"] == 5
+    assert bank_first_kept([False, False], [True, False])["kept_with_documents"] is None  # nothing to keep
+    with pytest.raises(ValueError):
+        bank_first_kept([True], [True, True])
+
 def test_furniture_is_dropped_reported_and_titles_lose_their_link_syntax():
     from ingest.loaders import read_document
 
