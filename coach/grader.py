@@ -52,16 +52,17 @@ SPECIFIC_MARGIN = 0.1       # how much nearer another entry's key point must be 
 # Fitted by `python -m evals.grader --fit` on the tuning half of evals/sets/grading_blind.jsonl: the
 # weights on the human "covered" labels; the mapping as the one, among those that keep the bands
 # per kind of answer, with the most questions ordered complete > partial > wrong, then the smallest mean
-# absolute error against the human scores. See evals/README.md.
-CREDIT_BIAS, CREDIT_WEIGHTS = -4.30, (1.07, 6.51, 3.53)
-SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.04, 0.86, 0.4
+# absolute error against the human scores. Refitted 2026-12-03 for the richer bank (two `also` phrasings
+# on every key point, 4-5 misconceptions per entry in parts 1-4). See evals/README.md.
+CREDIT_BIAS, CREDIT_WEIGHTS = -6.26, (1.64, 9.06, 3.83)
+SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.04, 0.84, 0.5
 # A sentence states a misconception when its cosine with it (plus TERMS_WEIGHT times the share of the
 # misconception's own words it uses, less the share of the correction's) exceeds its cosine with every
 # correct statement of the entry by SENTENCE_MARGIN; an answer whose sentences lean that way by
 # ANSWER_MARGIN on average is accused of its nearest misconception. Chosen on the tuning half so that at
 # most 5% of its correct answers are accused.
 TERMS_WEIGHT = 0.2
-SENTENCE_MARGIN, ANSWER_MARGIN = 0.15, -0.08
+SENTENCE_MARGIN, ANSWER_MARGIN = 0.08, -0.08
 # Swapped roles: a clause that names one side of a contrast (two of the question's terms, or an antonym
 # pair) and matches the bank's correct statements better, in word order, once the two are exchanged
 # ("precision is TP/(TP+FN)" -> "recall is TP/(TP+FN)") states the roles the wrong way round. SWAP_MARGIN is
