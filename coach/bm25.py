@@ -34,7 +34,7 @@ class Bm25Index:
         self.fields = {name: np.array(values, dtype=object) for name, values in fields.items()}
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
         self._library_sizes = self._sections = None  # built on first use (library_size, section_ids)
-        self._masks = {}  # (field, value) -> which items have it, built on first use (search)
+        self._masks = {}  # (field, value) -> which items have it, built on first use (mask)
 
     def field(self, chunk_id: str, name: str):
         """A chunk's metadata field, or None for a chunk this index has not seen."""
@@ -143,7 +143,7 @@ class Bm25Index:
         totals = np.bincount(chunks, weights=weights, minlength=len(self.ids))  # (items,), summed in order
         keep = totals > 0
         for name, value in (where or {}).items():
-            keep &= self._mask(name, value)
+            keep &= self.mask(name, value)
         touched = np.flatnonzero(keep)
         totals = totals[touched]
         if len(touched) > k:
@@ -152,7 +152,7 @@ class Bm25Index:
         order = np.lexsort((touched, -totals))
         return [(self.ids[i], float(totals[j])) for j, i in zip(order, touched[order], strict=True)]
 
-    def _mask(self, name: str, value) -> np.ndarray:
+    def mask(self, name: str, value) -> np.ndarray:
         """Which items' field `name` equals `value`, a boolean array in index order."""
         if (name, value) not in self._masks:
             self._masks[(name, value)] = np.asarray(self.fields[name] == value, dtype=bool)

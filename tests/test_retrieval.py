@@ -267,3 +267,27 @@ def test_a_chunk_another_writer_deletes_or_rewrites_is_never_evidence(fresh_sett
     hit = next(hit for hit in after_sync.search(query, k=3) if hit.metadata["qid"] == "q-dropout")
     assert after_sync.store.chunk_vectors() is not None and rewritten in hit.text
     assert hit.dense == best_cosine_in_chroma("q-dropout")[0]
+
+
+def test_the_question_keys_ranked_are_the_exact_nearest_within_the_filters(corpus_index):
+    """The key ranking is an exact search over the keys' vectors in memory (Chroma's is approximate): its
+    n keys are those of the library and filters with the n highest cosines, checked against every key's
+    metadata as Chroma stores it."""
+    import numpy as np
+
+    from coach.bm25 import library_of
+    from coach.retrieval import _key_nearest
+
+    index, matrix = corpus_index.key_vectors()
+    metadatas = corpus_index.key_metadatas()
+    for query in [item["query"] for item in GOLD[::40]]:
+        vector = np.asarray(corpus_index.embeddings.embed_query(query), dtype=np.float32)
+        for where, library in (({}, "bank"), ({"part": 2}, "bank"), ({"difficulty": "hard"}, None)):
+            got = _key_nearest(index, matrix, list(vector), where, library, 30)
+            allowed = {key_id: float(np.dot(vector, matrix[index.position[key_id]]))
+                       for key_id, meta in metadatas.items()
+                       if all(meta.get(name) == value for name, value in where.items())
+                       and library in (None, library_of(meta))}
+            want = sorted(allowed, key=allowed.get, reverse=True)[:30]
+            assert len(got) == 30 and set(got) <= set(allowed), (query, where)
+            assert np.allclose(list(got.values()), [allowed[key_id] for key_id in want], atol=1e-6), (query, where)
