@@ -255,9 +255,10 @@ class Store:
         given None reads the chunks from Chroma instead. Scoring a search's 20 candidate entries reads
         all their chunks' vectors: fetched from Chroma with their texts and metadata that was 4-14 ms a
         search at 100k chunks (benchmarks/README.md). Saved beside the chunk index like the keys' and
-        mapped from that file, so only the rows read are resident: 1.6 MB for the bank's 1,039 chunks,
-        154 MB of file at 100k. Until a new index's file is written (the first search after an ingest)
-        the matrix is read from Chroma and held in memory."""
+        mapped from that file, so only the pages read count in the process's memory: 1.6 MB for the
+        bank's 1,039 chunks; at 100k, 154 MB of file of which ~100 MB were resident after 80 queries (the
+        kernel maps neighbouring pages too; page cache, not heap). The first search after an ingest reads
+        them from Chroma once and writes the file."""
         index = self.bm25()
         if self._published().get("fingerprint") != index.fingerprint:
             return None
