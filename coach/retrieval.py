@@ -71,6 +71,8 @@ class Hit:
     rerank: float = 0.0      # the second stage's score (mode rerank), else 0
     title_cosine: float = 0.0  # cosine of query and the hit's question title (uploaded documents only)
     absent_concept: str | None = None  # a concept the query defines that its library never names (score 0)
+    # Until its text and metadata are read (HybridRetriever._read_shown): the chunks it may show
+    pending: tuple[str, ...] = field(default=(), repr=False)
 
     def as_json(self) -> dict:
         m = self.metadata
@@ -207,27 +209,31 @@ class HybridRetriever:
         push the bank's best out of it."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}")
-        filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
-        if scope != "all":
-            return self._search(query, library=scope, **filters)
-        if not self.has_documents():
-            return self._search(query, library="bank", **filters)  # nothing uploaded: one search, as before
         started = time.perf_counter()
-        k = k or self.k
-        nearest = {}  # both libraries are taken from the same unfiltered dense searches (see _dense)
-        bank = self._search(query, library="bank", nearest=nearest, **filters)
-        docs = self._search(query, library="docs", nearest=nearest, **filters)
+        filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
+        if scope != "all" or not self.has_documents():  # one library (nothing uploaded: the bank alone)
+            hits = self._read_shown(self._search(query, library="bank" if scope == "all" else scope, **filters))
+        else:
+            hits = self._search_both(query, k or self.k, filters)
+        for n, hit in enumerate(hits, start=1):
+            hit.rank = n
+        self.last_timing_ms = (time.perf_counter() - started) * 1000
+        return hits
+
+    def _search_both(self, query: str, k: int, filters: dict) -> list[Hit]:
+        """Scope "all" with uploads: each library's best k, then the k that `search` describes."""
+        shared = {}  # what both libraries' searches take from the same reads (see _search)
+        bank = self._search(query, library="bank", shared=shared, **filters)
+        docs = self._search(query, library="docs", shared=shared, **filters)
+        self._read_shown(bank + docs)
+        bank, docs = [h for h in bank if not h.pending], [h for h in docs if not h.pending]
         bank_ok, docs_ok = [h for h in bank if self.passes(h)], [h for h in docs if self.passes(h)]
         # The bank's answering hits lead; the best answering upload may take the last place, so it can add
         # to an answer, but never the first, so it never displaces the bank's best.
         head = bank_ok[:max(1, k - 1)] + docs_ok[:1]
         ranked = head + [h for h in bank_ok + docs_ok if h not in head] + \
             sorted([h for h in bank + docs if not self.passes(h)], key=lambda h: -h.score)
-        hits = ranked[:k]
-        for n, hit in enumerate(hits, start=1):
-            hit.rank = n
-        self.last_timing_ms = (time.perf_counter() - started) * 1000
-        return hits
+        return ranked[:k]
 
     def has_documents(self) -> bool:
         """Is anything but the bank indexed?"""
@@ -242,8 +248,13 @@ class HybridRetriever:
 
     def _search(self, query: str, k: int | None = None, part: int | None = None, topic: str | None = None,
                 difficulty: str | None = None, mode: str | None = None, library: str | None = None,
-                nearest: dict | None = None) -> list[Hit]:
-        started = time.perf_counter()
+                shared: dict | None = None) -> list[Hit]:
+        """The best k hits of one library, their shown chunks' text and metadata not yet read (the caller
+        reads them for the hits it keeps: _read_shown). `shared` holds what the searches of one query take
+        from the same reads: Chroma's unfiltered nearest items ("nearest", see _dense) and the chunk
+        vectors ("chunk vectors", Store.chunk_vectors: whether Chroma still holds what they were read
+        from is asked once a query)."""
+        shared = {} if shared is None else shared
         k, mode = k or self.k, mode or self.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
@@ -253,27 +264,28 @@ class HybridRetriever:
         where = {name: value for name, value in
                  (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
         vector = list(self.store.embeddings.embed_query(query))
-        fused, chosen = self._fuse(self._rankings(query, vector, where, mode, library, {} if nearest is None else nearest))
+        fused, chosen = self._fuse(self._rankings(query, vector, where, mode, library,
+                                                  shared.setdefault("nearest", {})))
         depth = max(k, self.reranker.candidates) if mode == "rerank" else k
         top = sorted(fused, key=fused.get, reverse=True)[:depth]
-        hits = self._evidence(top, chosen, query, vector, mode)
-        absent = absent_concept(query, (self.store.bm25(), self.store.key_bm25()), library) if hits else None
-        for hit in hits:
-            hit.fused = fused[(hit.metadata.get("source"), hit.metadata.get("qid"))]
+        if "chunk vectors" not in shared:
+            shared["chunk vectors"] = self.store.chunk_vectors()
+        evidence = self._evidence(top, chosen, query, vector, shared["chunk vectors"])
+        index = self.store.bm25()
+        absent = absent_concept(query, (index, self.store.key_bm25()), library) if evidence else None
+        for key, hit in evidence.items():
+            hit.fused = fused[key]
             hit.score = 0.0 if absent else self.calibration(hit.dense, hit.bm25, hit.key_dense)
             hit.absent_concept = str(absent) if absent else None
-            if hit.library == "docs":
+            if (library or index.field(hit.chunk_id, "library")) == "docs":
                 hit.title_cosine = hit.key_dense  # an upload's only key is its question title
+        hits = list(evidence.values())
         if mode == "rerank" and hits:
             top_fused = max(hit.fused for hit in hits)
             for hit in hits:
                 hit.rerank = self.reranker(hit, top_fused)
             hits.sort(key=lambda hit: hit.rerank, reverse=True)
-        hits = hits[:k]
-        for n, hit in enumerate(hits, start=1):
-            hit.rank = n
-        self.last_timing_ms = (time.perf_counter() - started) * 1000
-        return hits
+        return hits[:k]
 
     def _rankings(self, query: str, vector: list[float], where: dict, mode: str, library: str | None,
                   nearest: dict) -> list[tuple[str, dict, Any]]:
@@ -286,8 +298,9 @@ class HybridRetriever:
         if mode != "bm25":
             rankings.append(("chunk_dense", _dense(self.store.collection, chunks_bm25, vector, where, library, fetch_k, nearest),
                              chunks_bm25))
-            rankings.append(("key_dense", _dense(self.store.keys, keys_bm25, vector, where, library, key_fetch_k, nearest),
-                             keys_bm25))
+            key_index, key_matrix = self.store.key_vectors()
+            rankings.append(("key_dense", _key_nearest(key_index, key_matrix, vector, where, library, key_fetch_k),
+                             key_index))
         if mode != "dense":
             rankings.append(("chunk_bm25", dict(chunks_bm25.search(query, fetch_k, bm25_where)), chunks_bm25))
             rankings.append(("key_bm25", dict(keys_bm25.search(query, key_fetch_k, bm25_where)), keys_bm25))
@@ -311,28 +324,43 @@ class HybridRetriever:
                     chosen[key] = (len(seen), item_id)
         return fused, {key: item_id for key, (_, item_id) in chosen.items()}
 
-    def _evidence(self, top: list[tuple], chosen: dict, query: str, vector: list[float], mode: str) -> list[Hit]:
-        """One Hit per section with exact evidence whatever the mode: the best cosine over all its
-        chunks and over all its keys (from their stored vectors), and the best BM25 score of each.
-        Sections deleted by a concurrent ingest since the rankings were made are skipped."""
+    def _evidence(self, top: list[tuple], chosen: dict, query: str, vector: list[float],
+                  chunk_vectors: tuple | None) -> dict[tuple, Hit]:
+        """section -> its Hit with exact evidence whatever the mode: the best cosine over all its chunks
+        and over all its keys (from their stored vectors), and the best BM25 score of each. The vectors
+        come from memory (`chunk_vectors`: Store.chunk_vectors; Store.key_vectors), so nothing is read
+        from Chroma here and each Hit only names the chunks it may show (`pending`, read by _read_shown).
+        Without them (a writer may have changed the chunks since their index was built) the candidates'
+        chunks are read from Chroma, vectors, texts and all. Sections deleted by a concurrent ingest since
+        the rankings were made are skipped."""
         if not top:
-            return []
+            return {}
         import numpy as np
 
         query_vector = np.asarray(vector, dtype=np.float32)  # (dim,)
-        chunks = _sections_items(self.store.collection, self.store.bm25(), top, ["embeddings", "metadatas", "documents"])
-        chunk_evidence = _evidence_of(chunks, self.store.bm25(), query, query_vector)
-        key_evidence = _key_evidence(self.store.key_bm25(), self.store.key_vectors(), top, query, query_vector)
-        hits = []
+        if chunk_vectors is None:
+            chunk_evidence, rows = _read_evidence(self.store.collection, self.store.bm25(), top, query, query_vector)
+        else:
+            chunk_evidence, rows = _vector_evidence(*chunk_vectors, top, query, query_vector), {}
+        key_evidence = _vector_evidence(*self.store.key_vectors(), top, query, query_vector)
+        hits = {}
         for key in top:
             if key not in chunk_evidence:
                 continue
-            pieces, (cosines, bm25) = chunks[key], chunk_evidence[key]
-            shown = next((p for p in pieces if p["id"] == chosen.get(key)), pieces[int(np.argmax(cosines))])
-            key_cosines, key_bm25 = key_evidence.get(key, ([0.0], [0.0]))
-            hits.append(Hit(chunk_id=shown["id"], text=shown["document"], metadata=shown["metadata"],
-                            dense=max(cosines), bm25=max(bm25), key_dense=max(key_cosines), key_bm25=max(key_bm25)))
+            ids, cosines, bm25 = chunk_evidence[key]
+            _, key_cosines, key_bm25 = key_evidence.get(key, ((), [0.0], [0.0]))
+            shown = _shown_candidates(ids, cosines, chosen.get(key))
+            hits[key] = _show(Hit(chunk_id=shown[0], text="", metadata={}, dense=max(cosines), bm25=max(bm25),
+                                  key_dense=max(key_cosines), key_bm25=max(key_bm25), pending=tuple(shown)), rows)
         return hits
+
+    def _read_shown(self, hits: list[Hit]) -> list[Hit]:
+        """The hits with the text and metadata of the chunk each shows, read from Chroma in one request for
+        those not read yet; a hit whose chunks are all gone (deleted since the search began) is left out
+        and keeps its `pending` ids."""
+        ids = [item_id for hit in hits for item_id in hit.pending]
+        rows = _rows(self.store.collection, ids) if ids else {}
+        return [hit for hit in hits if not hit.pending or not _show(hit, rows).pending]
 
 
 def _dense(collection, index, vector: list[float], where: dict, library: str | None, fetch_k: int,
@@ -362,6 +390,27 @@ def _dense(collection, index, vector: list[float], where: dict, library: str | N
     return _nearest(collection, vector, wanted, {"kind": _kind(library)})
 
 
+def _key_nearest(index, matrix, vector: list[float], where: dict, library: str | None, n: int) -> dict[str, float]:
+    """{key id: cosine} of the n question keys nearest the query among the library's whose fields equal
+    `where`, nearest first (ties in index order): an exact search over the keys' vectors in memory
+    (Store.key_vectors, rows in `index` order). Chroma's search over them was a second query per search
+    (0.7 ms on an idle machine, 2-4 ms on a loaded one) and approximate: for 177 of the 251 gold and
+    tuning-half queries its 100 nearest were not the exact 100, and they differed between two processes
+    opening the same index. The products go through np.einsum: OpenBLAS's two-thread matrix-vector
+    product took 8 ms (median) for the bank's keys on the loaded 2-core machine, einsum 0.24 ms."""
+    import numpy as np
+
+    if n <= 0 or not len(index.ids):
+        return {}
+    keep = np.ones(len(index.ids), dtype=bool)
+    for name, value in (where | ({"library": library} if library else {})).items():
+        keep &= index.mask(name, value)
+    cosines = np.einsum("ij,j->i", matrix, np.asarray(vector, dtype=np.float32))  # (keys,)
+    rows = np.flatnonzero(keep)
+    best = rows[np.lexsort((rows, -cosines[rows]))[:n]]
+    return {index.ids[row]: float(cosines[row]) for row in best}
+
+
 def _kind(library: str) -> Any:
     """Chroma's filter on `kind` that selects a library (coach.bm25.library_of)."""
     return "bank" if library == "bank" else {"$ne": "bank"}
@@ -374,45 +423,71 @@ def _nearest(collection, vector: list[float], n: int, where: dict) -> dict[str, 
     return {item_id: 1.0 - dist for item_id, dist in zip(result["ids"][0], result["distances"][0], strict=True)}
 
 
-def _sections_items(collection, index, sections: list[tuple], include: list[str]) -> dict[tuple, list[dict]]:
-    """Every item (chunk or key) of the given (source, qid) sections, grouped by section; their ids come
-    from the collection's BM25 index (a get by id, where a filter on qid costs 10 ms at 100k chunks)."""
-    ids = index.section_ids(sections)
-    got = collection.get(ids=ids, include=include) if ids else {"ids": []}
-    wanted, out = set(sections), {}
-    singular = {"embeddings": "embedding", "metadatas": "metadata", "documents": "document"}
-    for n, item_id in enumerate(got["ids"]):
-        meta = got["metadatas"][n]
-        key = (meta.get("source"), meta.get("qid"))
-        if key in wanted:
-            out.setdefault(key, []).append({"id": item_id, **{singular[name]: got[name][n] for name in include}})
-    for items in out.values():
-        items.sort(key=lambda item: item["metadata"].get("piece") or 0)
-    return out
-
-
-def _evidence_of(items: dict[tuple, list[dict]], index, query: str, vector) -> dict[tuple, tuple[list, list]]:
-    """section -> (cosine of each item with the query, BM25 score of each item), items in order."""
-    import numpy as np
-
-    ids = [item["id"] for section in items.values() for item in section]
-    bm25 = dict(zip(ids, index.scores(query, ids), strict=True))
-    return {key: ([float(np.dot(vector, np.asarray(item["embedding"], dtype=np.float32))) for item in section],
-                  [bm25[item["id"]] for item in section]) for key, section in items.items()}
-
-
-def _key_evidence(index, matrix, sections: list[tuple], query: str, vector) -> dict[tuple, tuple[list, list]]:
-    """section -> (cosine of each of its question keys with the query, BM25 score of each), from the keys'
-    vectors kept in memory (Store.key_vectors; `matrix` rows in `index` order). One dot product per key,
-    as _evidence_of computes a chunk's, so a key's cosine is the same to the last bit either way."""
+def _vector_evidence(index, matrix, sections: list[tuple], query: str, vector) -> dict[tuple, tuple[list, list, list]]:
+    """section -> (the ids of its items, cosine of each with the query, BM25 score of each), items (chunks
+    or question keys) in the index's order, from their vectors kept in memory (`matrix` rows in `index`
+    order). One dot product per item, as _read_evidence computes one from the vector Chroma returns,
+    so a cosine is the same to the last bit either way."""
     import numpy as np
 
     ids = {section: index.section_ids([section]) for section in sections}
-    every = [key_id for section_ids in ids.values() for key_id in section_ids]
+    every = [item_id for section_ids in ids.values() for item_id in section_ids]
     bm25 = dict(zip(every, index.scores(query, every), strict=True))
-    return {section: ([float(np.dot(vector, matrix[index.position[key_id]])) for key_id in section_ids],
-                      [bm25[key_id] for key_id in section_ids])
+    return {section: (section_ids, [float(np.dot(vector, matrix[index.position[item_id]])) for item_id in section_ids],
+                      [bm25[item_id] for item_id in section_ids])
             for section, section_ids in ids.items() if section_ids}
+
+
+def _read_evidence(collection, index, sections: list[tuple], query: str, vector) -> tuple[dict, dict]:
+    """_vector_evidence's answer for chunks read from Chroma now (those it still holds, in piece order),
+    and {chunk id: (text, metadata)} of every one: while a writer may have changed the collection since
+    the index was built. The ids come from the index, a get by id (a filter on qid costs 10 ms at 100k)."""
+    import numpy as np
+
+    ids = index.section_ids(sections)
+    got = collection.get(ids=ids, include=["embeddings", "metadatas", "documents"]) if ids else \
+        {"ids": [], "embeddings": [], "metadatas": [], "documents": []}
+    wanted, items = set(sections), {}
+    for item_id, embedding, metadata in zip(got["ids"], got["embeddings"], got["metadatas"], strict=True):
+        key = (metadata.get("source"), metadata.get("qid") or item_id)  # the index's section (section_ids)
+        if key in wanted:
+            items.setdefault(key, []).append((metadata.get("piece") or 0, item_id, embedding))
+    bm25 = dict(zip(got["ids"], index.scores(query, got["ids"]), strict=True))
+    evidence = {}
+    for key, pieces in items.items():
+        pieces.sort(key=lambda piece: piece[0])
+        evidence[key] = ([item_id for _, item_id, _ in pieces],
+                         [float(np.dot(vector, np.asarray(embedding, dtype=np.float32))) for _, _, embedding in pieces],
+                         [bm25[item_id] for _, item_id, _ in pieces])
+    return evidence, {item_id: (text, metadata) for item_id, text, metadata in
+                      zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+
+
+def _shown_candidates(ids: list[str], cosines: list[float], chosen: str | None) -> list[str]:
+    """The chunk a section's hit shows: the one ranked best in a chunk ranking, else the one nearest the
+    query (the first piece of those equally near: _show)."""
+    if chosen in ids:
+        return [chosen]
+    best = max(cosines)
+    return [item_id for item_id, cosine in zip(ids, cosines, strict=True) if cosine == best]
+
+
+def _show(hit: Hit, rows: dict[str, tuple[str, dict]]) -> Hit:
+    """Give the hit the text and metadata of the first piece (lowest piece number, the earliest listed of
+    equals) of its pending chunks that `rows` ({chunk id: (text, metadata)}) holds, if any."""
+    present = [item_id for item_id in hit.pending if item_id in rows]
+    if present:
+        hit.chunk_id = min(present, key=lambda item_id: rows[item_id][1].get("piece") or 0)
+        hit.text, hit.metadata = rows[hit.chunk_id]
+        hit.pending = ()
+    return hit
+
+
+def _rows(collection, ids: list[str]) -> dict[str, tuple[str, dict]]:
+    """{chunk id: (text, metadata)} of those of `ids` Chroma holds."""
+    got = collection.get(ids=ids, include=["documents", "metadatas"]) if ids else {"ids": []}
+    return {item_id: (text, metadata) for item_id, text, metadata in
+            zip(got["ids"], got.get("documents", []), got.get("metadatas", []), strict=True)}
 
 
 def _chroma_where(where: dict) -> dict | None:

@@ -56,7 +56,7 @@ class Store:
         self.client = _client(self.settings)
         self._lock = threading.Lock()
         self._bm25 = self._key_bm25 = self._keys = None
-        self._key_vectors = (None, None)  # (the key index they match, their matrix): see key_vectors
+        self._vectors = {}  # folder -> (the index they match, their matrix): see key_vectors, chunk_vectors
         self._checked_at = 0.0
         # The collection exactly as langchain-chroma creates it (no embedding function: Chroma's default
         # would download a model). Writes and searches use it directly: the LangChain wrapper below
@@ -239,34 +239,46 @@ class Store:
         self.bm25()
         return self._key_bm25
 
-    def key_vectors(self):
-        """Every question key's stored vector, a (keys, 384) float32 matrix in the key index's row order,
-        kept in memory until the keys change. Scoring a candidate entry reads the vectors of all its keys
+    def key_vectors(self) -> tuple[Bm25Index, object]:
+        """The key index and every question key's stored vector, a (keys, 384) float32 matrix in that
+        index's row order (a pair, so a sync in between never misaligns them), kept in memory until the
+        keys change. Scoring a candidate entry reads the vectors of all its keys
         (about 8 each, 20 candidates): fetched from Chroma that cost 17 ms a search, by id or by filter
         (benchmarks/README.md). The bank's 2,649 keys take 4 MB. The matrix is also saved beside the key
         index, named by its fingerprint: reading it back from Chroma was 0.2 s of a cold `app.py search`."""
-        index = self.key_bm25()
-        matched, matrix = self._key_vectors
+        return self._stored_vectors(self.key_bm25(), self.keys, self.key_bm25_dir)
+
+    def chunk_vectors(self) -> tuple[Bm25Index, object] | None:
+        """The chunk index and every chunk's stored vector, a (chunks, 384) float32 matrix in that index's
+        row order, or None while Chroma may hold other chunks than that index: a writer withdraws the published
+        fingerprint before it writes, and it is read again on every call (one small read), so a caller
+        given None reads the chunks from Chroma instead. Scoring a search's 20 candidate entries reads
+        all their chunks' vectors: fetched from Chroma with their texts and metadata that was 4-14 ms a
+        search at 100k chunks (benchmarks/README.md). Saved beside the chunk index like the keys' and
+        mapped from that file, so only the pages read count in the process's memory: 1.6 MB for the
+        bank's 1,039 chunks; at 100k, 154 MB of file of which ~100 MB were resident after 80 queries (the
+        kernel maps neighbouring pages too; page cache, not heap). The first search after an ingest reads
+        them from Chroma once and writes the file."""
+        index = self.bm25()
+        if self._published().get("fingerprint") != index.fingerprint:
+            return None
+        return self._stored_vectors(index, self.collection, self.settings.bm25_dir, mapped=True)
+
+    def _stored_vectors(self, index: Bm25Index, collection, folder, mapped: bool = False) -> tuple[Bm25Index, object]:
+        """`index` and the vectors of `collection` in its row order: the copy in memory while the index is
+        the same, else the one saved under the index's fingerprint, else read from Chroma and saved."""
+        matched, matrix = self._vectors.get(folder, (None, None))
         if matched is not index:
-            saved = self.key_bm25_dir / f"vectors-{index.fingerprint}.npy"
-            matrix = _load_matrix(saved, len(index.ids))
+            saved = folder / f"vectors-{index.fingerprint}.npy"
+            matrix = _load_matrix(saved, len(index.ids), mapped)
             if matrix is None:
-                matrix = self._fetch_key_vectors(index.ids)
+                matrix = _fetch_vectors(collection, index.ids)
                 _save_matrix(saved, matrix)
-            self._key_vectors = (index, matrix)
-        return matrix
-
-    def _fetch_key_vectors(self, key_ids: list[str]):
-        import numpy as np
-
-        got = _paged(self.keys, ["embeddings"])
-        rows = dict(zip(got["ids"], got["embeddings"], strict=True))
-        width = len(next(iter(rows.values()))) if rows else 0
-        matrix = np.zeros((len(key_ids), width), dtype=np.float32)  # (keys, dim)
-        for n, key_id in enumerate(key_ids):
-            if key_id in rows:
-                matrix[n] = rows[key_id]
-        return matrix
+                if mapped:  # from the file just written, so the copy read from Chroma can go
+                    reread = _load_matrix(saved, len(index.ids), mapped)
+                    matrix = matrix if reread is None else reread
+            self._vectors[folder] = (index, matrix)
+        return index, matrix
 
     def _published(self) -> dict:
         """The collection's metadata as stored now (another process may have changed it)."""
@@ -311,15 +323,33 @@ def _synced_bm25(collection, folder, fingerprint: str, what: str) -> Bm25Index:
     return index
 
 
-def _load_matrix(path, rows: int):
-    """A matrix saved by _save_matrix, or None when absent, unreadable or of another row count."""
+def _fetch_vectors(collection, ids: list[str]):
+    """The stored vectors of `ids` read from Chroma, a (len(ids), dim) float32 matrix (zeros for an id it
+    no longer holds)."""
+    import numpy as np
+
+    got = _paged(collection, ["embeddings"])
+    rows = dict(zip(got["ids"], got["embeddings"], strict=True))
+    width = len(next(iter(rows.values()))) if rows else 0
+    matrix = np.zeros((len(ids), width), dtype=np.float32)  # (items, dim)
+    for n, item_id in enumerate(ids):
+        if item_id in rows:
+            matrix[n] = rows[item_id]
+    return matrix
+
+
+def _load_matrix(path, rows: int, mapped: bool = False):
+    """A matrix saved by _save_matrix, or None when absent, unreadable or of another row count. Mapped,
+    its pages are read from the file as rows are used (a writer replaces the file, never rewrites it)."""
     import numpy as np
 
     try:
-        matrix = np.load(path)
+        matrix = np.load(path, mmap_mode="r" if mapped else None)
     except (OSError, ValueError):
         return None
-    return matrix if matrix.ndim == 2 and len(matrix) == rows else None
+    if matrix.ndim != 2 or len(matrix) != rows:
+        return None
+    return np.asarray(matrix)  # a mapped file as a plain array: np.memmap's wrapping costs each row read
 
 
 def _save_matrix(path, matrix) -> None:
@@ -335,7 +365,7 @@ def _save_matrix(path, matrix) -> None:
             np.save(tmp, matrix)
         os.replace(tmp.name, path)
     except OSError as error:
-        log.info("could not save the question keys' vectors at %s: %s", path, error)
+        log.info("could not save the stored vectors at %s: %s", path, error)
 
 
 def _paged(collection, include: list[str]) -> dict[str, list]:

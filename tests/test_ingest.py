@@ -161,14 +161,15 @@ def test_stale_bm25_index_heals_itself(folder, fresh_settings):
 
 
 def test_an_open_after_a_completed_ingest_trusts_the_saved_indexes(folder, fresh_settings, monkeypatch):
-    """A process opening an index nobody is writing loads the saved BM25 indexes and key vectors without
-    reading every chunk's and key's metadata or vectors from Chroma, and gets the same ones."""
+    """A process opening an index nobody is writing loads the saved BM25 indexes and the key and chunk
+    vectors without reading every chunk's and key's metadata or vectors from Chroma, and gets the same ones."""
     from coach import store as store_module
     from coach.store import Store
 
     run([folder], fresh_settings)
     first = Store(fresh_settings)
-    expected_ids, expected_keys, expected_vectors = first.bm25().ids, first.key_bm25().ids, first.key_vectors()
+    expected_ids, expected_keys, expected_vectors = first.bm25().ids, first.key_bm25().ids, first.key_vectors()[1]
+    expected_chunk_vectors = first.chunk_vectors()[1].copy()
 
     def no_full_read(*args, **kwargs):
         raise AssertionError("read every item from Chroma")
@@ -176,7 +177,8 @@ def test_an_open_after_a_completed_ingest_trusts_the_saved_indexes(folder, fresh
     monkeypatch.setattr(store_module, "_paged", no_full_read)
     second = Store(fresh_settings)  # as a restarted process would open it
     assert second.bm25().ids == expected_ids and second.key_bm25().ids == expected_keys
-    assert (second.key_vectors() == expected_vectors).all() and expected_vectors.any()
+    assert (second.key_vectors()[1] == expected_vectors).all() and expected_vectors.any()
+    assert (second.chunk_vectors()[1] == expected_chunk_vectors).all() and expected_chunk_vectors.any()
 
 
 def test_a_write_interrupted_before_the_sync_is_healed_by_the_next_open(folder, fresh_settings):

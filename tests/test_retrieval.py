@@ -202,3 +202,93 @@ def test_a_library_is_found_without_chroma_filters_as_with_them(fresh_settings, 
             assert len(set(got) & set(want)) >= 9, (library, where)
     libraries_filtered = [where["kind"] for where in filters_asked if "kind" in where and "part" not in where]
     assert 0 < libraries_filtered.count("bank") < 80  # the rare library fell back to the filter, not always
+
+
+def test_evidence_from_vectors_in_memory_equals_evidence_read_from_chroma(retriever, monkeypatch):
+    """The candidates' chunk vectors come from memory (Store.chunk_vectors), not from Chroma with their
+    texts; every hit, every evidence figure to the last bit, is what reading them from Chroma gives."""
+    store = retriever.store
+    assert store.chunk_vectors() is not None  # nobody is writing: the vectors in memory are used
+    queries = [item["query"] for item in GOLD[::8]]
+    from_memory = [[hit.__dict__.copy() for hit in retriever.search(query, k=8)] for query in queries]
+    monkeypatch.setattr(store, "chunk_vectors", lambda: None)  # as while a writer has withdrawn the fingerprint
+    from_chroma = [[hit.__dict__.copy() for hit in retriever.search(query, k=8)] for query in queries]
+    assert from_memory == from_chroma and all(len(hits) == 8 for hits in from_memory)
+
+
+def test_a_chunk_another_writer_deletes_or_rewrites_is_never_evidence(fresh_settings):
+    """Another process deletes one piece of an answer, then rewrites the other, then syncs: each search
+    counts only the chunks Chroma holds at that moment, the vectors in memory being trusted only while
+    Chroma holds what their index was built from (the published fingerprint)."""
+    import numpy as np
+
+    from coach.retrieval import HybridRetriever
+    from coach.store import Store
+
+    answers = {"q-dropout": ("What does dropout do?", ["Dropout zeroes random activations while training a network.",
+                                                       "At test time every unit is kept and activations are rescaled."]),
+               "q-adam": ("How does Adam adapt learning rates?", ["Adam keeps running averages of gradients.",
+                                                                 "Their ratio sets each weight's step size."]),
+               "q-clip": ("Why clip gradients?", ["Clipping bounds the update when gradients explode.",
+                                                   "The norm of the whole gradient is capped."])}
+    writer = Store(fresh_settings)
+    chunks = [(f"{qid}-{n}", f"{question}\n\n{piece}", {"source": "bank.md", "kind": "bank", "qid": qid,
+                                                        "question": question, "piece": n, "content_hash": f"{qid}{n}"})
+              for qid, (question, pieces) in answers.items() for n, piece in enumerate(pieces)]
+    writer.upsert(*map(list, zip(*chunks, strict=True)))
+    writer.upsert_keys([f"key-{qid}" for qid in answers], [question for question, _ in answers.values()],
+                       [{"source": "bank.md", "kind": "bank", "qid": qid, "role": "question"} for qid in answers])
+    writer.sync_bm25()
+    reader = Store(fresh_settings)
+    retriever = HybridRetriever(store=reader)
+    query = "why is dropout zeroing random activations in training"
+    vector = np.asarray(reader.embeddings.embed_query(query), dtype=np.float32)
+
+    def best_cosine_in_chroma(qid):
+        got = writer.collection.get(where={"qid": qid}, include=["embeddings", "documents"])
+        cosines = [float(np.dot(vector, np.asarray(e, dtype=np.float32))) for e in got["embeddings"]]
+        return max(cosines), dict(zip(got["ids"], got["documents"], strict=True))
+
+    def dropout_hit():
+        return next(hit for hit in retriever.search(query, k=3) if hit.metadata["qid"] == "q-dropout")
+
+    hit = dropout_hit()
+    assert reader.chunk_vectors() is not None and hit.chunk_id == "q-dropout-0"
+    assert hit.dense == best_cosine_in_chroma("q-dropout")[0]
+    writer.delete(["q-dropout-0"])  # the piece nearest the query; the reader's index still lists it
+    hit = dropout_hit()
+    assert hit.chunk_id == "q-dropout-1" and hit.dense == best_cosine_in_chroma("q-dropout")[0]
+    rewritten = "Dropout zeroes random activations while training, so units cannot co-adapt."
+    writer.upsert(["q-dropout-1"], [f"What does dropout do?\n\n{rewritten}"],
+                  [{**chunks[1][2], "content_hash": "rewritten"}])
+    hit = dropout_hit()
+    assert hit.dense == best_cosine_in_chroma("q-dropout")[0] and rewritten in hit.text
+    writer.sync_bm25()
+    after_sync = HybridRetriever(store=Store(fresh_settings))  # as a process opened after the sync
+    hit = next(hit for hit in after_sync.search(query, k=3) if hit.metadata["qid"] == "q-dropout")
+    assert after_sync.store.chunk_vectors() is not None and rewritten in hit.text
+    assert hit.dense == best_cosine_in_chroma("q-dropout")[0]
+
+
+def test_the_question_keys_ranked_are_the_exact_nearest_within_the_filters(corpus_index):
+    """The key ranking is an exact search over the keys' vectors in memory (Chroma's is approximate): its
+    n keys are those of the library and filters with the n highest cosines, checked against every key's
+    metadata as Chroma stores it."""
+    import numpy as np
+
+    from coach.bm25 import library_of
+    from coach.retrieval import _key_nearest
+
+    index, matrix = corpus_index.key_vectors()
+    metadatas = corpus_index.key_metadatas()
+    for query in [item["query"] for item in GOLD[::40]]:
+        vector = np.asarray(corpus_index.embeddings.embed_query(query), dtype=np.float32)
+        for where, library in (({}, "bank"), ({"part": 2}, "bank"), ({"difficulty": "hard"}, None)):
+            got = _key_nearest(index, matrix, list(vector), where, library, 30)
+            allowed = {key_id: float(np.dot(vector, matrix[index.position[key_id]]))
+                       for key_id, meta in metadatas.items()
+                       if all(meta.get(name) == value for name, value in where.items())
+                       and library in (None, library_of(meta))}
+            want = sorted(allowed, key=allowed.get, reverse=True)[:30]
+            assert len(got) == 30 and set(got) <= set(allowed), (query, where)
+            assert np.allclose(list(got.values()), [allowed[key_id] for key_id in want], atol=1e-6), (query, where)
