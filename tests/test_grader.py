@@ -411,7 +411,7 @@ def test_grade_cli_json_and_batch(corpus_index, tmp_path, bank):
     assert set(GRADE_KEYS) <= set(doc) and doc["matched_question"] == entry.question and doc["score"] >= 7
     batch = tmp_path / "answers.jsonl"
     batch.write_text("\n".join(json.dumps(row) for row in [
-        {"question": "how does LoRA work?", "answer": "It freezes the base weights."},
+        {"question": "how does LoRA work?", "answer": "It freezes the pretrained weight W and learns a low-rank update BA."},
         {"question": "", "answer": "no question"},
         {"question": "what is the KV cache?", "answer": ""}]) + "\n")
     out = run_cli("app.py", "grade", "--batch", str(batch), "--json")
