@@ -66,6 +66,23 @@ def _start(page, n: int, time_limit: int = 0) -> None:
     wait_for_text(page, "#iv-question", f"Question 1 / {n}", 60)
 
 
+def _recoverable_point(entry) -> str:
+    """A key point the first answer ("In short, <first point>.") leaves missing and that the grader credits
+    when the follow-up states it. The session's entry is random, and for some entries the grader already
+    credits the second point to the first answer, or does not credit a point stated in a follow-up
+    (issue 17; about 6% of the bank): this test is about the follow-up's wiring, not that weakness."""
+    from coach.grader import Grader
+    from coach.llm import get_backend
+
+    grader = Grader(backend=get_backend(kind="extractive"))
+    first = grader.grade_entry(entry, f"In short, {entry.key_points[0]}.")
+    missing = [n for n, point in enumerate(entry.key_points) if point not in first.covered]
+    for n in missing:
+        if grader.grade_entry(entry, f"Also, {entry.key_points[n]}.", points=missing).covered:
+            return entry.key_points[n]
+    pytest.skip(f"the grader credits no missing point of {entry.id} stated alone in a follow-up")
+
+
 def test_hints_timer_follow_ups_reveal_and_progress_in_the_browser(browser, served_app):
     """One timed session: two hints (each costs a point), a partial answer with its time taken, two
     follow-up turns, then "I don't know" reveals the model answer; the scorecard lists time and hints,
@@ -94,7 +111,7 @@ def test_hints_timer_follow_ups_reveal_and_progress_in_the_browser(browser, serv
     wait_for_text(page, "#iv-feedback", "/ 10", 120)
     assert "Time taken" in page.locator("#iv-timer").inner_text()
     page.locator("#iv-followup-box").wait_for(state="visible", timeout=30000)
-    page.locator("#iv-followup-answer textarea").fill(f"Also, {entry.key_points[1]}.")
+    page.locator("#iv-followup-answer textarea").fill(f"Also, {_recoverable_point(entry)}.")
     page.locator("#iv-followup-submit").click()
     wait_for_text(page, "#iv-followup-feedback", "Follow-up 1", 120)
     assert "recovered" in page.locator("#iv-followup-feedback").inner_text()
