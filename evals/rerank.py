@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from evals.datasets import GOLD, load_jsonl, real_gold
-from evals.metrics import reciprocal_rank
+from evals.metrics import hit_at_k, reciprocal_rank
 
 STRENGTHS = (0.1, 0.3, 1.0, 3.0, 10.0)   # inverse regularisation strengths tried
 FOLDS = 5
@@ -61,19 +61,20 @@ def fit(groups, strength: float, used: tuple[int, ...] | None = None) -> np.ndar
     return weights
 
 
+def ranked(group, weights: np.ndarray) -> list[str]:
+    """A question's candidate ids, best first by the weighted features (ties in first-stage order)."""
+    x, _, ids = group
+    return [ids[i] for i in np.argsort(-(x @ weights), kind="stable")] if len(ids) else []
+
+
 def mrr(groups, items, weights: np.ndarray) -> float:
-    scores = []
-    for (x, _, ids), item in zip(groups, items, strict=True):
-        order = np.argsort(-(x @ weights), kind="stable") if len(ids) else []
-        scores.append(reciprocal_rank([ids[i] for i in order], item["expected"]))
-    return float(np.mean(scores))
+    return float(np.mean([reciprocal_rank(ranked(g, weights), item["expected"])
+                          for g, item in zip(groups, items, strict=True)]))
 
 
 def hit1(groups, items, weights: np.ndarray) -> float:
-    hits = []
-    for (x, _, ids), item in zip(groups, items, strict=True):
-        hits.append(float(len(ids) > 0 and ids[int(np.argmax(x @ weights))] in item["expected"]))
-    return float(np.mean(hits))
+    return float(np.mean([hit_at_k(ranked(g, weights), item["expected"], 1)
+                          for g, item in zip(groups, items, strict=True)]))
 
 
 def feature_sets(n: int) -> list[tuple[int, ...]]:
@@ -104,24 +105,23 @@ def out_of_fold(groups, items) -> list[list[str]]:
     """Each question's candidates ranked by weights that never saw it: per outer fold, the features and
     strength are chosen by cross-validation on the other folds alone, then fitted there."""
     fold_of = np.arange(len(groups)) % FOLDS
-    ranked: list[list[str]] = [[] for _ in groups]
+    rankings: list[list[str]] = [[] for _ in groups]
     for f in range(FOLDS):
         train = [n for n in range(len(groups)) if fold_of[n] != f]
         _, used, strength = select([groups[n] for n in train], [items[n] for n in train])
         weights = fit([groups[n] for n in train], strength, used)
         for n in (n for n in range(len(groups)) if fold_of[n] == f):
-            x, _, ids = groups[n]
-            ranked[n] = [ids[i] for i in np.argsort(-(x @ weights), kind="stable")] if len(ids) else []
-    return ranked
+            rankings[n] = ranked(groups[n], weights)
+    return rankings
 
 
-def held_apart(ranked: list[list[str]], items: list[dict], names: dict[str, range]) -> dict:
+def held_apart(rankings: list[list[str]], items: list[dict], names: dict[str, range]) -> dict:
     """hit@1 and MRR of out-of-fold rankings, per set of questions."""
-    def figures(rows):
-        return {"questions": len(rows),
-                "hit@1": round(float(np.mean([bool(r) and r[0] in items[n]["expected"] for n, r in rows])), 4),
-                "mrr": round(float(np.mean([reciprocal_rank(r, items[n]["expected"]) for n, r in rows])), 4)}
-    return {name: figures([(n, ranked[n]) for n in span]) for name, span in names.items()}
+    def figures(span):
+        return {"questions": len(span),
+                "hit@1": round(float(np.mean([hit_at_k(rankings[n], items[n]["expected"], 1) for n in span])), 4),
+                "mrr": round(float(np.mean([reciprocal_rank(rankings[n], items[n]["expected"]) for n in span])), 4)}
+    return {name: figures(span) for name, span in names.items()}
 
 
 def main(argv=None) -> int:
