@@ -459,8 +459,7 @@ def _read_evidence(collection, index, sections: list[tuple], query: str, vector)
         evidence[key] = ([item_id for _, item_id, _ in pieces],
                          [float(np.dot(vector, np.asarray(embedding, dtype=np.float32))) for _, _, embedding in pieces],
                          [bm25[item_id] for _, item_id, _ in pieces])
-    return evidence, {item_id: (text, metadata) for item_id, text, metadata in
-                      zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+    return evidence, _texts_and_metadata(got)
 
 
 def _shown_candidates(ids: list[str], cosines: list[float], chosen: str | None) -> list[str]:
@@ -486,6 +485,11 @@ def _show(hit: Hit, rows: dict[str, tuple[str, dict]]) -> Hit:
 def _rows(collection, ids: list[str]) -> dict[str, tuple[str, dict]]:
     """{chunk id: (text, metadata)} of those of `ids` Chroma holds."""
     got = collection.get(ids=ids, include=["documents", "metadatas"]) if ids else {"ids": []}
+    return _texts_and_metadata(got)
+
+
+def _texts_and_metadata(got: dict) -> dict[str, tuple[str, dict]]:
+    """{id: (text, metadata)} of a Chroma get's result."""
     return {item_id: (text, metadata) for item_id, text, metadata in
             zip(got["ids"], got.get("documents", []), got.get("metadatas", []), strict=True)}
 
