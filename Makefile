@@ -14,9 +14,19 @@ export TRANSFORMERS_OFFLINE := 1
 ## setup: virtual environment + requirements + ONNX export of MiniLM + index (idempotent; seconds when done)
 setup: $(STAMP) $(ONNX) index
 
+# llama.cpp's AMX matrix kernels crash on CPUs that have AMX (Sapphire Rapids and later: SIGSEGV in
+# ggml_backend_amx_mul_mat at the first token, ggml-org/llama.cpp#20824; seen on this project's machines),
+# so llama-cpp-python is compiled without them: gcc and clang let an explicit -mno-* win over -march=native.
+# A wheel built earlier with them (pip keeps built wheels) is rebuilt once.
+NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+PIP_BUILD := CFLAGS="$$CFLAGS $(NO_AMX)" CXXFLAGS="$$CXXFLAGS $(NO_AMX)" $(PY) -m pip install --disable-pip-version-check
+LLAMA_REQ := $(shell grep -o '^llama-cpp-python[^ ]*' requirements.txt)
+
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	$(PIP_BUILD) -r requirements.txt
+	@$(PY) -c "import sys, llama_cpp; sys.exit(b'AMX_INT8 = 1' in llama_cpp.llama_print_system_info())" \
+	  || $(PIP_BUILD) --no-cache-dir --force-reinstall --no-deps '$(LLAMA_REQ)'
 	@touch $@
 
 ## the ONNX export (once, offline, ~20 s; torch is used here and nowhere at run time)

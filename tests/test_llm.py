@@ -21,6 +21,15 @@ def assert_streams_progressively(backend):
     assert "".join(pieces).strip()
 
 
+def test_llama_cpp_is_built_without_the_amx_kernels_that_crash():
+    """On CPUs with AMX, llama.cpp's AMX matrix kernels crash the process at the first token (SIGSEGV in
+    ggml_backend_amx_mul_mat, ggml-org/llama.cpp#20824); the Makefile compiles llama-cpp-python without
+    them. A wheel built before that fix (pip keeps built wheels) fails here instead of killing the run."""
+    import llama_cpp
+
+    assert b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info(), "run `make setup` to rebuild llama-cpp-python"
+
+
 def test_llamacpp_streams_tokens():
     assert_streams_progressively(LlamaCppBackend())
 
