@@ -26,6 +26,7 @@ BENIGN_SECURITY = SETS / "benign_security.jsonl" # honest questions about attack
 GRADING = SETS / "grading.jsonl"                 # graded answers the grader was tuned on
 GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind, never tuned on
 GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, human-scored, written blind
+GRADING_FRESH = SETS / "grading_fresh.jsonl"     # 168 more to 24 other questions, two later blind authors
 
 
 
@@ -89,6 +90,14 @@ def grading_blind(half: str | None = None, path: Path = GRADING_BLIND) -> list[d
     for row in rows:
         row["half"] = question_half(row["qid"])
     return [row for row in rows if half is None or row["half"] == half]
+
+
+def grading_fresh(path: Path = GRADING_FRESH) -> list[dict]:
+    """The fresh blind set (each row's `half` is "fresh"): the same five kinds of answers, written on
+    2026-12-03 by two authors who saw only each question and its key points (never the grader, the bank's
+    phrasings and misconceptions, or the first blind set), for questions of all five parts that the first
+    set does not ask. Nothing is fitted on it: the first set's held-out half had been read too often."""
+    return [{**row, "half": "fresh"} for row in load_jsonl(path)]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank

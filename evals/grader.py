@@ -1,14 +1,16 @@
 """How well do the grader's scores follow the expected bands of hand-written answers?
 
     python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
-    python -m evals.grader --blind [--json] [--show]    # the blind set: tuning and held-out halves
+    python -m evals.grader --blind [--json] [--show]    # blind sets: tuning and held-out halves, fresh set
     python -m evals.grader --fit                        # refit the grader's constants on the tuning half
 
 The blind set (sets/grading_blind.jsonl: 308 answers to 44 questions, complete x2, partial x2, wrong,
 restating, off-topic per question, each with a human score 0-10, the key points it covers and the
 misconception a wrong answer makes) is split by question (evals/datasets.py). `--fit` chooses the
 misconception margins, the credit model's weights and the 0-10 mapping on the tuning half only, and
-prints them for coach/grader.py; the held-out half is only ever measured.
+prints them for coach/grader.py; the held-out half is only ever measured. The fresh blind set
+(sets/grading_fresh.jsonl: 168 answers to 24 other questions by two later authors) is never fitted on:
+it is the figure to trust, since the held-out half has been read after many changes.
 
 Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
 sets/grading_holdout.jsonl, written blind by another author for other bank questions, which says how
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GRADING, GRADING_HOLDOUT, grading_blind, load_jsonl
+from evals.datasets import GRADING, GRADING_HOLDOUT, grading_blind, grading_fresh, load_jsonl
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
@@ -156,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def blind_sets() -> dict[str, list[dict]]:
+    """The blind set's two halves and the fresh blind set, by name."""
+    return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh()}
+
+
 def blind(grader, args) -> int:
     results = {}
-    for half in ("tuning", "heldout"):
-        result = evaluate_blind(grader, grading_blind(half), progress=not args.json)
+    for half, rows in blind_sets().items():
+        result = evaluate_blind(grader, rows, progress=not args.json)
         results[half] = {k: v for k, v in result.items() if k != "rows" or args.show}
         if not args.json:
             report_blind(half, result, args.show)
@@ -173,7 +180,7 @@ def report_blind(half: str, result: dict, show: bool) -> None:
         for r in result["rows"]:
             print(f"{r['grader']:4.1f} (human {r['score']:4.1f}) {r['kind']:9} {r['qid']:34} "
                   f"{'named ' + repr(r['named'][0][:50]) if r['named'] else ''}")
-    print(f"blind, {half} half: {result['n']} answers to {result['questions']} questions: Spearman "
+    print(f"blind, {half}: {result['n']} answers to {result['questions']} questions: Spearman "
           f"{result['spearman']:.3f} with the human scores; complete > partial > wrong for "
           f"{result['ordering']:.0%} of questions (strict {result['ordering_strict']:.0%}); misconception "
           f"named in {result['misconception_named']:.0%} of wrong answers, {result['correct_accused']:.1%} of "

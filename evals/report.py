@@ -267,12 +267,12 @@ def _other_sections(metrics: dict) -> list[str]:
 
 
 def _blind_grading(grading: dict) -> list[str]:
-    """The blind grading set as a table: tuning half (the grader was fitted on it) and held-out half."""
-    halves = [(name, grading[f"blind_{name}"]) for name in ("tuning", "heldout") if f"blind_{name}" in grading]
+    """The blind grading sets as a table: the first set's halves and the fresh set (never fitted on)."""
+    halves = [(name, grading[f"blind_{name}"]) for name in ("tuning", "heldout", "fresh") if f"blind_{name}" in grading]
     if not halves:
         return []
     kinds = ("complete", "partial", "wrong", "restating", "off_topic")
-    lines = ["## Grader on the blind set (grading_blind.jsonl, split by question)\n",
+    lines = ["## Grader on the blind sets (grading_blind.jsonl split by question; grading_fresh.jsonl)\n",
              "| half | answers | Spearman vs human | complete > partial > wrong | misconception named | "
              "correct accused | " + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
     for name, r in halves:

@@ -329,12 +329,9 @@ def grading(answerer, backend, limit: int, progress: bool) -> dict:
     # the honest figure: answers to other questions, written blind, that the parameters were not chosen on
     result = {**tuned, "holdout": _summary(module.evaluate(grader, sample(load_jsonl(module.HOLDOUT), limit),
                                                            progress=progress))}
-    if hasattr(module, "evaluate_blind"):  # the blind set (issue 17): its held-out half is the headline
-        from evals.datasets import grading_blind
-
-        for half in ("tuning", "heldout"):
-            result[f"blind_{half}"] = _summary(module.evaluate_blind(grader, sample(grading_blind(half), limit),
-                                                                      progress=progress))
+    if hasattr(module, "evaluate_blind"):  # the blind sets (issue 17): the fresh one, never fitted on, is the headline
+        for half, rows in module.blind_sets().items():
+            result[f"blind_{half}"] = _summary(module.evaluate_blind(grader, sample(rows, limit), progress=progress))
     return result
 
 
