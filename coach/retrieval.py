@@ -222,24 +222,33 @@ class HybridRetriever:
         if not query:
             raise ValueError("the query is empty")
         filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
-        shared = self._begin(query)
-        if scope != "all" or not self.has_documents():  # one library (nothing uploaded: the bank alone)
-            hits = self._read_shown(self._search(query, library="bank" if scope == "all" else scope,
-                                                 shared=shared, **filters))
-        else:
+        both = scope == "all" and self.has_documents()
+        libraries = ("bank", "docs") if both else ("bank" if scope == "all" else scope,)  # nothing uploaded: the bank
+        shared = self._begin(query, mode or self.mode, _where(part, topic, difficulty), libraries)
+        if both:
             hits = self._search_both(query, k or self.k, filters, shared)
+        else:
+            hits = self._read_shown(self._search(query, library=libraries[0], shared=shared, **filters))
         for n, hit in enumerate(hits, start=1):
             hit.rank = n
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
 
-    def _begin(self, query: str) -> dict:
-        """What the searches of one query share (see _search): the chunk vectors, whose freshness check
-        (a read of the collection's metadata: 0.2 ms embedded, 1-6 ms from a Chroma server) runs beside
-        the query's embedding, which is done here once for all of them (the embedder caches it)."""
-        check = _BESIDE.submit(self.store.chunk_vectors)
+    def _begin(self, query: str, mode: str, where: dict, libraries: tuple[str, ...]) -> dict:
+        """What the searches of one query share (see _search), made on a thread while the query is embedded
+        here once for all of them (the embedder caches it; 6 ms of a 11 ms search at 100k on an idle
+        machine): the chunk vectors, whose freshness check reads the collection's metadata (0.2 ms
+        embedded, 1-6 ms from a Chroma server), and each library's BM25 rankings, which need no vector
+        (~1 ms a search at 100k, the query's tokenizing included)."""
+        def beside() -> dict:
+            shared = {"chunk vectors": self.store.chunk_vectors()}
+            if mode != "dense":
+                shared["bm25"] = {library: self._bm25_rankings(query, where, library) for library in libraries}
+            return shared
+
+        work = _BESIDE.submit(beside)
         self.store.embeddings.embed_query(query)
-        return {"chunk vectors": check.result()}
+        return work.result()
 
     def _search_both(self, query: str, k: int, filters: dict, shared: dict) -> list[Hit]:
         """Scope "all" with uploads: each library's best k, then the k that `search` describes. The
@@ -298,14 +307,15 @@ class HybridRetriever:
         query = normalise_query(query)
         if not query:
             raise ValueError("the query is empty")
-        where = {name: value for name, value in
-                 (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
+        where = _where(part, topic, difficulty)
         vector = list(self.store.embeddings.embed_query(query))
         if "chunk vectors" not in shared:
             shared["chunk vectors"] = self.store.chunk_vectors()
         chunk_vectors = shared["chunk vectors"]
-        fused, chosen = self._fuse(self._rankings(query, vector, where, mode, library,
-                                                  shared.setdefault("nearest", {}), chunk_vectors))
+        rankings = self._dense_rankings(vector, where, mode, library, shared.setdefault("nearest", {}), chunk_vectors)
+        if mode != "dense":
+            rankings += shared.get("bm25", {}).get(library) or self._bm25_rankings(query, where, library)
+        fused, chosen = self._fuse(rankings)
         depth = max(k, self.reranker.candidates) if mode == "rerank" else k
         top = sorted(fused, key=fused.get, reverse=True)[:depth]
         evidence = self._evidence(top, chosen, query, vector, chunk_vectors, library)
@@ -326,28 +336,30 @@ class HybridRetriever:
             hits.sort(key=lambda hit: hit.rerank, reverse=True)
         return hits[:k]
 
-    def _rankings(self, query: str, vector: list[float], where: dict, mode: str, library: str | None,
-                  nearest: dict, chunk_vectors: tuple | None) -> list[tuple[str, dict, Any]]:
-        """(kind, {item id: score} best first, its BM25 index for grouping) for each ranking the mode uses,
-        within one library when given (chunks and keys alike: `asked_as` keys are the bank's). The chunks'
-        dense ranking is exact over their vectors in memory when at most SMALL_LIBRARY_MAX chunks qualify
-        (_exact_chunks), else Chroma's (_dense)."""
-        fetch_k, key_fetch_k = self.store.settings.fetch_k, self.store.settings.key_fetch_k
+    def _dense_rankings(self, vector: list[float], where: dict, mode: str, library: str | None, nearest: dict,
+                        chunk_vectors: tuple | None) -> list[tuple[str, dict, Any]]:
+        """(kind, {item id: score} best first, its index for grouping) for the chunks' and the keys'
+        dense rankings unless the mode is bm25, within one library when given (chunks and keys alike:
+        `asked_as` keys are the bank's). The chunks' is exact over their vectors in memory when at most
+        SMALL_LIBRARY_MAX chunks qualify (_exact_chunks), else Chroma's (_dense)."""
+        if mode == "bm25":
+            return []
+        fetch_k = self.store.settings.fetch_k
+        chunk_dense = self._exact_chunks(chunk_vectors, vector, where, library, fetch_k)
+        if chunk_dense is None:
+            chunk_dense = _dense(self.store.collection, self.store.bm25(), vector, where, library, fetch_k, nearest)
+        key_index, key_matrix = self.store.key_vectors()
+        return [("chunk_dense", chunk_dense, self.store.bm25()),
+                ("key_dense", _key_nearest(key_index, key_matrix, vector, where, library, self.store.settings.key_fetch_k),
+                 key_index)]
+
+    def _bm25_rankings(self, query: str, where: dict, library: str | None) -> list[tuple[str, dict, Any]]:
+        """The chunks' and the keys' BM25 rankings, as _dense_rankings gives the dense ones."""
         chunks_bm25, keys_bm25 = self.store.bm25(), self.store.key_bm25()
         bm25_where = where | ({"library": library} if library else {})
-        rankings = []
-        if mode != "bm25":
-            chunk_dense = self._exact_chunks(chunk_vectors, vector, where, library, fetch_k)
-            if chunk_dense is None:
-                chunk_dense = _dense(self.store.collection, chunks_bm25, vector, where, library, fetch_k, nearest)
-            rankings.append(("chunk_dense", chunk_dense, chunks_bm25))
-            key_index, key_matrix = self.store.key_vectors()
-            rankings.append(("key_dense", _key_nearest(key_index, key_matrix, vector, where, library, key_fetch_k),
-                             key_index))
-        if mode != "dense":
-            rankings.append(("chunk_bm25", dict(chunks_bm25.search(query, fetch_k, bm25_where)), chunks_bm25))
-            rankings.append(("key_bm25", dict(keys_bm25.search(query, key_fetch_k, bm25_where)), keys_bm25))
-        return rankings
+        settings = self.store.settings
+        return [("chunk_bm25", dict(chunks_bm25.search(query, settings.fetch_k, bm25_where)), chunks_bm25),
+                ("key_bm25", dict(keys_bm25.search(query, settings.key_fetch_k, bm25_where)), keys_bm25)]
 
     def _exact_chunks(self, chunk_vectors: tuple | None, vector: list[float], where: dict, library: str | None,
                       n: int) -> dict[str, float] | None:
@@ -361,6 +373,8 @@ class HybridRetriever:
         if chunk_vectors is None or n <= 0:
             return None
         index, matrix = chunk_vectors
+        if not where and index.library_size(library) > SMALL_LIBRARY_MAX:
+            return None  # a large library: no mask over all of it needed to know
         chunks = self.store.library_chunks(chunk_vectors, library) if library else None
         if chunks is not None:
             rows, vectors = chunks.rows, chunks.vectors
@@ -493,6 +507,12 @@ def _nearest_first(rows, cosines, n: int):
         nth = np.partition(cosines, len(cosines) - n)[len(cosines) - n]
         candidates = np.flatnonzero(cosines >= nth)
     return candidates[np.lexsort((rows[candidates], -cosines[candidates]))[:n]]
+
+
+def _where(part: int | None, topic: str | None, difficulty: str | None) -> dict:
+    """The fields a search is filtered on, as the indexes store them (topics lower case)."""
+    return {name: value for name, value in
+            (("part", part), ("topic", topic and topic.lower()), ("difficulty", difficulty)) if value}
 
 
 def _mask(index, where: dict, library: str | None):
