@@ -252,14 +252,18 @@ class HybridRetriever:
 
     def _search_both(self, query: str, k: int, filters: dict, shared: dict) -> list[Hit]:
         """Scope "all" with uploads: each library's best k, then the k that `search` describes. The
-        uploads are searched on a thread beside the bank: a large library's search mostly waits on
-        Chroma's query for its nearest chunks, which a small one's (from memory) does not need; each
-        asks for its own (`nearest` is not shared, as both run at once). Only the hits shown are read
+        uploads' dense rankings are made on a thread while the bank is searched here: a large library's
+        mostly wait on Chroma's query for its nearest chunks, which a small one's (from memory) does not
+        need; each asks for its own (`nearest` is not shared, as both may run at once). Only waiting is
+        put beside Python work: two threads running Python take turns at the GIL, and one may wait the
+        interpreter's whole switch interval (5 ms) for the other. Only the hits shown are read
         (_read_shown), mostly none (a small library's come from memory); a hit whose chunks are gone by
         then is left out and the k are chosen again without it."""
-        docs = _BESIDE.submit(self._search, query, library="docs", shared=dict(shared), **filters)
+        vector = list(self.store.embeddings.embed_query(query))
+        where, mode = _where(filters["part"], filters["topic"], filters["difficulty"]), filters["mode"] or self.mode
+        docs_dense = _BESIDE.submit(self._dense_rankings, vector, where, mode, "docs", {}, shared["chunk vectors"])
         bank = self._search(query, library="bank", shared=shared, **filters)
-        docs = docs.result()
+        docs = self._search(query, library="docs", shared={**shared, "dense": {"docs": docs_dense.result()}}, **filters)
         while True:
             ranked = self._both_ranked(bank, docs, k)
             unread = [hit for hit in ranked if hit.pending]
@@ -312,9 +316,11 @@ class HybridRetriever:
         if "chunk vectors" not in shared:
             shared["chunk vectors"] = self.store.chunk_vectors()
         chunk_vectors = shared["chunk vectors"]
-        rankings = self._dense_rankings(vector, where, mode, library, shared.setdefault("nearest", {}), chunk_vectors)
-        if mode != "dense":
-            rankings += shared.get("bm25", {}).get(library) or self._bm25_rankings(query, where, library)
+        rankings = shared.get("dense", {}).get(library)  # made beside the search (_search_both), or now
+        if rankings is None:
+            rankings = self._dense_rankings(vector, where, mode, library, shared.setdefault("nearest", {}), chunk_vectors)
+        bm25 = shared.get("bm25", {}).get(library) if mode != "dense" else []  # made beside (_begin), or now
+        rankings = rankings + (self._bm25_rankings(query, where, library) if bm25 is None else bm25)
         fused, chosen = self._fuse(rankings)
         depth = max(k, self.reranker.candidates) if mode == "rerank" else k
         top = sorted(fused, key=fused.get, reverse=True)[:depth]
