@@ -17,6 +17,10 @@ the best key cosine and the BM25 score, fitted by `python -m evals.calibrate`); 
 when the best score is under the calibrated threshold. A query that defines a concept ("conditional
 random fields (CRFs)") which its library never names scores 0 on every hit (coach.concepts).
 
+A small library (at most SMALL_LIBRARY_MAX chunks: the bank) is searched and shown from memory, exactly,
+while Chroma holds what its index was built from (coach.store); a large one's nearest chunks come from
+Chroma's approximate index, on a thread while the rest of the search runs, and only its shown hits are read.
+
 Scopes: "bank", "docs" (uploads) or "all". Both stages run within one library at a time (chunks and keys
 alike; `asked_as` keys are the bank's); "all" puts the bank's passing hits first, and an uploaded passage
 passes only when its question title is also close to the query (`passes`, DOC_TITLE_MIN).
