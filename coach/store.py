@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from functools import cache, cached_property
 
 from coach.bm25 import Bm25Index
@@ -33,6 +35,24 @@ from coach.embedder import LazyEmbeddings
 
 log = logging.getLogger(__name__)
 KEYS_SUFFIX = "_keys"  # the question keys' collection and BM25 folder: `coach_keys`, `bm25_keys`
+# A library of at most this many chunks keeps them in memory (LibraryChunks), and a search among at most
+# this many chunks (a small library, or a filtered part of a large one) is exact, over their vectors in
+# memory, not a Chroma query. Measured on the loaded 2-core machine (benchmarks/README.md, fifth pass):
+# the exact products take 0.06 ms for 1,000 rows, 0.27 ms for 5,000 and 1.1 ms for 10,000 from a kept
+# contiguous copy (1, 12 ms when gathered from the full matrix), where Chroma's query at 100k chunks takes
+# 1.3 ms for 30 nearest, 3.2 ms for 120, 7.5 ms for 480 and 52 ms filtered on the bank's `kind`. 5,000
+# rows are 7.7 MB of vectors; the bank's 1,039 chunks 1.6 MB, and 1.2 MB of texts and metadata.
+SMALL_LIBRARY_MAX = 5000
+
+
+@dataclass(frozen=True)
+class LibraryChunks:
+    """A small library's chunks in memory, as the chunk index they were read for lists them: their rows
+    in that index (ascending), their vectors as one contiguous (rows, dim) matrix in that order, and
+    {chunk id: (text, metadata)} for those Chroma held when they were read."""
+    rows: object
+    vectors: object
+    texts: dict[str, tuple[str, dict]]
 
 
 def _client(settings: Settings):
@@ -56,7 +76,9 @@ class Store:
         self.client = _client(self.settings)
         self._lock = threading.Lock()
         self._bm25 = self._key_bm25 = self._keys = None
-        self._vectors = {}  # folder -> (the index they match, their matrix): see key_vectors, chunk_vectors
+        # folder -> (the index they match, their matrix), ("library", name) -> (the index, LibraryChunks):
+        # see key_vectors, chunk_vectors, library_chunks
+        self._vectors = {}
         self._checked_at = 0.0
         # The collection exactly as langchain-chroma creates it (no embedding function: Chroma's default
         # would download a model). Writes and searches use it directly: the LangChain wrapper below
@@ -264,6 +286,42 @@ class Store:
             return None
         return self._stored_vectors(index, self.collection, self.settings.bm25_dir, mapped=True)
 
+    def library_chunks(self, chunk_vectors: tuple[Bm25Index, object], library: str) -> LibraryChunks | None:
+        """The library's chunks in memory (LibraryChunks) for `chunk_vectors` (what chunk_vectors() gave
+        this search: only while Chroma holds what their index was built from), or None for a library of
+        more than SMALL_LIBRARY_MAX chunks. Kept until the index changes. Their texts and metadata are
+        saved beside the index (`rows-<library>-<fingerprint>.json`), as the vectors are: reading the
+        bank's from Chroma takes 0.1-0.4 s, loading the file 3 ms; a search whose shown hits are all
+        of such a library asks Chroma for nothing but the freshness check and, for a large library
+        searched beside it, its nearest items."""
+        import numpy as np
+
+        index, matrix = chunk_vectors
+        if not 0 < index.library_size(library) <= SMALL_LIBRARY_MAX:
+            return None
+        matched, chunks = self._vectors.get(("library", library), (None, None))
+        if matched is not index:
+            rows = np.flatnonzero(index.mask("library", library))
+            ids = [index.ids[row] for row in rows]
+            chunks = LibraryChunks(rows, np.ascontiguousarray(matrix[rows]), self._stored_texts(index, library, ids))
+            self._vectors[("library", library)] = (index, chunks)
+        return chunks
+
+    def _stored_texts(self, index: Bm25Index, library: str, ids: list[str]) -> dict[str, tuple[str, dict]]:
+        """{chunk id: (text, metadata)} of `ids` (a library's, in index order): the file saved under the
+        index's fingerprint, else read from Chroma and saved when Chroma held every one of them."""
+        saved = self.settings.bm25_dir / f"rows-{library}-{index.fingerprint}.json"
+        with contextlib.suppress(OSError, ValueError):
+            rows = json.loads(saved.read_text())
+            if rows["ids"] == ids:
+                return dict(zip(ids, map(tuple, rows["rows"]), strict=True))
+        got = self.collection.get(ids=ids, include=["documents", "metadatas"])
+        texts = dict(zip(got["ids"], zip(got["documents"], got["metadatas"], strict=True), strict=True))
+        if len(texts) == len(ids):
+            _replace_file(saved, f"rows-{library}-*.json",
+                          lambda file: file.write(json.dumps({"ids": ids, "rows": [texts[i] for i in ids]}).encode()))
+        return texts
+
     def _stored_vectors(self, index: Bm25Index, collection, folder, mapped: bool = False) -> tuple[Bm25Index, object]:
         """`index` and the vectors of `collection` in its row order: the copy in memory while the index is
         the same, else the one saved under the index's fingerprint, else read from Chroma and saved."""
@@ -353,19 +411,25 @@ def _load_matrix(path, rows: int, mapped: bool = False):
 
 
 def _save_matrix(path, matrix) -> None:
-    """Write beside the others (a temp file swapped in), dropping those of older fingerprints. A cache:
-    a folder that cannot be written only costs the next process the read from Chroma."""
+    """Write beside the others, dropping those of older fingerprints (_replace_file)."""
     import numpy as np
 
+    _replace_file(path, "vectors-*.npy", lambda file: np.save(file, matrix))
+
+
+def _replace_file(path, stale: str, write) -> None:
+    """A cache file written by write(binary file), as a temp file swapped in, after removing the files of
+    its folder matching `stale` (those of older fingerprints). A folder that cannot be written only
+    costs the next process a read from Chroma."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for old in path.parent.glob("vectors-*.npy"):
+        for old in path.parent.glob(stale):
             old.unlink(missing_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            np.save(tmp, matrix)
+            write(tmp)
         os.replace(tmp.name, path)
     except OSError as error:
-        log.info("could not save the stored vectors at %s: %s", path, error)
+        log.info("could not save %s: %s", path, error)
 
 
 def _paged(collection, include: list[str]) -> dict[str, list]:

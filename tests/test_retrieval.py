@@ -206,7 +206,14 @@ def test_a_library_is_found_without_chroma_filters_as_with_them(fresh_settings, 
 
 def test_evidence_from_vectors_in_memory_equals_evidence_read_from_chroma(retriever, monkeypatch):
     """The candidates' chunk vectors come from memory (Store.chunk_vectors), not from Chroma with their
-    texts; every hit, every evidence figure to the last bit, is what reading them from Chroma gives."""
+    texts; every hit, every evidence figure to the last bit, is what reading them from Chroma gives. The
+    dense chunk ranking comes from Chroma both times here (no library counts as small), so only the
+    evidence's source differs; the exact search of a small library has tests of its own below."""
+    from coach import retrieval
+    from coach import store as store_module
+
+    monkeypatch.setattr(retrieval, "SMALL_LIBRARY_MAX", 0)
+    monkeypatch.setattr(store_module, "SMALL_LIBRARY_MAX", 0)
     store = retriever.store
     assert store.chunk_vectors() is not None  # nobody is writing: the vectors in memory are used
     queries = [item["query"] for item in GOLD[::8]]
@@ -216,13 +223,103 @@ def test_evidence_from_vectors_in_memory_equals_evidence_read_from_chroma(retrie
     assert from_memory == from_chroma and all(len(hits) == 8 for hits in from_memory)
 
 
+def test_a_small_library_is_shown_from_memory_as_chroma_holds_it(retriever, monkeypatch):
+    """The bank (a small library) is searched, scored and shown from memory: a search in it asks Chroma
+    for no chunk, and every hit's text, metadata and evidence are what Chroma's own rows give."""
+    import numpy as np
+
+    from coach.retrieval import _read_evidence, normalise_query
+
+    store = retriever.store
+    asked = []
+    collection = store.collection
+    for method in ("get", "query"):
+        real = getattr(collection, method)
+        monkeypatch.setattr(collection, method, lambda *a, _real=real, _m=method, **kw: asked.append(_m) or _real(*a, **kw))
+    queries = [item["query"] for item in GOLD[::8]]
+    results = {query: retriever.search(query, k=8) for query in queries}
+    assert asked == []
+    monkeypatch.undo()
+    for query, hits in results.items():
+        assert len(hits) == 8
+        vector = np.asarray(store.embeddings.embed_query(normalise_query(query)), dtype=np.float32)
+        for hit in hits:
+            got = collection.get(ids=[hit.chunk_id], include=["documents", "metadatas"])
+            assert (hit.text, hit.metadata) == (got["documents"][0], got["metadatas"][0])
+            section = (hit.metadata["source"], hit.metadata["qid"])
+            evidence, _ = _read_evidence(collection, store.bm25(), [section], normalise_query(query), vector)
+            _, cosines, bm25 = evidence[section]
+            assert (hit.dense, hit.bm25) == (max(cosines), max(bm25))
+
+
+def test_the_chunks_a_small_library_ranks_are_the_exact_nearest(corpus_index):
+    """A small library's dense chunk ranking (and a filtered part of the whole collection that is small)
+    is an exact search over the vectors in memory: its n chunks are those of the library and filters with
+    the n highest cosines, checked against every chunk's vector and metadata as Chroma stores them."""
+    import numpy as np
+
+    from coach.bm25 import library_of
+    from coach.retrieval import HybridRetriever
+
+    retriever = HybridRetriever(store=corpus_index)
+    chunk_vectors = corpus_index.chunk_vectors()
+    got_all = corpus_index.everything(["embeddings", "metadatas"])
+    stored = {item_id: (np.asarray(vector, dtype=np.float64), meta)
+              for item_id, vector, meta in zip(got_all["ids"], got_all["embeddings"], got_all["metadatas"], strict=True)}
+    for query in [item["query"] for item in GOLD[::20]]:
+        vector = np.asarray(corpus_index.embeddings.embed_query(query), dtype=np.float32)
+        for where, library in (({}, "bank"), ({"part": 2}, "bank"), ({"difficulty": "hard"}, None)):
+            got = retriever._exact_chunks(chunk_vectors, list(vector), where, library, 30)
+            allowed = {item_id: float(np.dot(vector, stored_vector)) for item_id, (stored_vector, meta) in stored.items()
+                       if all(meta.get(name) == value for name, value in where.items())
+                       and library in (None, library_of(meta))}
+            want = sorted(allowed, key=allowed.get, reverse=True)[:30]
+            assert len(got) == 30 and set(got) <= set(allowed), (query, where)
+            assert np.allclose(list(got.values()), [allowed[item_id] for item_id in want], atol=1e-6), (query, where)
+            assert [i for i in got if allowed[i] > allowed[want[-1]] + 1e-6] == \
+                [i for i in want if allowed[i] > allowed[want[-1]] + 1e-6]  # same order but for near-ties
+
+
+def test_a_small_library_in_memory_never_shows_what_another_writer_deleted(fresh_settings, monkeypatch):
+    """The fingerprint rule for the chunks kept in memory (vectors, texts, metadata): once another process
+    has deleted an entry, a search in a process that read the chunks before never returns it, although
+    its memory still holds them. That memory is used only while Chroma publishes the fingerprint of the
+    index it was read for; the last part shows what it would return without that check."""
+    from coach.retrieval import HybridRetriever
+    from coach.store import Store
+
+    entries = {"q-adam": ("How does Adam adapt learning rates?", "Adam keeps running averages of gradients and squares."),
+               "q-clip": ("Why clip gradients?", "Clipping bounds the update when gradients explode."),
+               "q-drop": ("What does dropout do?", "Dropout zeroes random activations while training.")}
+    writer = Store(fresh_settings)
+    writer.upsert([f"{qid}-0" for qid in entries], [f"{question}\n\n{answer}" for question, answer in entries.values()],
+                  [{"source": "bank.md", "kind": "bank", "qid": qid, "question": question, "piece": 0,
+                    "content_hash": qid} for qid, (question, _) in entries.items()])
+    writer.upsert_keys([f"key-{qid}" for qid in entries], [question for question, _ in entries.values()],
+                       [{"source": "bank.md", "kind": "bank", "qid": qid, "role": "question"} for qid in entries])
+    writer.sync_bm25()
+    reader = Store(fresh_settings)
+    retriever = HybridRetriever(store=reader)
+    query = "how does adam keep running averages of gradients"
+
+    def qids():
+        return [hit.metadata.get("qid") for hit in retriever.search(query, k=3)]
+
+    assert qids()[0] == "q-adam" and reader.library_chunks(reader.chunk_vectors(), "bank") is not None
+    stale = reader.bm25().fingerprint
+    writer.delete(["q-adam-0"])
+    assert "q-adam" not in qids() and len(qids()) == 2
+    monkeypatch.setattr(reader, "_published", lambda: {"fingerprint": stale})  # as if the check were skipped
+    assert qids()[0] == "q-adam"
+
+
 def test_a_chunk_another_writer_deletes_or_rewrites_is_never_evidence(fresh_settings):
     """Another process deletes one piece of an answer, then rewrites the other, then syncs: each search
     counts only the chunks Chroma holds at that moment, the vectors in memory being trusted only while
     Chroma holds what their index was built from (the published fingerprint)."""
     import numpy as np
 
-    from coach.retrieval import HybridRetriever
+    from coach.retrieval import HybridRetriever, _cosines
     from coach.store import Store
 
     answers = {"q-dropout": ("What does dropout do?", ["Dropout zeroes random activations while training a network.",
@@ -246,7 +343,7 @@ def test_a_chunk_another_writer_deletes_or_rewrites_is_never_evidence(fresh_sett
 
     def best_cosine_in_chroma(qid):
         got = writer.collection.get(where={"qid": qid}, include=["embeddings", "documents"])
-        cosines = [float(np.dot(vector, np.asarray(e, dtype=np.float32))) for e in got["embeddings"]]
+        cosines = _cosines(np.asarray(got["embeddings"], dtype=np.float32), vector)  # as the search computes them
         return max(cosines), dict(zip(got["ids"], got["documents"], strict=True))
 
     def dropout_hit():
@@ -292,3 +389,16 @@ def test_the_question_keys_ranked_are_the_exact_nearest_within_the_filters(corpu
             want = sorted(allowed, key=allowed.get, reverse=True)[:30]
             assert len(got) == 30 and set(got) <= set(allowed), (query, where)
             assert np.allclose(list(got.values()), [allowed[key_id] for key_id in want], atol=1e-6), (query, where)
+
+
+def test_bm25_scores_of_candidates_are_bm25s_scores(corpus_index):
+    """Bm25Index.scores sums only the asked items' term scores; each is bm25s's own get_scores value,
+    float32 for float32, for every chunk and key (an id the index has not seen scores 0)."""
+    from coach.bm25 import query_tokens
+
+    for index in (corpus_index.bm25(), corpus_index.key_bm25()):
+        assert index._postings_sorted()
+        for query in [item["query"] for item in GOLD[::10]] + ["dropout dropout", "the of a"]:
+            tokens = list(query_tokens(query))
+            every = index.model.get_scores(tokens) if tokens else [0.0] * len(index.ids)
+            assert index.scores(query, [*index.ids, "unknown"]) == [float(score) for score in every] + [0.0]
