@@ -231,12 +231,13 @@ def test_a_small_library_is_shown_from_memory_as_chroma_holds_it(retriever, monk
     from coach.retrieval import _read_evidence, normalise_query
 
     store = retriever.store
+    queries = [item["query"] for item in GOLD[::8]]
+    retriever.search(queries[0])  # the first search of a process reads the bank's rows into memory once
     asked = []
     collection = store.collection
     for method in ("get", "query"):
         real = getattr(collection, method)
         monkeypatch.setattr(collection, method, lambda *a, _real=real, _m=method, **kw: asked.append(_m) or _real(*a, **kw))
-    queries = [item["query"] for item in GOLD[::8]]
     results = {query: retriever.search(query, k=8) for query in queries}
     assert asked == []
     monkeypatch.undo()
@@ -285,7 +286,6 @@ def test_a_small_library_in_memory_never_shows_what_another_writer_deleted(fresh
     has deleted an entry, a search in a process that read the chunks before never returns it, although
     its memory still holds them. That memory is used only while Chroma publishes the fingerprint of the
     index it was read for; the last part shows what it would return without that check."""
-    from coach.retrieval import HybridRetriever
     from coach.store import Store
 
     entries = {"q-adam": ("How does Adam adapt learning rates?", "Adam keeps running averages of gradients and squares."),
@@ -295,11 +295,7 @@ def test_a_small_library_in_memory_never_shows_what_another_writer_deleted(fresh
     writer.upsert([f"{qid}-0" for qid in entries], [f"{question}\n\n{answer}" for question, answer in entries.values()],
                   [{"source": "bank.md", "kind": "bank", "qid": qid, "question": question, "piece": 0,
                     "content_hash": qid} for qid, (question, _) in entries.items()])
-    writer.upsert_keys([f"key-{qid}" for qid in entries], [question for question, _ in entries.values()],
-                       [{"source": "bank.md", "kind": "bank", "qid": qid, "role": "question"} for qid in entries])
-    writer.sync_bm25()
-    reader = Store(fresh_settings)
-    retriever = HybridRetriever(store=reader)
+    reader, retriever = _synced_reader(writer, fresh_settings, entries)
     query = "how does adam keep running averages of gradients"
 
     def qids():
@@ -311,6 +307,19 @@ def test_a_small_library_in_memory_never_shows_what_another_writer_deleted(fresh
     assert "q-adam" not in qids() and len(qids()) == 2
     monkeypatch.setattr(reader, "_published", lambda: {"fingerprint": stale})  # as if the check were skipped
     assert qids()[0] == "q-adam"
+
+
+def _synced_reader(writer, settings, entries: dict[str, tuple]):
+    """Each entry's question (first of its pair) written as its key, the indexes synced, and a second
+    process's view: its own store and a retriever over it."""
+    from coach.retrieval import HybridRetriever
+    from coach.store import Store
+
+    writer.upsert_keys([f"key-{qid}" for qid in entries], [question for question, _ in entries.values()],
+                       [{"source": "bank.md", "kind": "bank", "qid": qid, "role": "question"} for qid in entries])
+    writer.sync_bm25()
+    reader = Store(settings)
+    return reader, HybridRetriever(store=reader)
 
 
 def test_a_chunk_another_writer_deletes_or_rewrites_is_never_evidence(fresh_settings):
@@ -333,11 +342,7 @@ def test_a_chunk_another_writer_deletes_or_rewrites_is_never_evidence(fresh_sett
                                                         "question": question, "piece": n, "content_hash": f"{qid}{n}"})
               for qid, (question, pieces) in answers.items() for n, piece in enumerate(pieces)]
     writer.upsert(*map(list, zip(*chunks, strict=True)))
-    writer.upsert_keys([f"key-{qid}" for qid in answers], [question for question, _ in answers.values()],
-                       [{"source": "bank.md", "kind": "bank", "qid": qid, "role": "question"} for qid in answers])
-    writer.sync_bm25()
-    reader = Store(fresh_settings)
-    retriever = HybridRetriever(store=reader)
+    reader, retriever = _synced_reader(writer, fresh_settings, answers)
     query = "why is dropout zeroing random activations in training"
     vector = np.asarray(reader.embeddings.embed_query(query), dtype=np.float32)
 
