@@ -11,17 +11,12 @@ import logging
 import os
 import shutil
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from coach.text import stemmer
-
-# A search started in the background (start_search) runs while the caller embeds its query and asks Chroma;
-# onnxruntime, Chroma and numpy's inner loops release the GIL, so on 2 cores BM25 costs little wall time.
-_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 
 
 class Bm25Index:
@@ -156,10 +151,6 @@ class Bm25Index:
         if i is None or i + 1 >= len(matrix["indptr"]):  # bm25s's empty-string token has no row
             return []
         return matrix["indices"][matrix["indptr"][i]:matrix["indptr"][i + 1]].tolist()
-
-    def start_search(self, query: str, k: int, where: dict | None = None) -> Future:
-        """search() on a background thread; .result() gives its list."""
-        return _BACKGROUND.submit(self.search, query, k, where)
 
     def search(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`.
