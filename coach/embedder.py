@@ -315,16 +315,16 @@ class CachedEmbeddings:
         self._lock = threading.Lock()
 
     def embed_sentences(self, texts: list[str]) -> list[np.ndarray]:
+        # the vectors already cached are taken under the lock: another thread may evict them meanwhile
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._sentences))
-        vectors = dict(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32), strict=True)) if missing else {}
+            vectors = {t: self._sentences[t] for t in texts if t in self._sentences}
+        missing = list(dict.fromkeys(t for t in texts if t not in vectors))
+        if missing:
+            vectors.update(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32), strict=True))
         with self._lock:
-            for text in texts:
-                if text in vectors:
-                    self._sentences[text] = vectors[text]
-                else:
-                    vectors[text] = self._sentences[text]
-                    self._sentences.move_to_end(text)
+            for text in dict.fromkeys(texts):
+                self._sentences[text] = vectors[text]
+                self._sentences.move_to_end(text)
             while len(self._sentences) > self.SENTENCES:
                 self._sentences.popitem(last=False)
         return [vectors[text] for text in texts]

@@ -292,6 +292,16 @@ class Interviewer:
                             (session_id, info["answered"], self.clock()))
             return self._attempt(session_id, info)
 
+    def attempt(self, session_id: str, user: str = LOCAL_USER) -> dict | None:
+        """The current question's attempt as begin() returns it, without starting its clock: None when the
+        question has not been shown yet (its clock has not started) or the session is over."""
+        with self._lock:
+            info = self.session(session_id, user)
+            if self.current(session_id, user) is None:
+                return None
+            attempt = self._attempt(session_id, info)
+            return attempt if attempt["started"] is not None else None
+
     def _attempt(self, session_id: str, info: dict) -> dict:
         row = self.db.execute("SELECT started, hints FROM attempts WHERE session_id = ? AND position = ?",
                               (session_id, info["answered"])).fetchone()

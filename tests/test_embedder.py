@@ -196,3 +196,22 @@ def test_a_server_embeds_long_texts_in_smaller_batches_to_the_same_vectors(embed
     assert max(pieces) <= module.SERVER_BATCH_WORD_PIECES and len(batches) > len(texts) // module.BATCH + 1
     served = model.vectors(texts)
     assert np.min(np.sum(usual * served, axis=1)) >= 0.99999
+
+
+def test_a_sentence_evicted_by_another_thread_meanwhile_is_still_returned():
+    """The sentence cache is shared by the server's threads (the grader's warm-up, answers): a vector found
+    cached must be returned even when another caller evicts it while the missing ones are computed
+    (CI once saw a KeyError in the grader's warm-up thread)."""
+    from coach.embedder import CachedEmbeddings
+
+    class Inner:
+        def embed_documents(self, texts):
+            if "b" in texts:  # another caller fills the cache while "b" is being computed
+                cache.embed_sentences([f"other {n}" for n in range(cache.SENTENCES + 1)])
+            return [[float(len(t)), 1.0] for t in texts]
+
+    cache = CachedEmbeddings(Inner())
+    cache.SENTENCES = 4
+    cache.embed_sentences(["a"])
+    vectors = cache.embed_sentences(["a", "b", "a"])
+    assert [v.tolist() for v in vectors] == [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]

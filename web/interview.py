@@ -256,11 +256,13 @@ class InterviewTab:
                 self.followup_box: visible(False)}
 
     @access.guarded
-    def tick(self, session_id, request: gr.Request = None) -> str:
-        # once a second while timed: not counted against the rate limit, but still the user's own session
-        attempt = self.engine.begin(session_id, access.user_of(request).name) if session_id else None
+    def tick(self, session_id, request: gr.Request = None):
+        # once a second while timed: not counted against the rate limit, but still the user's own session.
+        # It only reads the clock: a tick still queued when the answer is graded must neither start the
+        # next question's clock nor overwrite the time taken.
+        attempt = self.engine.attempt(session_id, access.user_of(request).name) if session_id else None
         if not attempt or not attempt["time_limit"]:
-            return ""
+            return gr.skip()
         return render.timer_markdown(attempt["time_limit"], attempt["started"], self.engine.clock())
 
     @access.guarded
