@@ -452,7 +452,7 @@ def _add_grade_and_interview(sub) -> None:
 
 # Commands whose process app.py ends as soon as they return: they write nothing that waits for the
 # interpreter's shutdown (their SQLite writes are committed and their files closed as they go), and that
-# shutdown (tearing down chromadb, onnxruntime and llama.cpp) was 0.2-0.4 s of a cold `ask`.
+# shutdown (tearing down chromadb, onnxruntime and llama.cpp) was 0.22 s of a cold `ask` (0.4-0.5 s under load).
 ENDS_AT_ONCE = frozenset({"ask", "search", "bank"})
 
 

@@ -482,7 +482,7 @@ def _ngrams(text: str, n: int = LEAK_WORDS) -> set[tuple[str, ...]]:
 class OutputGuard:
     """`output_violation` for one answer, with what stays the same while the answer grows (the passages,
     the prompts' word spans, the dictated strings) prepared once: the streaming check runs on every token,
-    and rebuilding the prompts' and passages' n-grams each time cost ~3 ms a token."""
+    and rebuilding the prompts' and passages' n-grams each time cost 0.6 ms a token (3 ms under load)."""
 
     def __init__(self, spotlight: Spotlight, dictated: list[str], passages: list[str],
                  prompt_texts: Sequence[str] = ()):
