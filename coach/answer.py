@@ -51,9 +51,9 @@ EVIDENCE_SENTENCES = 5     # sentences shown to the model
 MIN_SUPPORTED_WORDS = 12   # less than this left after the support check: answer extractively
 MAX_TOKENS = 200
 # The embedded 135M model is stopped once it has written this many sentences: the support check almost
-# never kept a later one (`evals.answers --real`, 2026-12-03, without the stop: its 4th and later
-# sentences kept 1 of 48 on the tuning half, 1 of 64 held out; its 3rd 4 of 44 and 2 of 45), and each
-# costs ~0.2-0.3 s of generation in a cold `app.py ask`.
+# never kept a later one (`evals.answers --real`, two runs without the stop, 2026-12-03: its 4th and later
+# sentences were kept 4 times of 131 on the tuning half, 2 of 133 held out; its 1st-3rd 16/138, 12/117,
+# 5/89), and each costs ~0.25 s of generation in a cold `app.py ask` (it wrote up to 17).
 SMALL_MODEL_SENTENCES = 3
 MODEL_REFUSAL = re.compile(r"bank does not cover", re.I)
 FOLLOW_UP = re.compile(r"^(and|so|but|then|what about|how about|why)\b|\b(it|its|that|this|they|them|those|these)\b",

@@ -202,7 +202,7 @@ class ExtractiveBackend(Backend):
 
 class PrefixFile:
     """The KV cache of the prompts' shared start (~5 MB for SmolLM2's 214 tokens), kept in the model
-    cache folder: reading it takes ~10 ms where evaluating it took ~1.3 s of a core in every cold `ask`.
+    cache folder: reading it takes ~20 ms where evaluating it took ~1.3 s of a core in every cold `ask`.
     The file's name hashes everything the cache depends on (the GGUF's name, size and modification
     time, the context size, llama-cpp-python's version, the tokens), so a changed prompt or model
     misses it; it holds a SHA-1 of its contents first, so a damaged file is never loaded. A cache: a
