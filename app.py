@@ -10,6 +10,8 @@ terminal commands start without loading Gradio), and what both show a person in 
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 
@@ -20,5 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     return cli.main(argv)
 
 
+def end(code: int) -> None:
+    """Exit with `code`; a command of cli.ENDS_AT_ONCE skips the interpreter's shutdown (output flushed first)."""
+    import cli
+
+    if cli.command_of(sys.argv[1:]) in cli.ENDS_AT_ONCE:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # a reader that went away (`| head`) loses nothing more
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    end(main())

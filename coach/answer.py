@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from coach import compose, evidence, premise
@@ -30,6 +31,7 @@ from coach.config import get_settings, prompt
 from coach.guards import (
     OUTPUT_BLOCKED,
     InputGuard,
+    OutputGuard,
     QuestionError,
     Spotlight,
     datamark,
@@ -39,7 +41,7 @@ from coach.guards import (
     quarantine,
     undatamark,
 )
-from coach.llm import Backend, BackendUnavailable, get_backend
+from coach.llm import Backend, BackendLoader, BackendUnavailable
 from coach.retrieval import Hit, HybridRetriever
 from coach.support import SupportChecker
 from coach.text import citations_of, split_sentences, strip_citations
@@ -48,6 +50,11 @@ PASSAGES = 3               # retrieved passages the evidence is drawn from
 EVIDENCE_SENTENCES = 5     # sentences shown to the model
 MIN_SUPPORTED_WORDS = 12   # less than this left after the support check: answer extractively
 MAX_TOKENS = 200
+# The embedded 135M model is stopped once it has written this many sentences: the support check almost
+# never kept a later one (`evals.answers --real`, two runs without the stop, 2026-12-03: its 4th and later
+# sentences were kept 4 times of 131 on the tuning half, 2 of 133 held out; its 1st-3rd 16/138, 12/117,
+# 5/89), and each costs ~0.25 s of generation in a cold `app.py ask` (it wrote up to 17).
+SMALL_MODEL_SENTENCES = 3
 MODEL_REFUSAL = re.compile(r"bank does not cover", re.I)
 FOLLOW_UP = re.compile(r"^(and|so|but|then|what about|how about|why)\b|\b(it|its|that|this|they|them|those|these)\b",
                        re.I)
@@ -108,14 +115,21 @@ class Request:
 
 class Answerer:
     def __init__(self, retriever: HybridRetriever | None = None, backend: Backend | None = None):
+        # First, so that the model loads and reads the prompts' shared start while the rest opens and
+        # the first question is retrieved (a cold `app.py ask` waits for both only where it generates).
+        self.loader = BackendLoader(shared_prompt_start(), backend)
         self.retriever = retriever or HybridRetriever()
-        self.backend = backend or get_backend()
         self.embeddings = self.retriever.embeddings
-        self.checker = SupportChecker(self.embeddings, strict=not self.backend.capable)
+        self.checker = SupportChecker(self.embeddings, strict=not self.loader.kind.capable)
         self.input_guard = InputGuard(self.embeddings)
         self.entries = bank_entries()
         # The prompts' own wording, placeholders removed: an answer quoting long spans of it is a leak.
         self.prompt_texts = [re.sub(r"\{\w+\}", " ", prompt(name)) for name in ("answer_system", "answer_user")]
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, once loaded (waits for it)."""
+        return self.loader.get()
 
     def ask(self, question: str, history: Sequence[dict] = (), **filters) -> Answer:
         for event in self.stream(question, history, **filters):
@@ -127,14 +141,21 @@ class Answerer:
                topic: str | None = None, scope: str = "all") -> Iterator[str | Answer]:
         """Yield the model's raw tokens as they come, then the final, checked Answer. `part` and `topic`
         restrict retrieval to that part of the bank; `scope` chooses the library ("bank", "docs", "all")."""
+        with closing(self._stages(question, history, part=part, topic=topic, scope=scope)) as events:
+            for event in events:  # closed with this stream: a caller that stops early frees the model
+                if isinstance(event, Answer):
+                    event.backend = self.backend.describe()  # named last: the model may be loading until then
+                yield event
+
+    def _stages(self, question: str, history: Sequence[dict], **filters) -> Iterator[str | Answer]:
         started = time.perf_counter()
         try:
             question = self.input_guard.check(question)
         except QuestionError as exc:
             yield Answer(question=question or "", answer=str(exc), blocked=True, guard=exc.guard,
-                         backend=self.backend.describe(), timings=_timings(started, 0.0, None))
+                         timings=_timings(started, 0.0, None))
             return
-        request = self.retrieve(question, history, started, part=part, topic=topic, scope=scope)
+        request = self.retrieve(question, history, started, **filters)
         if request.answer.blocked:
             yield request.answer
             return
@@ -155,14 +176,13 @@ class Answerer:
                 self.input_guard.check(standalone)
             except QuestionError as exc:
                 answer = Answer(question=question, answer=str(exc), blocked=True, guard=exc.guard,
-                                standalone_question=standalone, backend=self.backend.describe())
+                                standalone_question=standalone)
                 answer.timings = _timings(started, 0.0, None)
                 return Request(answer=answer, started=started, hits=[], relevant=[], retrieve_ms=0.0)
         hits = self.retriever.search(standalone, k=PASSAGES, **filters)
         passes = self.retriever.passes  # calibrated per library: an upload must also match by its title
         relevant = [hit for hit in hits if passes(hit)] if hits and passes(hits[0]) else []
-        answer = Answer(question=question, answer="", standalone_question=standalone,
-                        backend=self.backend.describe())
+        answer = Answer(question=question, answer="", standalone_question=standalone)
         return Request(answer=answer, started=started, hits=hits, relevant=relevant,
                        retrieve_ms=(time.perf_counter() - started) * 1000)
 
@@ -175,7 +195,7 @@ class Answerer:
         request.answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
                                     "question": hit.metadata.get("question"), "text": text}
                                    for hit, text in zip(request.relevant, texts, strict=True)]
-        chosen = ([] if self.backend.name == "extractive" else  # it generates nothing from them
+        chosen = ([] if self.loader.kind.name == "extractive" else  # it generates nothing from them
                   evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES))
         used = sorted({s.passage for s in chosen}) or [1]
         request.passages = [(request.relevant[n - 1], texts[n - 1]) for n in used]
@@ -193,18 +213,22 @@ class Answerer:
         stops the model unshown: a hijacked model's other sentences are suspect too, so the answer is
         then composed from the bank instead."""
         answer, raw = request.answer, []
+        guard = OutputGuard(request.spotlight, request.dictated, request.texts, self.prompt_texts)
         messages = self.messages(answer.standalone_question, request.chosen, request.spotlight, request.flagged) \
             if self.backend.prompted else []
         tokens = self.backend.stream(messages, max_tokens=MAX_TOKENS)
+        limit = None if self.backend.capable else SMALL_MODEL_SENTENCES
         try:
             for token in tokens:
                 if request.first_token_ms is None:
                     request.first_token_ms = (time.perf_counter() - request.started) * 1000
                 raw.append(token)
-                if violation := output_violation("".join(raw), request.spotlight, request.dictated,
-                                                 request.texts, self.prompt_texts):
+                if violation := guard.check("".join(raw)):
                     answer.fallback = f"the model's output was stopped because {violation[1]}; answered extractively"
                     raw = []
+                    break
+                if limit and (written := sentences_before_the_next("".join(raw), limit)):
+                    raw = ["\n".join(written)]  # the next sentence's first word is neither shown nor checked
                     break
                 yield token
         except BackendUnavailable as exc:
@@ -290,7 +314,7 @@ class Answerer:
         previous = [turn["content"] for turn in history if turn.get("role") == "user" and self._harmless(turn["content"])]
         if not previous or not FOLLOW_UP.search(question):
             return question
-        if self.backend.capable:
+        if self.loader.kind.capable:
             try:
                 rewritten = self.backend.generate([{"role": "user", "content": prompt("rewrite").format(
                     history="\n".join(f"{t['role']}: {t['content']}" for t in history[-6:]),
@@ -401,6 +425,19 @@ class Answerer:
         answer.answer = refusal_message(answer.suggestions)
         answer.timings = request.timings()
         return answer
+
+
+def sentences_before_the_next(text: str, limit: int) -> list[str] | None:
+    """The first `limit` sentences of a streaming answer once a sentence after them has begun (they are
+    complete then), else None. One per line, they split again into the same sentences."""
+    sentences = split_sentences(text)
+    return sentences[:limit] if len(sentences) > limit else None
+
+
+def shared_prompt_start() -> str:
+    """The answer system prompt up to its first per-request value (the canary): the same for every
+    question, so a backend can evaluate it before the question is known."""
+    return re.split(r"\{\w+\}", prompt("answer_system"), maxsplit=1)[0]
 
 
 def citation(n: int, hit: Hit, quotes: Sequence[str] = ()) -> dict:

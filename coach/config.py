@@ -86,6 +86,12 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
 
 
+def cache_dir() -> Path:
+    """Where models' derived files are kept (the ONNX export, stored vectors, the LLM's prefilled prompt
+    start): COACH_MODEL_CACHE, else .cache/ in the repository."""
+    return Path(os.environ.get("COACH_MODEL_CACHE") or ROOT / ".cache")
+
+
 def prompt(name: str) -> str:
     """A prompt template from prompts/ (kept as files so every prompt change is a reviewable diff)."""
     return (get_settings().prompts_dir / f"{name}.md").read_text(encoding="utf-8").strip()

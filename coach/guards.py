@@ -28,6 +28,7 @@ import threading
 import time
 import unicodedata
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -478,22 +479,35 @@ def _ngrams(text: str, n: int = LEAK_WORDS) -> set[tuple[str, ...]]:
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
 
+class OutputGuard:
+    """`output_violation` for one answer, with what stays the same while the answer grows (the passages,
+    the prompts' word spans, the dictated strings) prepared once: the streaming check runs on every token,
+    and rebuilding the prompts' and passages' n-grams each time cost 0.6 ms a token (3 ms under load)."""
+
+    def __init__(self, spotlight: Spotlight, dictated: list[str], passages: list[str],
+                 prompt_texts: Sequence[str] = ()):
+        self.canary = _squeeze(spotlight.canary)
+        bank = _squeeze(" ".join(passages))
+        self.dictated = [value for value in dict.fromkeys(map(_squeeze, dictated)) if value not in bank]
+        self.spans = (set().union(*(_ngrams(p) for p in prompt_texts)) - _ngrams(" ".join(passages))
+                      if prompt_texts else set())
+
+    def check(self, answer: str) -> tuple[str, str] | None:
+        squeezed = _squeeze(answer)
+        if self.canary in squeezed:
+            return "output_canary", "it contained the secret marker from my instructions"
+        if any(value in squeezed for value in self.dictated):
+            return "output_dictated", "it repeated text that an instruction dictated, not the bank"
+        if self.spans and _ngrams(answer) & self.spans:
+            return "output_leak", "it repeated my own instructions"
+        return None
+
+
 def output_violation(answer: str, spotlight: Spotlight, dictated: list[str], passages: list[str],
-                     prompt_texts: list[str] = ()) -> tuple[str, str] | None:
+                     prompt_texts: Sequence[str] = ()) -> tuple[str, str] | None:
     """(guard, reason) when the answer leaks the canary, a long span of a prompt file, or a dictated
     string that the bank passages do not contain; else None."""
-    squeezed = _squeeze(answer)
-    if _squeeze(spotlight.canary) in squeezed:
-        return "output_canary", "it contained the secret marker from my instructions"
-    bank = _squeeze(" ".join(passages))
-    for value in dictated:
-        if _squeeze(value) in squeezed and _squeeze(value) not in bank:
-            return "output_dictated", "it repeated text that an instruction dictated, not the bank"
-    if prompt_texts:
-        spans = set().union(*(_ngrams(p) for p in prompt_texts)) - _ngrams(" ".join(passages))
-        if _ngrams(answer) & spans:
-            return "output_leak", "it repeated my own instructions"
-    return None
+    return OutputGuard(spotlight, dictated, passages, prompt_texts).check(answer)
 
 
 OUTPUT_BLOCKED = ("I can't give that answer: {reason}. Ask me a deep-learning interview question and I'll "

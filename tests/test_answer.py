@@ -137,3 +137,106 @@ def test_server_down_falls_back_to_extractive_and_says_so(retriever):
     answer = Answerer(retriever=retriever, backend=down).ask("What is catastrophic forgetting?")
     assert answer.fallback and "not reachable" in answer.fallback and "extractively" in answer.fallback
     assert_grounded(answer.as_json())
+
+
+def test_the_model_prefills_the_prompts_shared_start_and_generation_reuses_it(retriever):
+    """The loader evaluates the system prompt up to its canary while retrieval runs; an answer's prompt
+    must start with exactly those tokens, or llama.cpp evaluates the whole prompt again after retrieval."""
+    from coach.answer import Answerer, shared_prompt_start
+    from coach.evidence import Sentence
+    from coach.guards import Spotlight
+    from coach.llm import get_backend
+
+    answerer = Answerer(retriever=retriever, backend=get_backend(kind="llamacpp"))
+    backend = answerer.backend  # waits for the prefill
+    prefilled = backend.prefilled
+    assert len(prefilled) > 100 and shared_prompt_start().startswith("You are an interview coach")
+    chosen = [Sentence(1, 0, "Dropout zeroes each unit with probability p during training.", 1.0)]
+    for question in ("What is dropout?", "Why is dropout switched off at test time?"):
+        prompt = backend.prompt_tokens(answerer.messages(question, chosen, Spotlight.new()))
+        assert prompt[:len(prefilled)] == prefilled, "an answer prompt starts with the prefilled tokens"
+
+    evaluated, eval_tokens = [], backend.llm.eval
+    backend.llm.eval = lambda tokens: (evaluated.append(len(tokens)), eval_tokens(tokens))[1]
+    try:
+        backend.prefill(shared_prompt_start())  # as a new Answerer would: the prefix is kept, not re-evaluated
+        assert evaluated == []
+        request = answerer.retrieve("What is dropout?", (), time.perf_counter(), scope="all")
+        answerer.prepare_evidence(request)
+        prompt = backend.prompt_tokens(answerer.messages(request.answer.standalone_question, request.chosen,
+                                                         request.spotlight, request.flagged))
+        list(answerer.generate_under_guard(request))
+    finally:
+        del backend.llm.eval
+    assert evaluated and evaluated[0] <= len(prompt) - len(prefilled), "only the question's own tail is prefilled"
+
+
+def test_retrieval_runs_while_the_model_is_still_loading(retriever):
+    import threading
+
+    from coach.answer import Answerer, shared_prompt_start
+    from coach.llm import Backend
+
+    class Loading(Backend):
+        name, model = "loading", "slow"
+
+        def __init__(self):
+            self.release, self.prefix = threading.Event(), None
+
+        def prefill(self, prefix):
+            self.release.wait(60)
+            self.prefix = prefix
+
+        def stream(self, messages, max_tokens=256):
+            yield from ()
+
+    backend = Loading()
+    answerer = Answerer(retriever=retriever, backend=backend)
+    request = answerer.retrieve("What is dropout?", (), time.perf_counter(), scope="all")
+    assert request.relevant and not answerer.loader.ready(), "retrieved without waiting for the model"
+    backend.release.set()
+    answer = answerer.ask("What is dropout?")
+    assert backend.prefix == shared_prompt_start() and answer.backend == "loading (slow)"
+    assert_grounded(answer.as_json())
+
+
+class Scripted:
+    """A model that writes `text` word by word and counts the words it was asked for."""
+
+    def __init__(self, text: str, capable: bool):
+        from coach.llm import Backend
+
+        class Words(Backend):
+            name = "scripted"
+
+            def stream(inner, messages, max_tokens=256):
+                for word in text.split(" "):
+                    self.sent += 1
+                    yield word + " "
+
+        self.sent, self.backend = 0, Words()
+        self.backend.capable = capable
+
+
+FIVE_SENTENCES = ("Dropout zeroes each unit with probability p during training [1]. The kept units are scaled "
+                  "by 1/(1-p) [1]. At test time dropout is switched off [1]. Each mask defines a thinned "
+                  "subnetwork [1]. Training approximates an ensemble of them [1].")
+
+
+def test_the_small_model_stops_after_its_third_sentence(retriever):
+    from coach.answer import SMALL_MODEL_SENTENCES, Answer, Answerer, sentences_before_the_next
+
+    assert SMALL_MODEL_SENTENCES == 3
+    assert sentences_before_the_next("One two three four five [1]. Six seven", 1) == ["One two three four five [1]."]
+    assert sentences_before_the_next("One two three four five [1].", 1) is None  # the next has not begun
+    small = Scripted(FIVE_SENTENCES, capable=False)
+    events = list(Answerer(retriever=retriever, backend=small.backend).stream("What is dropout?"))
+    streamed, final = "".join(e for e in events if isinstance(e, str)), events[-1]
+    assert isinstance(final, Answer)
+    assert len(split_sentences(streamed)) == 3 and streamed.rstrip().endswith("switched off [1].")
+    assert small.sent == len(" ".join(FIVE_SENTENCES.split(". ")[:3]).split(" ")) + 1, "stopped at the 4th's first word"
+    assert final.generated_sentences == 3
+
+    capable = Scripted(FIVE_SENTENCES, capable=True)  # a capable model writes what it writes
+    events = list(Answerer(retriever=retriever, backend=capable.backend).stream("What is dropout?"))
+    assert capable.sent == len(FIVE_SENTENCES.split(" ")) and events[-1].generated_sentences == 5

@@ -176,6 +176,21 @@ def test_a_servers_warm_up_is_read_back_at_the_next_start(tmp_path):
     assert len(computed) == 2 and [v.tolist() for v in vectors] == [[31.0, 1.0, 2.0], [23.0, 1.0, 2.0]]
 
 
+def test_a_cold_process_reads_warmed_sentences_from_the_file_and_stores_no_others(tmp_path):
+    """A terminal `ask` never warms up: the evidence sentences a server once warmed come from the vector
+    file; a sentence it never held (a model's, a user's) is computed and not written to it."""
+    from coach.embedder import CachedEmbeddings, VectorFile
+
+    model, computed = fake_export(tmp_path)
+    warmed = ["Dropout zeroes units at random.", "It is off at inference."]
+    CachedEmbeddings(Counting(computed), VectorFile.beside(model)).warm_sentences(warmed)
+    cold = CachedEmbeddings(Counting(computed), VectorFile.beside(model))
+    vectors = cold.embed_sentences([*warmed, "The model wrote this."])
+    assert computed == [*warmed, "The model wrote this."], "only the new sentence was computed again"
+    assert [v.tolist() for v in vectors] == [[31.0, 1.0, 2.0], [23.0, 1.0, 2.0], [21.0, 1.0, 2.0]]
+    assert VectorFile.beside(model).get(["The model wrote this."]) == {}
+
+
 @needs_export
 def test_a_server_embeds_long_texts_in_smaller_batches_to_the_same_vectors(embeddings, monkeypatch):
     """Without the arena (a server), a forward pass holds at most SERVER_BATCH_WORD_PIECES padded word
