@@ -16,16 +16,21 @@
    sentence that restates a key point with a negation or antonym contradicts it. Such a sentence earns
    nothing, lowers the score, and the feedback names the mistake and the correct statement, citing [1].
    MiniLM cannot read roles ("the target model drafts" sits at 0.97 from "the draft model drafts"), so
-   an answer is also accused when its sentences lean, on average, towards the misconceptions. Either way a
-   sentence is only accused of a misconception whose own words it uses: sitting near it is not saying it.
+   an answer that states few of the key points is also accused when its sentences lean, on average,
+   towards the misconceptions. Either way a sentence is only accused of a misconception whose own words it
+   uses, among them one its correction lacks: sitting near it is not saying it; and a sentence about as near
+   the misconception's correction as the misconception is not accused on its own.
    "A rather than B", with B a key point's words and A none of the bank's, denies that point.
-5. Keyword stuffing earns little (fragments are capped), off-topic sentences cost points.
+5. Keyword stuffing earns little (fragments are capped; a note in the writer's own words is no fragment),
+   off-topic sentences cost points.
 6. With a capable backend (`coach.llm.may_judge`), an LLM judge is asked which key points the answer
    states, and must quote the words of the answer that state each one; a point is only credited when the
    quote is really in the answer. The embedded 135M model is never asked to judge.
 
 The 0-10 mapping of the credits is calibrated on the tuning half of evals/sets/grading_blind.jsonl
-(split by question in evals/datasets.py); the held-out half is only ever measured.
+(split by question in evals/datasets.py). Since 2026-12-03 both halves and evals/sets/grading_fresh.jsonl are
+tuning data (a second fresh set is the held-out one): the note and accusation constants were chosen on all
+three, cross-validated by question; refitting the credit model and mapping on them did not win out-of-fold.
 """
 from __future__ import annotations
 
@@ -63,6 +68,20 @@ SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = 0.04, 0.84, 0.5
 # most 5% of its correct answers are accused.
 TERMS_WEIGHT = 0.2
 SENTENCE_MARGIN, ANSWER_MARGIN = 0.08, -0.08
+# Accusing correct answers less (2026-12-03, chosen on all three blind sets, 476 answers: tuning and held-out
+# halves of grading_blind.jsonl and grading_fresh.jsonl; cross-validated by question, evals/README.md):
+# - a sentence is accused on its own only when it is nearer the misconception than the misconception's own
+#   correction by SENTENCE_OVER_CORRECTION: a correct sentence sits near both, a wrong one near the wrong
+#   statement only (correct sentences accused reached 0.14, wrong ones started at 0.16);
+# - the answer-level rule (sentences leaning towards the misconceptions on average, the weaker evidence)
+#   only names a mistake in an answer whose key points earn less than ANSWER_RULE_MAX_COVERAGE of the full
+#   mean credit before any sentence is set aside: an answer that states most key points does not lean
+#   towards the misconceptions, it shares their vocabulary (1 wrong answer of the 68 covers that much, and
+#   the swap test names it; 102 of the 136 complete ones do).
+# `python -m evals.grader --fit-rules` chose both (fewest correct answers accused at no loss of naming, then
+# the least change to the rule) and NOTE_MIN_OWN below.
+SENTENCE_OVER_CORRECTION = 0.15
+ANSWER_RULE_MAX_COVERAGE = 0.7
 # Swapped roles: a clause that names one side of a contrast (two of the question's terms, or an antonym
 # pair) and matches the bank's correct statements better, in word order, once the two are exchanged
 # ("precision is TP/(TP+FN)" -> "recall is TP/(TP+FN)") states the roles the wrong way round. SWAP_MARGIN is
@@ -79,6 +98,12 @@ MIN_FUNCTION_SHARE = 0.15   # share of function words real prose has at least
 # A run of this many words without one glue word (the function words a keyword list drops: articles, "is",
 # "of", "and", ...) is a bag of terms: 2 of the bank's 4,864 answer sentences are that long without one.
 BAG_MIN_WORDS = 15
+# A note ("Frozen W; learn low-rank B A; merge later; no extra latency.") has few glue words but is no bag
+# of terms: at least NOTE_MIN_WORDS content words, of which at least NOTE_MIN_OWN are the writer's own (in
+# none of the entry's key points, their phrasings or the question). A keyword list copies the key points'
+# words, so it stays a fragment. Chosen on all three blind sets (the largest Spearman among 0.1-0.3 and
+# none; cross-validated by question), evals/README.md.
+NOTE_MIN_WORDS, NOTE_MIN_OWN = 3, 0.1
 JUDGE_MIN_QUOTE = 12        # characters a judge's quote must have to count as evidence
 FUNCTION_WORDS = frozenset(["a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "over", "under", "as", "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "do", "does", "did", "can", "could", "may", "might", "must", "should", "would", "will", "shall", "it", "its", "this", "that", "these", "those", "which", "who", "whom", "whose", "what", "when", "where", "while", "because", "so", "than", "then", "there", "their", "they", "them", "he", "she", "we", "you", "i", "not", "no", "but", "or", "and", "if", "also", "each", "every", "all", "any", "some", "more", "most", "less", "such", "only", "just", "very", "how", "why", "once", "until", "about", "during", "after", "before", "between", "through", "per", "within", "across", "via", "among", "against", "without", "out", "up", "off", "down"])
 # Where a sentence splits into separately checkable claims: "…, which …", "…; …", "… because …".
@@ -175,6 +200,19 @@ class Grade:
                 "mistakes": [m.as_json() for m in self.mistakes],
                 "penalties": self.sentence_counts, "judge": self.judge, "timings": self.timings,
                 "key_points_derived": self.derived}
+
+
+def is_note(sentence: str, known: set[str]) -> bool:
+    """Does this fragment read as a note in the writer's own words rather than a list of the entry's terms?
+    `known`: the content words of the entry's key points, their phrasings and the question."""
+    words = content_words(_as_words(sentence))
+    return len(words) >= NOTE_MIN_WORDS and len(words - known) / len(words) >= NOTE_MIN_OWN
+
+
+def entry_words(entry) -> set[str]:
+    """The content words of the entry's key points, their phrasings and its question."""
+    texts = [entry.question, *entry.key_points, *(a for alts in entry.key_point_alternatives for a in alts)]
+    return set().union(*(content_words(t) for t in texts))
 
 
 def is_claim(sentence: str) -> bool:
@@ -397,7 +435,9 @@ class Grader:
         leaning, nearest, over_correction = self._leaning(entry, sentences, whole, asked)
         reference = self._embed([entry.question, *entry.key_points, *split_sentences(entry.answer)])
         gain, swaps = role_swaps(entry, units, owner, len(sentences))
-        return Signals(sentences=sentences, claims=[is_claim(s) for s in sentences], units=units, owner=owner,
+        known = entry_words(entry)
+        claims = [is_claim(s) or is_note(s, known) for s in sentences]
+        return Signals(sentences=sentences, claims=claims, units=units, owner=owner,
                        new=new, cosine=cosine, terms=terms, specific=specific, leaning=leaning,
                        nearest_misconception=nearest, over_correction=over_correction,
                        relevance=(reference @ whole.T).max(axis=0),
@@ -455,11 +495,14 @@ class Grader:
             # does not assert it, however near it sits: "averaging is for variance; bias needs boosting"
             # sits near "averaging removes both bias and variance" without saying any of it
             leaning = np.where(speaks_of_misconception(entry, signals), leaning, -np.inf)
-        accused = {int(j) for j in np.flatnonzero(leaning > SENTENCE_MARGIN)}
+        accused = {int(j) for j in np.flatnonzero((leaning > SENTENCE_MARGIN)
+                                                  & (signals.over_correction > SENTENCE_OVER_CORRECTION))}
         # the answer-level rule names its most leaning sentence, unless that sentence is nearer the
-        # misconception's correction than the misconception ("I would not use it for open-ended chat")
+        # misconception's correction than the misconception ("I would not use it for open-ended chat"), or
+        # the answer states most of the key points
         if any(said_something) and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN \
-                and np.isfinite(leaning.max()) and signals.over_correction[int(np.argmax(leaning))] > 0:
+                and np.isfinite(leaning.max()) and signals.over_correction[int(np.argmax(leaning))] > 0 \
+                and coverage(entry, signals) < ANSWER_RULE_MAX_COVERAGE:
             accused.add(int(np.argmax(leaning)))
         found = [Mistake(signals.sentences[j], entry.misconceptions[signals.nearest_misconception[j]].wrong,
                          entry.misconceptions[signals.nearest_misconception[j]].right) for j in sorted(accused)]
@@ -554,11 +597,24 @@ class Grader:
 
 def speaks_of_misconception(entry, signals: Signals) -> np.ndarray:
     """Per sentence: does it use at least MIN_MISCONCEPTION_WORDS of its nearest misconception's content
-    words beyond the question's own? Nearness in MiniLM's space alone is shared vocabulary, not a claim."""
+    words beyond the question's own, and one of the words that set it apart from its correction (when it
+    has such words)? Nearness in MiniLM's space alone is shared vocabulary, not a claim; and a sentence that
+    shares only what the wrong statement and its correction both say ("symmetry") asserts neither."""
     asked = content_words(entry.question)
     own = [content_words(m.wrong) - asked for m in entry.misconceptions]
-    return np.array([len(own[m] & content_words(sentence)) >= MIN_MISCONCEPTION_WORDS if own[m] else True
-                     for sentence, m in zip(signals.sentences, signals.nearest_misconception, strict=True)])
+    distinct = [content_words(m.wrong) - content_words(m.right) - asked for m in entry.misconceptions]
+    said = [content_words(sentence) for sentence in signals.sentences]
+    return np.array([(len(own[m] & words) >= MIN_MISCONCEPTION_WORDS if own[m] else True)
+                     and (bool(distinct[m] & words) if distinct[m] else True)
+                     for words, m in zip(said, signals.nearest_misconception, strict=True)])
+
+
+def coverage(entry, signals: Signals) -> float:
+    """The mean key-point credit (under SCORE_FLOOR counting 0) the answer's claims earn before any sentence
+    is set aside as a mistake: how much of the entry the answer states."""
+    usable = signals.new & np.array([signals.claims[j] for j in signals.owner])
+    credits = [point_credit(point_features(signals, i, usable)) for i in range(len(entry.key_points))]
+    return float(np.mean([c if c >= SCORE_FLOOR else 0.0 for c in credits])) if credits else 0.0
 
 
 def denied_point(entry, sentence: str) -> str | None:

@@ -96,7 +96,8 @@ def grading_fresh(path: Path = GRADING_FRESH) -> list[dict]:
     """The fresh blind set (each row's `half` is "fresh"): the same five kinds of answers, written on
     2026-12-03 by two authors who saw only each question and its key points (never the grader, the bank's
     phrasings and misconceptions, or the first blind set), for questions of all five parts that the first
-    set does not ask. Nothing is fitted on it: the first set's held-out half had been read too often."""
+    set does not ask. Nothing was fitted on it until 2026-12-03; since then it is tuning data with both
+    halves of the first set (`python -m evals.grader --fit-rules`), a second fresh set being the held-out one."""
     return [{**row, "half": "fresh"} for row in load_jsonl(path)]
 
 

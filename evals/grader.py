@@ -3,14 +3,19 @@
     python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
     python -m evals.grader --blind [--json] [--show]    # blind sets: tuning and held-out halves, fresh set
     python -m evals.grader --fit                        # refit the grader's constants on the tuning half
+    python -m evals.grader --fit-rules                  # notes and accusation rules: all three blind sets,
+                                                        # with their 5-fold cross-validation by question
 
 The blind set (sets/grading_blind.jsonl: 308 answers to 44 questions, complete x2, partial x2, wrong,
 restating, off-topic per question, each with a human score 0-10, the key points it covers and the
 misconception a wrong answer makes) is split by question (evals/datasets.py). `--fit` chooses the
 misconception margins, the credit model's weights and the 0-10 mapping on the tuning half only, and
-prints them for coach/grader.py; the held-out half is only ever measured. The fresh blind set
-(sets/grading_fresh.jsonl: 168 answers to 24 other questions by two later authors) is never fitted on:
-it is the figure to trust, since the held-out half has been read after many changes.
+prints them for coach/grader.py. The fresh blind set
+(sets/grading_fresh.jsonl: 168 answers to 24 other questions by two later authors) was never fitted on:
+it was the figure to trust, since the held-out half had been read after many changes. Since 2026-12-03 a
+second fresh set is being written, and all three of these are tuning data: `--fit-rules` chooses the note
+threshold and the two accusation rules' constants on all 476 answers, and prints the figures per set
+out-of-fold (5 folds by question) beside those of the constants in coach/grader.py.
 
 Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
 sets/grading_holdout.jsonl, written blind by another author for other bank questions, which says how
@@ -86,7 +91,6 @@ CORRECT_KINDS = ("complete", "partial")   # answers that must not be accused of 
 def evaluate_blind(grader, rows: list[dict], progress: bool = False) -> dict:
     """The blind set's figures: agreement with the human scores, the per-question order complete >
     partial > wrong, the mean score per kind, and how well misconceptions are named."""
-    from scipy.stats import spearmanr
     from tqdm import tqdm
 
     scored, latencies = [], []
@@ -96,6 +100,15 @@ def evaluate_blind(grader, rows: list[dict], progress: bool = False) -> dict:
         latencies.append((time.perf_counter() - started) * 1000)
         scored.append({**row, "grader": grade.score, "matched": grade.qid == row["qid"],
                        "named": [m.wrong for m in grade.mistakes]})
+    return {**summarise_blind(scored),
+            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
+            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1)}
+
+
+def summarise_blind(scored: list[dict]) -> dict:
+    """The blind figures of graded rows (each with the grader's score, `grader`, and the mistakes it named)."""
+    from scipy.stats import spearmanr
+
     by_question = defaultdict(lambda: defaultdict(list))
     for r in scored:
         by_question[r["qid"]][r["kind"]].append(r["grader"])
@@ -115,9 +128,7 @@ def evaluate_blind(grader, rows: list[dict], progress: bool = False) -> dict:
                                for k in BLIND_KINDS if any(r["kind"] == k for r in scored)},
             "misconception_named": round(float(np.mean(wrong)), 4) if wrong else float("nan"),
             "correct_accused": round(float(np.mean(accused)), 4) if accused else float("nan"),
-            "matched_entry": round(float(np.mean([r["matched"] for r in scored])), 4),
-            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
-            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1),
+            "matched_entry": round(float(np.mean([r.get("matched", True) for r in scored])), 4),
             "rows": scored}
 
 
@@ -135,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="judge backend; only a capable one (openai) is asked (default: none, key points only)")
     p.add_argument("--blind", action="store_true", help="the blind set, tuning and held-out halves apart")
     p.add_argument("--fit", action="store_true", help="refit the grader's constants on the blind tuning half")
+    p.add_argument("--fit-rules", action="store_true",
+                   help="choose the note and accusation constants on all three blind sets, cross-validated")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--show", action="store_true", help="list every row with its score")
     args = p.parse_args(argv)
@@ -145,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(fit(grader, grading_blind("tuning")))
         return 0
+    if args.fit_rules:
+        return fit_rules(grader)
     if args.blind:
         return blind(grader, args)
     results = {}
@@ -161,6 +176,22 @@ def main(argv: list[str] | None = None) -> int:
 def blind_sets() -> dict[str, list[dict]]:
     """The blind set's two halves and the fresh blind set, by name."""
     return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh()}
+
+
+def fit_rules(grader) -> int:
+    """The note and accusation constants fitted on all three blind sets, and per set the figures in-sample
+    (coach/grader.py's constants) and out-of-fold (each fold graded with constants fitted without it)."""
+    from evals.grader_fit import crossvalidate_rules
+    from evals.grader_fit import fit_rules as fit
+
+    rows = [{**row, "set": name} for name, rows in blind_sets().items() for row in rows]
+    print("fitted on all", len(rows), "answers:", fit(grader, rows))
+    out_of_fold = crossvalidate_rules(grader, rows)
+    for name in blind_sets():
+        for label, graded in (("in-sample", None), ("out-of-fold", [r for r in out_of_fold if r["set"] == name])):
+            result = summarise_blind(graded) if graded else evaluate_blind(grader, [r for r in rows if r["set"] == name])
+            report_blind(f"{name} ({label})", result, False)
+    return 0
 
 
 def blind(grader, args) -> int:

@@ -9,6 +9,11 @@ Three steps, each on the tuning half only, in the order the grader uses them:
    kind of answer, the one that orders most questions complete > partial > wrong, then the one closest
    to the human scores.
 It prints the constants to paste into coach/grader.py; nothing is written.
+
+`fit_rules` (`python -m evals.grader --fit-rules`, 2026-12-03) chooses the note threshold and the two
+accusation rules' constants on all three blind sets (both halves and the fresh set: a second fresh set is
+the held-out one now), and `crossvalidate_rules` grades each of 5 folds of questions with what was chosen
+without it.
 """
 from __future__ import annotations
 
@@ -122,3 +127,83 @@ def _ordered(rows, scores) -> float:
         by_question.setdefault(row["qid"], {}).setdefault(row["kind"], []).append(score)
     return float(np.mean([np.mean(k["complete"]) > np.mean(k["partial"]) > max(k["wrong"])
                           for k in by_question.values() if {"complete", "partial", "wrong"} <= set(k)]))
+
+
+# --- the rules that accuse and the notes' threshold, on all three blind sets (2026-12-03) ----------------
+NOTE_CANDIDATES = (1.01, 0.1, 0.2, 0.3)        # NOTE_MIN_OWN; 1.01 = no fragment is read as a note
+OVER_CANDIDATES = (0.0, 0.05, 0.1, 0.15, 0.2)  # SENTENCE_OVER_CORRECTION
+COVERAGE_CANDIDATES = (1.01, 0.8, 0.7, 0.6, 0.5, 0.4)  # ANSWER_RULE_MAX_COVERAGE; 1.01 = the rule always applies
+
+
+def fit_rules(grader, rows: list[dict]) -> dict:
+    """NOTE_MIN_OWN, SENTENCE_OVER_CORRECTION and ANSWER_RULE_MAX_COVERAGE on `rows` (the credit model and
+    the mapping stay): the note threshold with the largest Spearman against the human scores; then, for
+    the sentence margin and then the coverage gate, among the values that name as many wrong answers as
+    without them, those accusing the fewest correct answers, and of those the one that changes the rule
+    least (the smallest margin, the largest gate)."""
+    from scipy.stats import spearmanr
+
+    cached = _cached_signals(grader, rows)
+
+    def run(**values) -> tuple[float, int, int]:
+        with constants(**values):
+            _reclaim(grader, cached)
+            graded = [grader.assess(grader.bank[r["qid"]], r["answer"]) for r in rows]
+            scores = [grader.score(points, counts) for points, counts, _ in graded]
+        named = [bool(m) for _, _, m in graded]
+        return (float(spearmanr(scores, [r["score"] for r in rows]).statistic),
+                sum(n for n, r in zip(named, rows, strict=True) if r["kind"] == "wrong"),
+                sum(n for n, r in zip(named, rows, strict=True) if r["kind"] in ("complete", "partial")))
+
+    def least_accusing(name: str, candidates, prefer, **fixed):
+        tried = {v: run(**fixed, **{name: v}) for v in candidates}
+        kept = [v for v in candidates if tried[v][1] >= named]
+        fewest = min(tried[v][2] for v in kept)
+        return prefer(v for v in kept if tried[v][2] == fewest)
+
+    note = max(NOTE_CANDIDATES, key=lambda v: (run(NOTE_MIN_OWN=v)[0], -v))
+    named = run(NOTE_MIN_OWN=note, SENTENCE_OVER_CORRECTION=0.0, ANSWER_RULE_MAX_COVERAGE=1.01)[1]
+    over = least_accusing("SENTENCE_OVER_CORRECTION", OVER_CANDIDATES, min, NOTE_MIN_OWN=note,
+                          ANSWER_RULE_MAX_COVERAGE=1.01)
+    gate = least_accusing("ANSWER_RULE_MAX_COVERAGE", COVERAGE_CANDIDATES, max, NOTE_MIN_OWN=note,
+                          SENTENCE_OVER_CORRECTION=over)
+    _reclaim(grader, cached)  # the claims as the module's constants read them
+    return {"NOTE_MIN_OWN": note, "SENTENCE_OVER_CORRECTION": over, "ANSWER_RULE_MAX_COVERAGE": gate}
+
+
+def _cached_signals(grader, rows) -> dict:
+    """The answers' signals computed once (the rules above only change what is read from them); the
+    grader reads them from this cache for the rest of the process."""
+    cached = {(r["qid"], r["answer"]): grader.signals(grader.bank[r["qid"]], r["answer"]) for r in rows}
+    measure = grader.signals
+    grader.signals = lambda entry, answer: cached[(entry.id, answer)] if (entry.id, answer) in cached \
+        else measure(entry, answer)
+    return cached
+
+
+def _reclaim(grader, cached: dict) -> None:
+    """Which sentences are claims, again, under the current NOTE_MIN_OWN."""
+    for (qid, _), signals in cached.items():
+        if signals is not None:
+            known = grading.entry_words(grader.bank[qid])
+            signals.claims = [grading.is_claim(s) or grading.is_note(s, known) for s in signals.sentences]
+
+
+def crossvalidate_rules(grader, rows: list[dict], folds: int = 5) -> list[dict]:
+    """Out-of-fold grades: questions split into `folds` folds (by the SHA-256 of their id), fit_rules on the
+    others, each fold graded with what was fitted without it. Returns the rows with `grader` and `named`."""
+    import hashlib
+
+    qids = sorted({r["qid"] for r in rows}, key=lambda q: hashlib.sha256(q.encode()).hexdigest())
+    fold_of = {qid: n % folds for n, qid in enumerate(qids)}
+    out = []
+    for fold in range(folds):
+        chosen = fit_rules(grader, [r for r in rows if fold_of[r["qid"]] != fold])
+        with constants(**chosen):
+            _reclaim(grader, _cached_signals(grader, rows))
+            for r in (r for r in rows if fold_of[r["qid"]] == fold):
+                points, counts, mistakes = grader.assess(grader.bank[r["qid"]], r["answer"])
+                out.append({**r, "grader": grader.score(points, counts), "named": [m.wrong for m in mistakes],
+                            "fitted": chosen})
+    _reclaim(grader, _cached_signals(grader, rows))
+    return out
