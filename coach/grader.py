@@ -16,8 +16,8 @@
    sentence that restates a key point with a negation or antonym contradicts it. Such a sentence earns
    nothing, lowers the score, and the feedback names the mistake and the correct statement, citing [1].
    MiniLM cannot read roles ("the target model drafts" sits at 0.97 from "the draft model drafts"), so
-   an answer that states few of the key points is also accused when its sentences lean, on average,
-   towards the misconceptions. Either way a sentence is only accused of a misconception whose own words it
+   an answer of two or more sentences that states few of the key points is also accused when its sentences
+   lean, on average, towards the misconceptions. Either way a sentence is only accused of a misconception whose own words it
    uses, among them one its correction lacks: sitting near it is not saying it; and a sentence about as near
    the misconception's correction as the misconception is not accused on its own.
    "A rather than B", with B a key point's words and A none of the bank's, denies that point.
@@ -78,10 +78,14 @@ SENTENCE_MARGIN, ANSWER_MARGIN = 0.08, -0.08
 #   mean credit before any sentence is set aside: an answer that states most key points does not lean
 #   towards the misconceptions, it shares their vocabulary (1 wrong answer of the 68 covers that much, and
 #   the swap test names it; 102 of the 136 complete ones do).
-# `python -m evals.grader --fit-rules` chose both (fewest correct answers accused at no loss of naming, then
-# the least change to the rule) and NOTE_MIN_OWN below.
+# `python -m evals.grader --fit-rules` chose the three (the largest share of wrong answers named less the
+# share of correct answers accused, then the least change to the rule) and NOTE_MIN_OWN below.
+# - and only in an answer of at least ANSWER_RULE_MIN_SENTENCES sentences that say something: the mean over
+#   one sentence is that sentence's own leaning, judged with a lower bar than the sentence rule's (it was
+#   what accused one-sentence partial answers; 1 of the 68 wrong answers has one sentence).
 SENTENCE_OVER_CORRECTION = 0.15
 ANSWER_RULE_MAX_COVERAGE = 0.7
+ANSWER_RULE_MIN_SENTENCES = 2
 # Swapped roles: a clause that names one side of a contrast (two of the question's terms, or an antonym
 # pair) and matches the bank's correct statements better, in word order, once the two are exchanged
 # ("precision is TP/(TP+FN)" -> "recall is TP/(TP+FN)") states the roles the wrong way round. SWAP_MARGIN is
@@ -498,9 +502,10 @@ class Grader:
         accused = {int(j) for j in np.flatnonzero((leaning > SENTENCE_MARGIN)
                                                   & (signals.over_correction > SENTENCE_OVER_CORRECTION))}
         # the answer-level rule names its most leaning sentence, unless that sentence is nearer the
-        # misconception's correction than the misconception ("I would not use it for open-ended chat"), or
-        # the answer states most of the key points
-        if any(said_something) and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN \
+        # misconception's correction than the misconception ("I would not use it for open-ended chat"), the
+        # answer states most of the key points, or it has one sentence (its mean is that sentence's leaning)
+        if sum(said_something) >= ANSWER_RULE_MIN_SENTENCES \
+                and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN \
                 and np.isfinite(leaning.max()) and signals.over_correction[int(np.argmax(leaning))] > 0 \
                 and coverage(entry, signals) < ANSWER_RULE_MAX_COVERAGE:
             accused.add(int(np.argmax(leaning)))

@@ -133,42 +133,46 @@ def _ordered(rows, scores) -> float:
 NOTE_CANDIDATES = (1.01, 0.1, 0.2, 0.3)        # NOTE_MIN_OWN; 1.01 = no fragment is read as a note
 OVER_CANDIDATES = (0.0, 0.05, 0.1, 0.15, 0.2)  # SENTENCE_OVER_CORRECTION
 COVERAGE_CANDIDATES = (1.01, 0.8, 0.7, 0.6, 0.5, 0.4)  # ANSWER_RULE_MAX_COVERAGE; 1.01 = the rule always applies
+SENTENCES_CANDIDATES = (1, 2, 3)               # ANSWER_RULE_MIN_SENTENCES
 
 
 def fit_rules(grader, rows: list[dict]) -> dict:
-    """NOTE_MIN_OWN, SENTENCE_OVER_CORRECTION and ANSWER_RULE_MAX_COVERAGE on `rows` (the credit model and
-    the mapping stay): the note threshold with the largest Spearman against the human scores; then, for
-    the sentence margin and then the coverage gate, among the values that name as many wrong answers as
-    without them, those accusing the fewest correct answers, and of those the one that changes the rule
-    least (the smallest margin, the largest gate)."""
+    """NOTE_MIN_OWN, SENTENCE_OVER_CORRECTION, ANSWER_RULE_MAX_COVERAGE and ANSWER_RULE_MIN_SENTENCES on
+    `rows` (the credit model and the mapping stay): the note threshold with the largest Spearman against
+    the human scores; then each accusation constant in turn, the value with the largest share of wrong
+    answers named less the share of correct answers accused, ties to the one that changes the rule least
+    (the smallest margin, the largest gate, the fewest sentences)."""
     from scipy.stats import spearmanr
 
     cached = _cached_signals(grader, rows)
+    wrong = sum(r["kind"] == "wrong" for r in rows)
+    correct = sum(r["kind"] in ("complete", "partial") for r in rows)
 
-    def run(**values) -> tuple[float, int, int]:
+    def run(**values) -> tuple[float, float]:
         with constants(**values):
             _reclaim(grader, cached)
             graded = [grader.assess(grader.bank[r["qid"]], r["answer"]) for r in rows]
             scores = [grader.score(points, counts) for points, counts, _ in graded]
         named = [bool(m) for _, _, m in graded]
-        return (float(spearmanr(scores, [r["score"] for r in rows]).statistic),
-                sum(n for n, r in zip(named, rows, strict=True) if r["kind"] == "wrong"),
-                sum(n for n, r in zip(named, rows, strict=True) if r["kind"] in ("complete", "partial")))
+        named_wrong = sum(n for n, r in zip(named, rows, strict=True) if r["kind"] == "wrong")
+        accused = sum(n for n, r in zip(named, rows, strict=True) if r["kind"] in ("complete", "partial"))
+        return float(spearmanr(scores, [r["score"] for r in rows]).statistic), named_wrong / wrong - accused / correct
 
-    def least_accusing(name: str, candidates, prefer, **fixed):
-        tried = {v: run(**fixed, **{name: v}) for v in candidates}
-        kept = [v for v in candidates if tried[v][1] >= named]
-        fewest = min(tried[v][2] for v in kept)
-        return prefer(v for v in kept if tried[v][2] == fewest)
+    def best(name: str, candidates, order, **fixed):
+        return max(candidates, key=lambda v: (round(run(**fixed, **{name: v})[1], 9), order(v)))
 
     note = max(NOTE_CANDIDATES, key=lambda v: (run(NOTE_MIN_OWN=v)[0], -v))
-    named = run(NOTE_MIN_OWN=note, SENTENCE_OVER_CORRECTION=0.0, ANSWER_RULE_MAX_COVERAGE=1.01)[1]
-    over = least_accusing("SENTENCE_OVER_CORRECTION", OVER_CANDIDATES, min, NOTE_MIN_OWN=note,
-                          ANSWER_RULE_MAX_COVERAGE=1.01)
-    gate = least_accusing("ANSWER_RULE_MAX_COVERAGE", COVERAGE_CANDIDATES, max, NOTE_MIN_OWN=note,
-                          SENTENCE_OVER_CORRECTION=over)
+    loose = {"NOTE_MIN_OWN": note, "SENTENCE_OVER_CORRECTION": 0.0, "ANSWER_RULE_MAX_COVERAGE": 1.01,
+             "ANSWER_RULE_MIN_SENTENCES": 1}
+    chosen = dict(loose)
+    chosen["SENTENCE_OVER_CORRECTION"] = best("SENTENCE_OVER_CORRECTION", OVER_CANDIDATES, lambda v: -v,
+                                              **{k: v for k, v in chosen.items() if k != "SENTENCE_OVER_CORRECTION"})
+    chosen["ANSWER_RULE_MAX_COVERAGE"] = best("ANSWER_RULE_MAX_COVERAGE", COVERAGE_CANDIDATES, lambda v: v,
+                                              **{k: v for k, v in chosen.items() if k != "ANSWER_RULE_MAX_COVERAGE"})
+    chosen["ANSWER_RULE_MIN_SENTENCES"] = best("ANSWER_RULE_MIN_SENTENCES", SENTENCES_CANDIDATES, lambda v: -v,
+                                               **{k: v for k, v in chosen.items() if k != "ANSWER_RULE_MIN_SENTENCES"})
     _reclaim(grader, cached)  # the claims as the module's constants read them
-    return {"NOTE_MIN_OWN": note, "SENTENCE_OVER_CORRECTION": over, "ANSWER_RULE_MAX_COVERAGE": gate}
+    return chosen
 
 
 def _cached_signals(grader, rows) -> dict:
