@@ -20,6 +20,8 @@ from pathlib import Path
 SETS = Path(__file__).with_name("sets")
 GOLD = SETS / "retrieval.jsonl"                  # bank authors' queries -> expected entries
 OUT_OF_SCOPE = SETS / "out_of_scope.jsonl"       # questions the bank must refuse
+OUT_OF_SCOPE_NEAR = SETS / "out_of_scope_near.jsonl"  # near-domain questions it must refuse (issue 16)
+IN_SCOPE_NEAR = SETS / "in_scope_near.jsonl"    # the same styles, answered by the bank_id entry
 SUPPORT_PAIRS = SETS / "support_pairs.jsonl"     # (passage, sentence, supported?) for the support check
 ATTACKS = SETS / "attacks.jsonl"                 # red-team prompts
 BENIGN_SECURITY = SETS / "benign_security.jsonl" # honest questions about attacks
@@ -125,6 +127,12 @@ def labelled_real_questions(half: str | None = None, path: Path = REAL_QUESTIONS
             row[name] = label.get(name)
         row["alt_ids"] = list(row["alt_ids"] or [])
     return rows
+
+
+def in_scope_near(path: Path = IN_SCOPE_NEAR) -> list[dict]:
+    """Our near-domain in-scope questions in the gold set's shape (expected: bank_id, then alt_ids)."""
+    return [{"query": row["query"], "expected": [row["bank_id"], *row.get("alt_ids", [])], "style": row["kind"]}
+            for row in load_jsonl(path)]
 
 
 def real_gold(half: str) -> list[dict]:
