@@ -29,6 +29,7 @@ GRADING = SETS / "grading.jsonl"                 # graded answers the grader was
 GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind, never tuned on
 GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, human-scored, written blind
 GRADING_FRESH = SETS / "grading_fresh.jsonl"     # 168 more to 24 other questions, two later blind authors
+GRADING_FRESH2 = SETS / "grading_fresh2.jsonl"   # 168 more to 24 further questions, never fitted on
 
 
 
@@ -101,6 +102,14 @@ def grading_fresh(path: Path = GRADING_FRESH) -> list[dict]:
     set does not ask. Nothing was fitted on it until 2026-12-03; since then it is tuning data with both
     halves of the first set (`python -m evals.grader --fit-rules`), a second fresh set being the held-out one."""
     return [{**row, "half": "fresh"} for row in load_jsonl(path)]
+
+
+def grading_fresh2(path: Path = GRADING_FRESH2) -> list[dict]:
+    """The second fresh blind set (each row's `half` is "fresh2"): written on 2026-12-03 like the first
+    (two new authors, who saw only each question and its numbered key points), for 24 questions drawn at
+    random (seed 20261203; 5 of each part 1-4, 4 of part 5) among the entries no other grading set asks.
+    Written while every other set became tuning data; never fitted on: the figure to trust."""
+    return [{**row, "half": "fresh2"} for row in load_jsonl(path)]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank

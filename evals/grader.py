@@ -1,7 +1,7 @@
 """How well do the grader's scores follow the expected bands of hand-written answers?
 
     python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
-    python -m evals.grader --blind [--json] [--show]    # blind sets: tuning and held-out halves, fresh set
+    python -m evals.grader --blind [--json] [--show]    # blind sets: tuning and held-out halves, fresh sets
     python -m evals.grader --fit                        # refit the grader's constants on the tuning half
     python -m evals.grader --fit-rules                  # notes and accusation rules: all three blind sets,
                                                         # with their 5-fold cross-validation by question
@@ -13,7 +13,8 @@ misconception margins, the credit model's weights and the 0-10 mapping on the tu
 prints them for coach/grader.py. The fresh blind set
 (sets/grading_fresh.jsonl: 168 answers to 24 other questions by two later authors) was never fitted on:
 it was the figure to trust, since the held-out half had been read after many changes. Since 2026-12-03 a
-second fresh set is being written, and all three of these are tuning data: `--fit-rules` chooses the note
+second fresh set (sets/grading_fresh2.jsonl: 168 answers to 24 further questions by two more authors) is
+the one never fitted on, and all three of the others are tuning data: `--fit-rules` chooses the note
 threshold and the two accusation rules' constants on all 476 answers, and prints the figures per set
 out-of-fold (5 folds by question) beside those of the constants in coach/grader.py.
 
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GRADING, GRADING_HOLDOUT, grading_blind, grading_fresh, load_jsonl
+from evals.datasets import GRADING, GRADING_HOLDOUT, grading_blind, grading_fresh, grading_fresh2, load_jsonl
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
@@ -174,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def blind_sets() -> dict[str, list[dict]]:
-    """The blind set's two halves and the fresh blind set, by name."""
-    return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh()}
+    """The blind set's two halves and the two fresh blind sets, by name (fresh2 is the one never fitted on)."""
+    return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh(),
+            "fresh2": grading_fresh2()}
 
 
 def fit_rules(grader) -> int:
