@@ -37,7 +37,6 @@ from coach.guards import (
     datamark,
     dictated_strings,
     flag_reason,
-    output_violation,
     quarantine,
     undatamark,
 )
@@ -106,6 +105,7 @@ class Request:
     flagged: set[int] = field(default_factory=set)      # passage numbers sent datamarked
     correction: premise.Correction | None = None        # the question's premise, corrected (numbered as relevant)
     composed: compose.Composed | None = None            # the answer composed from the entries
+    guard: OutputGuard | None = None                    # the output check, prepared once for the answer
     raw: str = ""                                       # what the model wrote, markers removed
     first_token_ms: float | None = None
 
@@ -191,6 +191,7 @@ class Answerer:
         passages that contributed, so the model sees [1], [2] ... without gaps."""
         texts, flagged, request.dictated = self.screen(request.relevant, request.answer.question)
         request.texts = texts
+        request.guard = OutputGuard(request.spotlight, request.dictated, texts, self.prompt_texts)
         request.answer.canary = request.spotlight.canary
         request.answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
                                     "question": hit.metadata.get("question"), "text": text}
@@ -213,7 +214,6 @@ class Answerer:
         stops the model unshown: a hijacked model's other sentences are suspect too, so the answer is
         then composed from the bank instead."""
         answer, raw = request.answer, []
-        guard = OutputGuard(request.spotlight, request.dictated, request.texts, self.prompt_texts)
         messages = self.messages(answer.standalone_question, request.chosen, request.spotlight, request.flagged) \
             if self.backend.prompted else []
         tokens = self.backend.stream(messages, max_tokens=MAX_TOKENS)
@@ -223,7 +223,7 @@ class Answerer:
                 if request.first_token_ms is None:
                     request.first_token_ms = (time.perf_counter() - request.started) * 1000
                 raw.append(token)
-                if violation := guard.check("".join(raw)):
+                if violation := request.guard.check("".join(raw)):
                     answer.fallback = f"the model's output was stopped because {violation[1]}; answered extractively"
                     raw = []
                     break
@@ -252,7 +252,7 @@ class Answerer:
             text, sources = request.composed.text, request.composed.sources
         else:
             text, sources = self.frame(request, text)
-        if violation := output_violation(text, request.spotlight, request.dictated, request.texts, self.prompt_texts):
+        if violation := request.guard.check(text):
             return self._withhold(request, violation)
         if not strip_citations(text):
             return self._refuse(request)  # nothing to say from the bank is a refusal, never an empty answer

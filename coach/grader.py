@@ -78,11 +78,11 @@ SENTENCE_MARGIN, ANSWER_MARGIN = 0.08, -0.08
 #   mean credit before any sentence is set aside: an answer that states most key points does not lean
 #   towards the misconceptions, it shares their vocabulary (1 wrong answer of the 68 covers that much, and
 #   the swap test names it; 102 of the 136 complete ones do).
-# `python -m evals.grader --fit-rules` chose the three (the largest share of wrong answers named less the
-# share of correct answers accused, then the least change to the rule) and NOTE_MIN_OWN below.
 # - and only in an answer of at least ANSWER_RULE_MIN_SENTENCES sentences that say something: the mean over
 #   one sentence is that sentence's own leaning, judged with a lower bar than the sentence rule's (it was
 #   what accused one-sentence partial answers; 1 of the 68 wrong answers has one sentence).
+# `python -m evals.grader --fit-rules` chose these three (the largest share of wrong answers named less the
+# share of correct answers accused, then the least change to the rule) and NOTE_MIN_OWN below.
 SENTENCE_OVER_CORRECTION = 0.15
 ANSWER_RULE_MAX_COVERAGE = 0.7
 ANSWER_RULE_MIN_SENTENCES = 2
@@ -530,7 +530,7 @@ class Grader:
         n = counts["sentences"]
         if not n or not points:
             return 0.0
-        coverage = float(np.mean([p.credit if p.credit >= SCORE_FLOOR else 0.0 for p in points]))
+        coverage = floored_mean([p.credit for p in points])
         scaled = float(np.clip((coverage - SCORE_LOW) / (SCORE_HIGH - SCORE_LOW), 0.0, 1.0))
         penalty = (OFF_TOPIC_WEIGHT * counts["off_topic"] + WRONG_WEIGHT * counts["mistaken"]) / n
         score = 10.0 * scaled * max(0.0, 1.0 - penalty)
@@ -618,7 +618,12 @@ def coverage(entry, signals: Signals) -> float:
     """The mean key-point credit (under SCORE_FLOOR counting 0) the answer's claims earn before any sentence
     is set aside as a mistake: how much of the entry the answer states."""
     usable = signals.new & np.array([signals.claims[j] for j in signals.owner])
-    credits = [point_credit(point_features(signals, i, usable)) for i in range(len(entry.key_points))]
+    return floored_mean([point_credit(point_features(signals, i, usable)) for i in range(len(entry.key_points))])
+
+
+def floored_mean(credits: list[float]) -> float:
+    """The mean key-point credit, a credit under SCORE_FLOOR counting 0 (the small credit every on-topic
+    answer leaks to every point adds up otherwise); 0 without key points."""
     return float(np.mean([c if c >= SCORE_FLOOR else 0.0 for c in credits])) if credits else 0.0
 
 
