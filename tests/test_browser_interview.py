@@ -83,6 +83,13 @@ def _recoverable_point(entry) -> str:
     pytest.skip(f"the grader credits no missing point of {entry.id} stated alone in a follow-up")
 
 
+def _plain_words(markdown_line: str) -> list[str]:
+    """The first words of a markdown line as the browser shows them: inline code, emphasis and maths are
+    rendered, so their markers never reach innerText (12 of 332 answers open with such markup)."""
+    prose = re.sub(r"\$[^$]*\$", " ", markdown_line)
+    return re.findall(r"[A-Za-z]{4,}", prose)[:8]
+
+
 def test_hints_timer_follow_ups_reveal_and_progress_in_the_browser(browser, served_app):
     """One timed session: two hints (each costs a point), a partial answer with its time taken, two
     follow-up turns, then "I don't know" reveals the model answer; the scorecard lists time and hints,
@@ -125,7 +132,8 @@ def test_hints_timer_follow_ups_reveal_and_progress_in_the_browser(browser, serv
     revealed = bank[page.locator("#iv-question h3").inner_text().strip()]
     page.locator("#iv-reveal").click()
     wait_for_text(page, "#iv-feedback", "Revealed", 60)
-    assert revealed.answer.split("\n")[0][:40] in page.locator("#iv-feedback").inner_text()
+    shown = page.locator("#iv-feedback").inner_text()
+    assert all(word in shown for word in _plain_words(revealed.answer.split("\n")[0])), shown
     page.locator("#iv-next").click()
     wait_for_text(page, "#iv-scorecard", "Scorecard", 60)
     card = page.locator("#iv-scorecard").inner_text()
