@@ -14,10 +14,10 @@ prints them for coach/grader.py. The fresh blind set
 (sets/grading_fresh.jsonl: 168 answers to 24 other questions by two later authors) was never fitted on:
 it was the figure to trust, since the held-out half had been read after many changes. Since 2026-12-03 a
 second fresh set (sets/grading_fresh2.jsonl: 168 answers to 24 further questions by two more authors) was
-the one never fitted on; since the third pass (same day) a third fresh set, kept outside the project until
-it is read, is, and all four sets here are tuning data: `--fit-rules` chooses the note threshold and the
-accusation rules' constants on all 644 answers, and prints the figures per set out-of-fold (5 folds by
-question, and each set left out) beside those of the constants in coach/grader.py.
+the one never fitted on; since 22:20 a third (sets/grading_fresh3.jsonl, the same way, 24 more questions)
+is (NEVER_FITTED), and the others are tuning data: `--fit-rules` chooses the note threshold and the two
+accusation rules' constants on all their answers (644), and prints the figures per set out-of-fold (5
+folds by question) beside those of the constants in coach/grader.py.
 
 Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
 sets/grading_holdout.jsonl, written blind by another author for other bank questions, which says how
@@ -42,10 +42,19 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GRADING, GRADING_HOLDOUT, grading_blind, grading_fresh, grading_fresh2, load_jsonl
+from evals.datasets import (
+    GRADING,
+    GRADING_HOLDOUT,
+    grading_blind,
+    grading_fresh,
+    grading_fresh2,
+    grading_fresh3,
+    load_jsonl,
+)
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
+NEVER_FITTED = "fresh3"  # the blind set no constant is chosen on (`--fit-rules` leaves it out)
 
 
 def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
@@ -176,26 +185,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def blind_sets() -> dict[str, list[dict]]:
-    """The blind set's two halves and the two fresh blind sets, by name (fresh2 is the one never fitted on)."""
+    """The blind set's two halves and the three fresh blind sets, by name (fresh3 is the one never fitted on)."""
     return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh(),
-            "fresh2": grading_fresh2()}
+            "fresh2": grading_fresh2(), "fresh3": grading_fresh3()}
+
+
+def fitting_sets() -> dict[str, list[dict]]:
+    """The blind sets constants may be chosen on: all but NEVER_FITTED."""
+    return {name: rows for name, rows in blind_sets().items() if name != NEVER_FITTED}
 
 
 def fit_rules(grader) -> int:
-    """The note and accusation constants fitted on all four blind sets, and per set the figures in-sample
-    (coach/grader.py's constants) and out-of-fold: 5 folds by question, and leaving each set out (each fold
-    graded with constants fitted without it)."""
+    """The note and accusation constants fitted on the blind sets but the one never fitted on, and per set
+    the figures in-sample (coach/grader.py's constants) and out-of-fold: 5 folds by question, and leaving
+    each set out (each fold graded with constants fitted without it)."""
     from evals.grader_fit import crossvalidate_rules
     from evals.grader_fit import fit_rules as fit
 
-    rows = [{**row, "set": name} for name, rows in blind_sets().items() for row in rows]
+    rows = [{**row, "set": name} for name, rows in fitting_sets().items() for row in rows]
     print("fitted on all", len(rows), "answers:", fit(grader, rows))
     folds = {"5 folds by question": crossvalidate_rules(grader, rows),
              "leaving the set out": crossvalidate_rules(grader, rows, by_set=True)}
     for label, graded in folds.items():
         for fitted in sorted({str(r["fitted"]) for r in graded}):
             print(f"{label}: fitted {fitted}")
-    for name in blind_sets():
+    for name in fitting_sets():
         report_blind(f"{name} (in-sample)", evaluate_blind(grader, [r for r in rows if r["set"] == name]), False)
         for label, graded in folds.items():
             report_blind(f"{name} ({label})", summarise_blind([r for r in graded if r["set"] == name]), False)

@@ -242,3 +242,20 @@ def test_a_question_label_never_changes_its_own_out_of_fold_ranking(monkeypatch)
     after = rerank.out_of_fold(groups, items)
     assert [after[n] for n in fold] == [before[n] for n in fold]
     assert any(after[n] != before[n] for n in range(len(items)) if n not in fold)
+
+
+def test_bench_times_ours_and_the_baseline_paired_in_alternating_order():
+    """Each query is timed on both back to back, which goes first alternating, the cache cleared before
+    every call: a load that comes and goes meets both (evals.bench.time_pairs)."""
+    from evals.bench import time_pairs
+
+    calls = []
+    queries = [{"query": "a"}, {"query": "b"}]
+    timed = time_pairs(lambda q: calls.append(("ours", q)), lambda q: calls.append(("baseline", q)), queries,
+                       lambda: calls.append(("clear", None)), passes=2)
+    searches = [call for call in calls if call[0] != "clear"]
+    assert searches == [("ours", "a"), ("baseline", "a"), ("baseline", "b"), ("ours", "b"),
+                        ("baseline", "a"), ("ours", "a"), ("ours", "b"), ("baseline", "b")]
+    assert [c[0] for c in calls[::2]] == ["clear"] * 8  # a clear before every search
+    assert timed["ours"]["timed"] == timed["baseline"]["timed"] == 4
+    assert timed["ours"]["p50"] >= 0 and timed["ours"]["p95"] >= timed["ours"]["p50"]
