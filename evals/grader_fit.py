@@ -135,32 +135,34 @@ NOTE_CANDIDATES = (1.01, 0.1, 0.2, 0.3)        # NOTE_MIN_OWN; 1.01 = no fragmen
 OVER_CANDIDATES = (0.0, 0.05, 0.1, 0.15, 0.2)  # SENTENCE_OVER_CORRECTION
 COVERAGE_CANDIDATES = (1.01, 0.8, 0.7, 0.6, 0.5, 0.4)  # ANSWER_RULE_MAX_COVERAGE; 1.01 = the rule always applies
 SENTENCES_CANDIDATES = (1, 2, 3)               # ANSWER_RULE_MIN_SENTENCES
-# third pass (2026-12-03, all four sets): where the misconception rules read, their two margins, reversals
-LEANING_CANDIDATES = (False, True)             # LEANING_BY_CLAUSE
+# third pass (2026-12-03, all four sets): the two margins and reversals; fourth pass (2026-12-04, all five
+# sets): the clauses read apart, with their own margin and least length
 SENTENCE_MARGIN_CANDIDATES = (0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.4)
 ANSWER_MARGIN_CANDIDATES = (-0.1, -0.08, -0.06, -0.04, -0.02)
+CLAUSE_CANDIDATES = tuple(product((float("inf"), 0.25, 0.3, 0.35), (2, 4, 6)))  # CLAUSE_MARGIN, CLAUSE_MIN_WORDS
 REVERSAL_CANDIDATES = (float("inf"), 0.6, 0.5, 0.4, 0.3)  # REVERSAL_RECALL; inf = no reversal is read
 # Where the search starts, whatever coach/grader.py holds (so that a rerun chooses the same): the gates open,
-# the margins as before this pass, no reversal read.
+# the sentence margins as before the third pass, no clause and no reversal read.
 LOOSE = {"SENTENCE_MARGIN": 0.08, "SENTENCE_OVER_CORRECTION": 0.0, "ANSWER_RULE_MAX_COVERAGE": 1.01,
-         "ANSWER_RULE_MIN_SENTENCES": 1, "ANSWER_MARGIN": -0.08, "REVERSAL_RECALL": float("inf")}
-# Each accusation constant in the order chosen, with the value that changes the rule least on a tie (the
-# margins: nearest the values before this pass, 0.08 and -0.08, so that a rerun chooses the same).
-ACCUSATION_STEPS = (("SENTENCE_MARGIN", SENTENCE_MARGIN_CANDIDATES, lambda v: -abs(v - 0.08)),
-                    ("SENTENCE_OVER_CORRECTION", OVER_CANDIDATES, lambda v: -v),
-                    ("ANSWER_RULE_MAX_COVERAGE", COVERAGE_CANDIDATES, lambda v: v),
-                    ("ANSWER_RULE_MIN_SENTENCES", SENTENCES_CANDIDATES, lambda v: -v),
-                    ("ANSWER_MARGIN", ANSWER_MARGIN_CANDIDATES, lambda v: -abs(v + 0.08)),
-                    ("REVERSAL_RECALL", REVERSAL_CANDIDATES, lambda v: v))
+         "ANSWER_RULE_MIN_SENTENCES": 1, "ANSWER_MARGIN": -0.08, "CLAUSE_MARGIN": float("inf"),
+         "CLAUSE_MIN_WORDS": 2, "REVERSAL_RECALL": float("inf")}
+# Each accusation constant (or pair) in the order chosen, with the value that changes the rule least on a tie
+# (the margins: nearest the values before the third pass, 0.08 and -0.08, so that a rerun chooses the same).
+ACCUSATION_STEPS = ((("SENTENCE_MARGIN",), SENTENCE_MARGIN_CANDIDATES, lambda v: -abs(v - 0.08)),
+                    (("SENTENCE_OVER_CORRECTION",), OVER_CANDIDATES, lambda v: -v),
+                    (("ANSWER_RULE_MAX_COVERAGE",), COVERAGE_CANDIDATES, lambda v: v),
+                    (("ANSWER_RULE_MIN_SENTENCES",), SENTENCES_CANDIDATES, lambda v: -v),
+                    (("ANSWER_MARGIN",), ANSWER_MARGIN_CANDIDATES, lambda v: -abs(v + 0.08)),
+                    (("CLAUSE_MARGIN", "CLAUSE_MIN_WORDS"), CLAUSE_CANDIDATES, lambda v: v),
+                    (("REVERSAL_RECALL",), REVERSAL_CANDIDATES, lambda v: v))
 
 
 def fit_rules(grader, rows: list[dict]) -> dict:
-    """NOTE_MIN_OWN, LEANING_BY_CLAUSE and the accusation constants (ACCUSATION_STEPS) on `rows` (the credit
-    model and the mapping stay): the note threshold with the largest Spearman against the human scores; then,
-    for each way of reading the misconceptions (by sentence, by clause), each accusation constant in turn,
-    the value with the most wrong answers named less correct answers accused (counted in answers: one wrong
-    answer named is worth one correct answer not accused), ties to the value that changes the rule least;
-    and the way of reading with the larger count."""
+    """NOTE_MIN_OWN and the accusation constants (ACCUSATION_STEPS) on `rows` (the credit model and the
+    mapping stay): the note threshold with the largest Spearman against the human scores; then each
+    accusation constant in turn, the value with the most wrong answers named less correct answers accused
+    (counted in answers: one wrong answer named is worth one correct answer not accused), ties to the larger
+    Spearman, then to the value that changes the rule least."""
     from scipy.stats import spearmanr
 
     cached = _cached_signals(grader, rows)
@@ -176,15 +178,18 @@ def fit_rules(grader, rows: list[dict]) -> dict:
         return float(spearmanr(scores, [r["score"] for r in rows]).statistic), named_wrong - accused
 
     note = max(NOTE_CANDIDATES, key=lambda v: (run(NOTE_MIN_OWN=v)[0], -v))
-    fitted = []
-    for by_clause in LEANING_CANDIDATES:
-        chosen = {"NOTE_MIN_OWN": note, "LEANING_BY_CLAUSE": by_clause, **LOOSE}
-        for name, candidates, least_change in ACCUSATION_STEPS:
-            others = {k: v for k, v in chosen.items() if k != name}
-            chosen[name] = max(candidates, key=lambda v: (run(**others, **{name: v})[1], least_change(v)))
-        fitted.append((run(**chosen)[1], not by_clause, chosen))
+    chosen = {"NOTE_MIN_OWN": note, **LOOSE}
+    for names, candidates, least_change in ACCUSATION_STEPS:
+        others = {k: v for k, v in chosen.items() if k not in names}
+
+        def key(value, names=names, others=others, least_change=least_change):
+            values = value if isinstance(value, tuple) else (value,)
+            spearman, count = run(**others, **dict(zip(names, values, strict=True)))
+            return count, round(spearman, 4), least_change(value)
+        best = max(candidates, key=key)
+        chosen.update(zip(names, best if isinstance(best, tuple) else (best,), strict=True))
     _reclaim(grader, cached)  # the claims as the module's constants read them
-    return max(fitted, key=lambda f: f[:2])[2]
+    return chosen
 
 
 def _cached_signals(grader, rows) -> dict:
