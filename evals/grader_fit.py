@@ -11,10 +11,10 @@ Three steps, each on the tuning half only, in the order the grader uses them:
 It prints the constants to paste into coach/grader.py; nothing is written.
 
 `fit_rules` (`python -m evals.grader --fit-rules`, 2026-12-03) chooses the note threshold and the
-accusation rules' constants on all four blind sets (both halves and the two fresh sets: a third fresh set,
-written apart, is the held-out one now): whether the misconceptions are read by sentence or by clause, the
-two margins, the gates, and the recall from which a reversed statement is named; `crossvalidate_rules`
-grades each of 5 folds of questions, or each set, with what was chosen without it.
+accusation rules' constants on the blind sets it is given (the CLI: all but the one never fitted on): the
+sentence and answer margins, the gates, the clause rule's margin and least length (fourth pass: clauses are
+read apart from their sentences), and the recall from which a reversed statement is named;
+`crossvalidate_rules` grades each of 5 folds of questions, or each set, with what was chosen without it.
 """
 from __future__ import annotations
 
