@@ -3,8 +3,8 @@
     python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
     python -m evals.grader --blind [--json] [--show]    # blind sets: tuning and held-out halves, fresh sets
     python -m evals.grader --fit                        # refit the grader's constants on the tuning half
-    python -m evals.grader --fit-rules                  # notes and accusation rules: all three blind sets,
-                                                        # with their 5-fold cross-validation by question
+    python -m evals.grader --fit-rules                  # notes and accusation rules: all four blind sets,
+                                                        # cross-validated by question and by set
 
 The blind set (sets/grading_blind.jsonl: 308 answers to 44 questions, complete x2, partial x2, wrong,
 restating, off-topic per question, each with a human score 0-10, the key points it covers and the
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blind", action="store_true", help="the blind set, tuning and held-out halves apart")
     p.add_argument("--fit", action="store_true", help="refit the grader's constants on the blind tuning half")
     p.add_argument("--fit-rules", action="store_true",
-                   help="choose the note and accusation constants on all three blind sets, cross-validated")
+                   help="choose the note and accusation constants on all four blind sets, cross-validated")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--show", action="store_true", help="list every row with its score")
     args = p.parse_args(argv)
@@ -197,18 +197,22 @@ def fitting_sets() -> dict[str, list[dict]]:
 
 def fit_rules(grader) -> int:
     """The note and accusation constants fitted on the blind sets but the one never fitted on, and per set
-    the figures in-sample (coach/grader.py's constants) and out-of-fold (each fold graded with constants
-    fitted without it)."""
+    the figures in-sample (coach/grader.py's constants) and out-of-fold: 5 folds by question, and leaving
+    each set out (each fold graded with constants fitted without it)."""
     from evals.grader_fit import crossvalidate_rules
     from evals.grader_fit import fit_rules as fit
 
     rows = [{**row, "set": name} for name, rows in fitting_sets().items() for row in rows]
     print("fitted on all", len(rows), "answers:", fit(grader, rows))
-    out_of_fold = crossvalidate_rules(grader, rows)
+    folds = {"5 folds by question": crossvalidate_rules(grader, rows),
+             "leaving the set out": crossvalidate_rules(grader, rows, by_set=True)}
+    for label, graded in folds.items():
+        for fitted in sorted({str(r["fitted"]) for r in graded}):
+            print(f"{label}: fitted {fitted}")
     for name in fitting_sets():
-        for label, graded in (("in-sample", None), ("out-of-fold", [r for r in out_of_fold if r["set"] == name])):
-            result = summarise_blind(graded) if graded else evaluate_blind(grader, [r for r in rows if r["set"] == name])
-            report_blind(f"{name} ({label})", result, False)
+        report_blind(f"{name} (in-sample)", evaluate_blind(grader, [r for r in rows if r["set"] == name]), False)
+        for label, graded in folds.items():
+            report_blind(f"{name} ({label})", summarise_blind([r for r in graded if r["set"] == name]), False)
     return 0
 
 

@@ -10,10 +10,11 @@ Three steps, each on the tuning half only, in the order the grader uses them:
    to the human scores.
 It prints the constants to paste into coach/grader.py; nothing is written.
 
-`fit_rules` (`python -m evals.grader --fit-rules`, 2026-12-03) chooses the note threshold and the two
-accusation rules' constants on all three blind sets (both halves and the fresh set: a second fresh set is
-the held-out one now), and `crossvalidate_rules` grades each of 5 folds of questions with what was chosen
-without it.
+`fit_rules` (`python -m evals.grader --fit-rules`, 2026-12-03) chooses the note threshold and the
+accusation rules' constants on the blind sets it is given (the CLI: all but the one never fitted on): the
+sentence and answer margins, the gates, the clause rule's margin and least length (fourth pass: clauses are
+read apart from their sentences), and the recall from which a reversed statement is named;
+`crossvalidate_rules` grades each of 5 folds of questions, or each set, with what was chosen without it.
 """
 from __future__ import annotations
 
@@ -129,26 +130,44 @@ def _ordered(rows, scores) -> float:
                           for k in by_question.values() if {"complete", "partial", "wrong"} <= set(k)]))
 
 
-# --- the rules that accuse and the notes' threshold, on all three blind sets (2026-12-03) ----------------
+# --- the rules that accuse and the notes' threshold, on all the blind sets (2026-12-03) ------------------
 NOTE_CANDIDATES = (1.01, 0.1, 0.2, 0.3)        # NOTE_MIN_OWN; 1.01 = no fragment is read as a note
 OVER_CANDIDATES = (0.0, 0.05, 0.1, 0.15, 0.2)  # SENTENCE_OVER_CORRECTION
 COVERAGE_CANDIDATES = (1.01, 0.8, 0.7, 0.6, 0.5, 0.4)  # ANSWER_RULE_MAX_COVERAGE; 1.01 = the rule always applies
 SENTENCES_CANDIDATES = (1, 2, 3)               # ANSWER_RULE_MIN_SENTENCES
+# third pass (2026-12-03, all four sets): the two margins and reversals; fourth pass (2026-12-04, all five
+# sets): the clauses read apart, with their own margin and least length
+SENTENCE_MARGIN_CANDIDATES = (0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.4)
+ANSWER_MARGIN_CANDIDATES = (-0.1, -0.08, -0.06, -0.04, -0.02)
+CLAUSE_CANDIDATES = tuple(product((float("inf"), 0.25, 0.3, 0.35), (2, 4, 6)))  # CLAUSE_MARGIN, CLAUSE_MIN_WORDS
+REVERSAL_CANDIDATES = (float("inf"), 0.6, 0.5, 0.4, 0.3)  # REVERSAL_RECALL; inf = no reversal is read
+# Where the search starts, whatever coach/grader.py holds (so that a rerun chooses the same): the gates open,
+# the sentence margins as before the third pass, no clause and no reversal read.
+LOOSE = {"SENTENCE_MARGIN": 0.08, "SENTENCE_OVER_CORRECTION": 0.0, "ANSWER_RULE_MAX_COVERAGE": 1.01,
+         "ANSWER_RULE_MIN_SENTENCES": 1, "ANSWER_MARGIN": -0.08, "CLAUSE_MARGIN": float("inf"),
+         "CLAUSE_MIN_WORDS": 2, "REVERSAL_RECALL": float("inf")}
+# Each accusation constant (or pair) in the order chosen, with the value that changes the rule least on a tie
+# (the margins: nearest the values before the third pass, 0.08 and -0.08, so that a rerun chooses the same).
+ACCUSATION_STEPS = ((("SENTENCE_MARGIN",), SENTENCE_MARGIN_CANDIDATES, lambda v: -abs(v - 0.08)),
+                    (("SENTENCE_OVER_CORRECTION",), OVER_CANDIDATES, lambda v: -v),
+                    (("ANSWER_RULE_MAX_COVERAGE",), COVERAGE_CANDIDATES, lambda v: v),
+                    (("ANSWER_RULE_MIN_SENTENCES",), SENTENCES_CANDIDATES, lambda v: -v),
+                    (("ANSWER_MARGIN",), ANSWER_MARGIN_CANDIDATES, lambda v: -abs(v + 0.08)),
+                    (("CLAUSE_MARGIN", "CLAUSE_MIN_WORDS"), CLAUSE_CANDIDATES, lambda v: v),
+                    (("REVERSAL_RECALL",), REVERSAL_CANDIDATES, lambda v: v))
 
 
 def fit_rules(grader, rows: list[dict]) -> dict:
-    """NOTE_MIN_OWN, SENTENCE_OVER_CORRECTION, ANSWER_RULE_MAX_COVERAGE and ANSWER_RULE_MIN_SENTENCES on
-    `rows` (the credit model and the mapping stay): the note threshold with the largest Spearman against
-    the human scores; then each accusation constant in turn, the value with the largest share of wrong
-    answers named less the share of correct answers accused, ties to the one that changes the rule least
-    (the smallest margin, the largest gate, the fewest sentences)."""
+    """NOTE_MIN_OWN and the accusation constants (ACCUSATION_STEPS) on `rows` (the credit model and the
+    mapping stay): the note threshold with the largest Spearman against the human scores; then each
+    accusation constant in turn, the value with the most wrong answers named less correct answers accused
+    (counted in answers: one wrong answer named is worth one correct answer not accused), ties to the larger
+    Spearman, then to the value that changes the rule least."""
     from scipy.stats import spearmanr
 
     cached = _cached_signals(grader, rows)
-    wrong = sum(r["kind"] == "wrong" for r in rows)
-    correct = sum(r["kind"] in ("complete", "partial") for r in rows)
 
-    def run(**values) -> tuple[float, float]:
+    def run(**values) -> tuple[float, int]:
         with constants(**values):
             _reclaim(grader, cached)
             graded = [grader.assess(grader.bank[r["qid"]], r["answer"]) for r in rows]
@@ -156,21 +175,19 @@ def fit_rules(grader, rows: list[dict]) -> dict:
         named = [bool(m) for _, _, m in graded]
         named_wrong = sum(n for n, r in zip(named, rows, strict=True) if r["kind"] == "wrong")
         accused = sum(n for n, r in zip(named, rows, strict=True) if r["kind"] in ("complete", "partial"))
-        return float(spearmanr(scores, [r["score"] for r in rows]).statistic), named_wrong / wrong - accused / correct
-
-    def best(name: str, candidates, order, **fixed):
-        return max(candidates, key=lambda v: (round(run(**fixed, **{name: v})[1], 9), order(v)))
+        return float(spearmanr(scores, [r["score"] for r in rows]).statistic), named_wrong - accused
 
     note = max(NOTE_CANDIDATES, key=lambda v: (run(NOTE_MIN_OWN=v)[0], -v))
-    loose = {"NOTE_MIN_OWN": note, "SENTENCE_OVER_CORRECTION": 0.0, "ANSWER_RULE_MAX_COVERAGE": 1.01,
-             "ANSWER_RULE_MIN_SENTENCES": 1}
-    chosen = dict(loose)
-    chosen["SENTENCE_OVER_CORRECTION"] = best("SENTENCE_OVER_CORRECTION", OVER_CANDIDATES, lambda v: -v,
-                                              **{k: v for k, v in chosen.items() if k != "SENTENCE_OVER_CORRECTION"})
-    chosen["ANSWER_RULE_MAX_COVERAGE"] = best("ANSWER_RULE_MAX_COVERAGE", COVERAGE_CANDIDATES, lambda v: v,
-                                              **{k: v for k, v in chosen.items() if k != "ANSWER_RULE_MAX_COVERAGE"})
-    chosen["ANSWER_RULE_MIN_SENTENCES"] = best("ANSWER_RULE_MIN_SENTENCES", SENTENCES_CANDIDATES, lambda v: -v,
-                                               **{k: v for k, v in chosen.items() if k != "ANSWER_RULE_MIN_SENTENCES"})
+    chosen = {"NOTE_MIN_OWN": note, **LOOSE}
+    for names, candidates, least_change in ACCUSATION_STEPS:
+        others = {k: v for k, v in chosen.items() if k not in names}
+
+        def key(value, names=names, others=others, least_change=least_change):
+            values = value if isinstance(value, tuple) else (value,)
+            spearman, count = run(**others, **dict(zip(names, values, strict=True)))
+            return count, round(spearman, 4), least_change(value)
+        best = max(candidates, key=key)
+        chosen.update(zip(names, best if isinstance(best, tuple) else (best,), strict=True))
     _reclaim(grader, cached)  # the claims as the module's constants read them
     return chosen
 
@@ -193,15 +210,19 @@ def _reclaim(grader, cached: dict) -> None:
             signals.claims = [grading.is_claim(s) or grading.is_note(s, known) for s in signals.sentences]
 
 
-def crossvalidate_rules(grader, rows: list[dict], folds: int = 5) -> list[dict]:
-    """Out-of-fold grades: questions split into `folds` folds (by the SHA-256 of their id), fit_rules on the
-    others, each fold graded with what was fitted without it. Returns the rows with `grader` and `named`."""
+def crossvalidate_rules(grader, rows: list[dict], folds: int = 5, by_set: bool = False) -> list[dict]:
+    """Out-of-fold grades: questions split into `folds` folds (by the SHA-256 of their id), or with `by_set`
+    one fold per set (row["set"]); fit_rules on the others, each fold graded with what was fitted without it.
+    Returns the rows with `grader`, `named` and the constants `fitted` for their fold."""
     import hashlib
 
-    qids = sorted({r["qid"] for r in rows}, key=lambda q: hashlib.sha256(q.encode()).hexdigest())
-    fold_of = {qid: n % folds for n, qid in enumerate(qids)}
+    if by_set:
+        fold_of = {r["qid"]: r["set"] for r in rows}
+    else:
+        qids = sorted({r["qid"] for r in rows}, key=lambda q: hashlib.sha256(q.encode()).hexdigest())
+        fold_of = {qid: n % folds for n, qid in enumerate(qids)}
     out = []
-    for fold in range(folds):
+    for fold in sorted(set(fold_of.values()), key=str):
         chosen = fit_rules(grader, [r for r in rows if fold_of[r["qid"]] != fold])
         with constants(**chosen):
             _reclaim(grader, _cached_signals(grader, rows))
