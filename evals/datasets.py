@@ -30,7 +30,8 @@ GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind,
 GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, human-scored, written blind
 GRADING_FRESH = SETS / "grading_fresh.jsonl"     # 168 more to 24 other questions, two later blind authors
 GRADING_FRESH2 = SETS / "grading_fresh2.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 22:20)
-GRADING_FRESH3 = SETS / "grading_fresh3.jsonl"   # 168 more to 24 further questions, never fitted on
+GRADING_FRESH3 = SETS / "grading_fresh3.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 23:30)
+GRADING_FRESH4 = SETS / "grading_fresh4.jsonl"   # 168 more to 24 further questions, never fitted on
 
 
 
@@ -118,8 +119,17 @@ def grading_fresh3(path: Path = GRADING_FRESH3) -> list[dict]:
     """The third fresh blind set (each row's `half` is "fresh3"): written on 2026-12-03 like the second (two
     new authors who saw only each question and its numbered key points) for 24 questions drawn with seed
     20261204 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, while fresh2
-    became tuning data. Never fitted on: the figure to trust."""
+    became tuning data. Read once with main and once with the third pass; the fourth pass was fitted on it
+    (with the four sets before it), so it is tuning data now: fresh4 is the set never fitted on."""
     return [{**row, "half": "fresh3"} for row in load_jsonl(path)]
+
+
+def grading_fresh4(path: Path = GRADING_FRESH4) -> list[dict]:
+    """The fourth fresh blind set (each row's `half` is "fresh4"): written on 2026-12-03 like the third (two
+    new authors who saw only each question and its numbered key points) for 24 questions drawn with seed
+    20261205 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, before the
+    fourth grader pass was chosen. Never fitted on: the figure to trust."""
+    return [{**row, "half": "fresh4"} for row in load_jsonl(path)]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank

@@ -3,7 +3,7 @@
     python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
     python -m evals.grader --blind [--json] [--show]    # blind sets: tuning and held-out halves, fresh sets
     python -m evals.grader --fit                        # refit the grader's constants on the tuning half
-    python -m evals.grader --fit-rules                  # notes and accusation rules: all four blind sets,
+    python -m evals.grader --fit-rules                  # notes and accusation rules: all five blind sets,
                                                         # cross-validated by question and by set
 
 The blind set (sets/grading_blind.jsonl: 308 answers to 44 questions, complete x2, partial x2, wrong,
@@ -14,10 +14,11 @@ prints them for coach/grader.py. The fresh blind set
 (sets/grading_fresh.jsonl: 168 answers to 24 other questions by two later authors) was never fitted on:
 it was the figure to trust, since the held-out half had been read after many changes. Since 2026-12-03 a
 second fresh set (sets/grading_fresh2.jsonl: 168 answers to 24 further questions by two more authors) was
-the one never fitted on; since 22:20 a third (sets/grading_fresh3.jsonl, the same way, 24 more questions)
-is (NEVER_FITTED), and the others are tuning data: `--fit-rules` chooses the note threshold and the two
-accusation rules' constants on all their answers (644), and prints the figures per set out-of-fold (5
-folds by question) beside those of the constants in coach/grader.py.
+the one never fitted on; from 22:20 a third (sets/grading_fresh3.jsonl, the same way, 24 more questions),
+and since the fourth grader pass (2026-12-04) a fourth, sets/grading_fresh4.jsonl, is (NEVER_FITTED). The
+others are tuning data: `--fit-rules` chooses the note threshold, the clause rule and the accusation rules'
+constants on all their answers (812), and prints the figures per set out-of-fold (5 folds by question, and
+each set left out) beside those of the constants in coach/grader.py.
 
 Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
 sets/grading_holdout.jsonl, written blind by another author for other bank questions, which says how
@@ -49,12 +50,13 @@ from evals.datasets import (
     grading_fresh,
     grading_fresh2,
     grading_fresh3,
+    grading_fresh4,
     load_jsonl,
 )
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
-NEVER_FITTED = "fresh3"  # the blind set no constant is chosen on (`--fit-rules` leaves it out)
+NEVER_FITTED = "fresh4"  # the blind set no constant is chosen on (`--fit-rules` leaves it out)
 
 
 def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blind", action="store_true", help="the blind set, tuning and held-out halves apart")
     p.add_argument("--fit", action="store_true", help="refit the grader's constants on the blind tuning half")
     p.add_argument("--fit-rules", action="store_true",
-                   help="choose the note and accusation constants on all four blind sets, cross-validated")
+                   help="choose the note and accusation constants on all five fitting blind sets, cross-validated")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--show", action="store_true", help="list every row with its score")
     args = p.parse_args(argv)
@@ -185,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def blind_sets() -> dict[str, list[dict]]:
-    """The blind set's two halves and the three fresh blind sets, by name (fresh3 is the one never fitted on)."""
+    """The blind set's two halves and the four fresh blind sets, by name (fresh4 is the one never fitted on)."""
     return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh(),
-            "fresh2": grading_fresh2(), "fresh3": grading_fresh3()}
+            "fresh2": grading_fresh2(), "fresh3": grading_fresh3(), "fresh4": grading_fresh4()}
 
 
 def fitting_sets() -> dict[str, list[dict]]:
