@@ -31,7 +31,8 @@ GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, 
 GRADING_FRESH = SETS / "grading_fresh.jsonl"     # 168 more to 24 other questions, two later blind authors
 GRADING_FRESH2 = SETS / "grading_fresh2.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 22:20)
 GRADING_FRESH3 = SETS / "grading_fresh3.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 23:30)
-GRADING_FRESH4 = SETS / "grading_fresh4.jsonl"   # 168 more to 24 further questions, never fitted on
+GRADING_FRESH4 = SETS / "grading_fresh4.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-04 04:40)
+GRADING_FRESH5 = SETS / "grading_fresh5.jsonl"   # 168 more to 24 further questions, never fitted on
 
 
 
@@ -128,8 +129,17 @@ def grading_fresh4(path: Path = GRADING_FRESH4) -> list[dict]:
     """The fourth fresh blind set (each row's `half` is "fresh4"): written on 2026-12-03 like the third (two
     new authors who saw only each question and its numbered key points) for 24 questions drawn with seed
     20261205 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, before the
-    fourth grader pass was chosen. Never fitted on: the figure to trust."""
+    fourth grader pass was chosen. Read once with main and once with the fourth pass (adopted on it); the
+    fifth pass was fitted on it, so it is tuning data now: fresh5 is the set never fitted on."""
     return [{**row, "half": "fresh4"} for row in load_jsonl(path)]
+
+
+def grading_fresh5(path: Path = GRADING_FRESH5) -> list[dict]:
+    """The fifth fresh blind set (each row's `half` is "fresh5"): written on 2026-12-04 like the fourth (two
+    new authors who saw only each question and its numbered key points) for 24 questions drawn with seed
+    20261206 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, while the fifth
+    grader pass (not adopted) was being fitted on the six sets before it. Never fitted on: the figure to trust."""
+    return [{**row, "half": "fresh5"} for row in load_jsonl(path)]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank

@@ -3,7 +3,7 @@
     python -m evals.grader [--set FILE ...] [--limit N] [--json] [--show]
     python -m evals.grader --blind [--json] [--show]    # blind sets: tuning and held-out halves, fresh sets
     python -m evals.grader --fit                        # refit the grader's constants on the tuning half
-    python -m evals.grader --fit-rules                  # notes and accusation rules: all five blind sets,
+    python -m evals.grader --fit-rules                  # notes and accusation rules: all six blind sets,
                                                         # cross-validated by question and by set
 
 The blind set (sets/grading_blind.jsonl: 308 answers to 44 questions, complete x2, partial x2, wrong,
@@ -15,9 +15,9 @@ prints them for coach/grader.py. The fresh blind set
 it was the figure to trust, since the held-out half had been read after many changes. Since 2026-12-03 a
 second fresh set (sets/grading_fresh2.jsonl: 168 answers to 24 further questions by two more authors) was
 the one never fitted on; from 22:20 a third (sets/grading_fresh3.jsonl, the same way, 24 more questions),
-and since the fourth grader pass (2026-12-04) a fourth, sets/grading_fresh4.jsonl, is (NEVER_FITTED). The
-others are tuning data: `--fit-rules` chooses the note threshold, the clause rule and the accusation rules'
-constants on all their answers (812), and prints the figures per set out-of-fold (5 folds by question, and
+from the fourth grader pass (2026-12-04) a fourth, sets/grading_fresh4.jsonl, and since 04:40 that day a
+fifth, sets/grading_fresh5.jsonl, is (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
+note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
 each set left out) beside those of the constants in coach/grader.py.
 
 Two sets, by default both: sets/grading.jsonl, on which the grader's parameters were chosen, and
@@ -51,12 +51,13 @@ from evals.datasets import (
     grading_fresh2,
     grading_fresh3,
     grading_fresh4,
+    grading_fresh5,
     load_jsonl,
 )
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
-NEVER_FITTED = "fresh4"  # the blind set no constant is chosen on (`--fit-rules` leaves it out)
+NEVER_FITTED = "fresh5"  # the blind set no constant is chosen on (`--fit-rules` leaves it out)
 
 
 def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blind", action="store_true", help="the blind set, tuning and held-out halves apart")
     p.add_argument("--fit", action="store_true", help="refit the grader's constants on the blind tuning half")
     p.add_argument("--fit-rules", action="store_true",
-                   help="choose the note and accusation constants on all five fitting blind sets, cross-validated")
+                   help="choose the note and accusation constants on all six fitting blind sets, cross-validated")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--show", action="store_true", help="list every row with its score")
     args = p.parse_args(argv)
@@ -187,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def blind_sets() -> dict[str, list[dict]]:
-    """The blind set's two halves and the four fresh blind sets, by name (fresh4 is the one never fitted on)."""
+    """The blind set's two halves and the five fresh blind sets, by name (fresh5 is the one never fitted on)."""
     return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh(),
-            "fresh2": grading_fresh2(), "fresh3": grading_fresh3(), "fresh4": grading_fresh4()}
+            "fresh2": grading_fresh2(), "fresh3": grading_fresh3(), "fresh4": grading_fresh4(),
+            "fresh5": grading_fresh5()}
 
 
 def fitting_sets() -> dict[str, list[dict]]:

@@ -413,7 +413,7 @@ def test_blind_held_out_half(grader):
 
 # Floors a little under each fresh blind set's figures (evals/README.md), so a change that makes answers by
 # authors the grader never saw worse fails here. They are not issue 17's targets (ordering >= 90%, named >=
-# 80%, accused <= 5%, partial 2-6), which none of the four meets.
+# 80%, accused <= 5%, partial 2-6), which none of the five meets.
 FRESH_FLOORS = {
     # tuning data since 2026-12-03; Spearman 0.893, complete 7.57, named 50%, accused 6.25% since notes count
     # as claims and the accusation constants were chosen on all three first sets (were 0.834, 6.75, 54.2%, 14.6%)
@@ -428,10 +428,14 @@ FRESH_FLOORS = {
     # accused 12.5%. Tuning data since 23:30 (fourth pass fitted on it, in-sample): Spearman 0.875, ordering
     # 66.7%, complete 7.84, named 66.7%, accused 13.5%: Spearman, ordering and named floors raised
     "fresh3": {"spearman": 0.85, "ordering": 0.62, "complete": 7.5, "named": 0.62, "accused": 0.15},
-    # never fitted on (NEVER_FITTED); read once with main and once with the fourth pass (adopted: better on
+    # read once with main and once with the fourth pass (adopted: better on
     # all 5): Spearman 0.841 -> 0.849, ordering 62.5% -> 75%, complete 7.02 -> 7.08, named 33.3% -> 58.3%,
     # accused 13.5% -> 11.5% (partial 2.36, wrong 1.45). Complete is under issue 17's 7.5 on this set
     "fresh4": {"spearman": 0.83, "ordering": 0.7, "complete": 6.9, "named": 0.54, "accused": 0.14},
+    # never fitted on (NEVER_FITTED); read once with main (kept) and once with the fifth pass (branch g20, 2 of
+    # 5 better): main's Spearman 0.919, ordering 91.7%, complete 7.86, partial 2.32, wrong 0.74, named 58.3%,
+    # accused 9.4%
+    "fresh5": {"spearman": 0.89, "ordering": 0.85, "complete": 7.5, "named": 0.54, "accused": 0.12},
 }
 
 
