@@ -31,10 +31,10 @@
    quote is really in the answer. The embedded 135M model is never asked to judge.
 
 The 0-10 mapping of the credits is calibrated on the tuning half of evals/sets/grading_blind.jsonl
-(split by question in evals/datasets.py). Since 2026-12-03 both halves, evals/sets/grading_fresh.jsonl and
-(third pass) grading_fresh2.jsonl are tuning data (a third fresh set, kept apart, is the held-out one): the
-note and accusation constants were chosen on all four, cross-validated by question and by set; refitting the
-credit model and mapping on three of them did not win out-of-fold.
+(split by question in evals/datasets.py). The note, clause and accusation constants (fourth pass, 2026-12-04)
+were chosen on both halves and evals/sets/grading_fresh.jsonl to grading_fresh3.jsonl, cross-validated by
+question and by set, then adopted on grading_fresh4.jsonl, read once; refitting the credit model and mapping
+on six sets (fifth pass) lost on grading_fresh5.jsonl, the set never fitted on (evals/README.md).
 """
 from __future__ import annotations
 
