@@ -267,16 +267,43 @@ class HybridRetriever:
         where, mode = _where(filters["part"], filters["topic"], filters["difficulty"]), filters["mode"] or self.mode
         docs_dense = _BESIDE.submit(self._dense_rankings, vector, where, mode, "docs", {}, shared["chunk vectors"])
         bank = self._search(query, library="bank", shared=shared, **filters)
-        docs = self._search(query, library="docs", shared={**shared, "dense": {"docs": docs_dense.result()}}, **filters)
+        docs_shared = {**shared, "dense": {"docs": docs_dense.result()}}
+        docs = None  # the uploads' hits, searched only when one of them may take a place (_bank_takes_every_place)
         while True:
-            ranked = self._both_ranked(bank, docs, k)
+            if docs is None and not self._bank_takes_every_place(bank, k, docs_shared, mode):
+                docs = self._search(query, library="docs", shared=docs_shared, **filters)
+            ranked = self._both_ranked(bank, docs or [], k)
             unread = [hit for hit in ranked if hit.pending]
             self._read_shown(unread)
             gone = [hit for hit in unread if hit.pending]  # its chunks deleted since the search began
             if not gone:
                 return ranked
             bank = [hit for hit in bank if all(hit is not g for g in gone)]
-            docs = [hit for hit in docs if all(hit is not g for g in gone)]
+            docs = None if docs is None else [hit for hit in docs if all(hit is not g for g in gone)]
+
+    def _bank_takes_every_place(self, bank: list[Hit], k: int, docs_shared: dict, mode: str) -> bool:
+        """Would the bank's hits take all k places of scope "all" whatever the uploads' second stage
+        found? Yes when the bank has k hits, no upload can pass (its title would have to be within
+        DOC_TITLE_MIN of the query, and the uploads' nearest title is not) and every bank hit scores
+        above the best calibrated score an upload could reach: the calibration of the uploads' best
+        chunk cosine, BM25 score and title cosine. An upload hit's evidence is a maximum over its
+        chunks and keys, and each ranking's first item is the library's maximum: exactly for BM25 and
+        the titles (searched whole), for the chunk cosine as far as Chroma's approximate search finds
+        the nearest chunk (which the uploads' dense ranking relies on as well). The uploads' fusion,
+        evidence and second stage (~1 ms of CPU a search at 100k chunks) are then skipped; what is
+        shown is the same: at 100k chunks the bank's hits took every place for 155 of the 160 gold
+        queries (benchmarks/README.md, seventh pass)."""
+        calibration = self.calibration
+        if len(bank) < k or mode not in ("rerank", "hybrid") or min(calibration.w_dense, calibration.w_bm25,
+                                                                     calibration.w_key) < 0:
+            return False  # a mode without all three rankings, or a calibration not monotone in them
+        rankings = docs_shared["dense"]["docs"] + docs_shared["bm25"]["docs"]
+        best = {kind: max(scores.values(), default=0.0) for kind, scores, _ in rankings}
+        if best["key_dense"] >= DOC_TITLE_MIN:
+            return False
+        # A little slack: the rankings' BM25 sums and cosines may differ from the evidence's in the last bits
+        ceiling = calibration(best["chunk_dense"] + 1e-6, best["chunk_bm25"] * (1 + 1e-5), best["key_dense"] + 1e-6)
+        return min(hit.score for hit in bank) > ceiling
 
     def _both_ranked(self, bank: list[Hit], docs: list[Hit], k: int) -> list[Hit]:
         """The k of scope "all" (see `search`) from each library's hits, read or not."""
