@@ -59,6 +59,13 @@ DOC_TITLE_MIN = 0.42
 # before Chroma is asked to filter. At 100k chunks (the bench's bank + synthetic uploads, 160 gold queries)
 # the bank's 30 nearest lie within the first 148 (median), 447 (p95) of all; the uploads' within 43, 84.
 DENSE_OVERFETCH = (4, 16)
+# Scope "all" first asks Chroma for only the whole collection's DENSE_PROBE nearest items: the uploads' nearest
+# among them bounds their scores (HybridRetriever._bank_takes_every_place), and a query the uploads compete
+# for is one they crowd the nearest items of, so the probe mostly holds their fetch_k nearest as well. Set to
+# fetch_k + 10 before timing it; at 100k chunks (160 gold queries) 159 needed no second query, and a query
+# for 40 costs less than one for 120 (2.24 against 2.54 ms p50 from a Chroma server); 16, 30 and 90 timed
+# afterwards were not better (benchmarks/README.md, seventh pass).
+DENSE_PROBE = 40
 # The parts of a search that mostly wait on Chroma run here beside the rest (HybridRetriever._begin,
 # _search_both); Chroma, onnxruntime and numpy's inner loops release the GIL.
 _BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="search")
@@ -265,13 +272,16 @@ class HybridRetriever:
         then is left out and the k are chosen again without it."""
         vector = list(self.store.embeddings.embed_query(query))
         where, mode = _where(filters["part"], filters["topic"], filters["difficulty"]), filters["mode"] or self.mode
-        docs_dense = _BESIDE.submit(self._dense_rankings, vector, where, mode, "docs", {}, shared["chunk vectors"])
+        docs_dense = _BESIDE.submit(self._docs_dense, vector, where, mode, shared["chunk vectors"])
         bank = self._search(query, library="bank", shared=shared, **filters)
-        docs_shared = {**shared, "dense": {"docs": docs_dense.result()}}
+        rankings, nearest = docs_dense.result()
         docs = None  # the uploads' hits, searched only when one of them may take a place (_bank_takes_every_place)
         while True:
-            if docs is None and not self._bank_takes_every_place(bank, k, docs_shared, mode):
-                docs = self._search(query, library="docs", shared=docs_shared, **filters)
+            if docs is None and not (mode in ("rerank", "hybrid") and self._bank_takes_every_place(
+                    bank, k, self._docs_best(rankings, nearest, vector, where, shared))):
+                if rankings is None:  # mostly taken from the probe's items (_dense)
+                    rankings = self._dense_rankings(vector, where, mode, "docs", nearest, shared["chunk vectors"])
+                docs = self._search(query, library="docs", shared={**shared, "dense": {"docs": rankings}}, **filters)
             ranked = self._both_ranked(bank, docs or [], k)
             unread = [hit for hit in ranked if hit.pending]
             self._read_shown(unread)
@@ -281,28 +291,53 @@ class HybridRetriever:
             bank = [hit for hit in bank if all(hit is not g for g in gone)]
             docs = None if docs is None else [hit for hit in docs if all(hit is not g for g in gone)]
 
-    def _bank_takes_every_place(self, bank: list[Hit], k: int, docs_shared: dict, mode: str) -> bool:
+    def _docs_dense(self, vector: list[float], where: dict, mode: str, chunk_vectors) -> tuple[list | None, dict]:
+        """What the uploads' search takes from Chroma, made beside the bank's search: (their dense rankings
+        as _dense_rankings makes them, {}), or for a large library searched whole (None, `nearest` as
+        _dense keeps it): only the whole collection's DENSE_PROBE nearest items. Those bound the uploads'
+        scores (_docs_best), which mostly skips the rest, and when it does not they mostly hold the
+        uploads' fetch_k nearest as well (_dense takes them from there)."""
+        if mode in ("rerank", "hybrid") and not where and self.store.bm25().library_size("docs") > SMALL_LIBRARY_MAX:
+            collection = self.store.collection
+            return None, {collection.name: _nearest(collection, vector, DENSE_PROBE, {})}
+        return self._dense_rankings(vector, where, mode, "docs", {}, chunk_vectors), {}
+
+    def _docs_best(self, rankings: list | None, nearest: dict, vector: list[float], where: dict,
+                   shared: dict) -> dict[str, float]:
+        """The uploads' best chunk cosine, BM25 score and title cosine ("chunk_dense", "chunk_bm25",
+        "key_dense"): each ranking's first item, the BM25 ones made while the query was embedded; from
+        the probe (_docs_dense) the nearest upload among its items, or when none is among them the last
+        item's cosine, which no upload exceeds."""
+        best = {kind: max(scores.values(), default=0.0) for kind, scores, _ in shared["bm25"]["docs"]}
+        if rankings is not None:
+            return best | {kind: max(scores.values(), default=0.0) for kind, scores, _ in rankings}
+        found = next(iter(nearest.values()))  # nearest first
+        uploads = _of_library(found, self.store.bm25(), "docs")
+        best["chunk_dense"] = next(iter(uploads.values())) if uploads else min(found.values(), default=1.0)
+        key_index, key_matrix = self.store.key_vectors()
+        best["key_dense"] = max(_key_nearest(key_index, key_matrix, vector, where, "docs", 1).values(), default=0.0)
+        return best
+
+    def _bank_takes_every_place(self, bank: list[Hit], k: int, docs_best: dict[str, float]) -> bool:
         """Would the bank's hits take all k places of scope "all" whatever the uploads' second stage
         found? Yes when the bank has k hits, no upload can pass (its title would have to be within
         DOC_TITLE_MIN of the query, and the uploads' nearest title is not) and every bank hit scores
         above the best calibrated score an upload could reach: the calibration of the uploads' best
-        chunk cosine, BM25 score and title cosine. An upload hit's evidence is a maximum over its
-        chunks and keys, and each ranking's first item is the library's maximum: exactly for BM25 and
-        the titles (searched whole), for the chunk cosine as far as Chroma's approximate search finds
-        the nearest chunk (which the uploads' dense ranking relies on as well). The uploads' fusion,
-        evidence and second stage (~1 ms of CPU a search at 100k chunks) are then skipped; what is
-        shown is the same: at 100k chunks the bank's hits took every place for 155 of the 160 gold
-        queries (benchmarks/README.md, seventh pass)."""
+        chunk cosine, BM25 score and title cosine (_docs_best). An upload hit's evidence is a maximum
+        over its chunks and keys, so that bounds it: exactly for BM25 and the titles (searched whole),
+        for the chunk cosine as far as Chroma's approximate search finds the nearest chunk (which the
+        uploads' dense ranking relies on as well). The uploads' fusion, evidence and second stage (~1 ms
+        of CPU a search at 100k chunks) are then skipped; what is shown is the same: at 100k chunks the
+        bank's hits took every place for 146 of the 160 gold queries at k = 5 (benchmarks/README.md,
+        seventh pass). Only for a calibration monotone in all three (weights >= 0)."""
         calibration = self.calibration
-        if len(bank) < k or mode not in ("rerank", "hybrid") or min(calibration.w_dense, calibration.w_bm25,
-                                                                     calibration.w_key) < 0:
-            return False  # a mode without all three rankings, or a calibration not monotone in them
-        rankings = docs_shared["dense"]["docs"] + docs_shared["bm25"]["docs"]
-        best = {kind: max(scores.values(), default=0.0) for kind, scores, _ in rankings}
-        if best["key_dense"] >= DOC_TITLE_MIN:
+        if len(bank) < k or min(calibration.w_dense, calibration.w_bm25, calibration.w_key) < 0:
+            return False
+        if docs_best["key_dense"] >= DOC_TITLE_MIN:
             return False
         # A little slack: the rankings' BM25 sums and cosines may differ from the evidence's in the last bits
-        ceiling = calibration(best["chunk_dense"] + 1e-6, best["chunk_bm25"] * (1 + 1e-5), best["key_dense"] + 1e-6)
+        ceiling = calibration(docs_best["chunk_dense"] + 1e-6, docs_best["chunk_bm25"] * (1 + 1e-5),
+                              docs_best["key_dense"] + 1e-6)
         return min(hit.score for hit in bank) > ceiling
 
     def _both_ranked(self, bank: list[Hit], docs: list[Hit], k: int) -> list[Hit]:
@@ -495,22 +530,30 @@ def _dense(collection, index, vector: list[float], where: dict, library: str | N
     `kind = bank` 22 ms, `part = 1` 37 ms, unfiltered 1.2 ms; benchmarks/README.md), so a library is taken
     from an unfiltered search that fetches more, its items told apart by the index; Chroma filters only
     for part/topic/difficulty, or when the library is too rare among the nearest items. `nearest` keeps a
-    search's unfiltered results ({collection name: {id: cosine}, nearest first}) for its other library."""
+    search's unfiltered results ({collection name: {id: cosine}, nearest first}) for its other library, or
+    what a probe fetched (HybridRetriever._docs_dense): they are used when they hold enough of the library."""
     size, total = index.library_size(library), len(index.ids)
     if fetch_k <= 0 or size == 0:
         return {}
     if where or size == total:
         return _nearest(collection, vector, min(fetch_k, size), where | ({"kind": _kind(library)} if size < total else {}))
     wanted = min(fetch_k, size)
+    mine = _of_library(nearest.get(collection.name, {}), index, library)  # fetched before (a probe, the other library)
+    if len(mine) >= wanted:
+        return dict(list(mine.items())[:fetch_k])
     for multiple in DENSE_OVERFETCH:
         n = min(fetch_k * multiple, total)
         if len(nearest.get(collection.name, ())) < n:
             nearest[collection.name] = _nearest(collection, vector, n, {})
-        found = list(nearest[collection.name].items())[:n]
-        mine = {item_id: cosine for item_id, cosine in found if index.field(item_id, "library") == library}
+        mine = _of_library(dict(list(nearest[collection.name].items())[:n]), index, library)
         if len(mine) >= wanted or n >= total:
             return dict(list(mine.items())[:fetch_k])
     return _nearest(collection, vector, wanted, {"kind": _kind(library)})
+
+
+def _of_library(found: dict[str, float], index, library: str | None) -> dict[str, float]:
+    """The items of `found` ({id: cosine}) that are the library's, in the same order."""
+    return {item_id: cosine for item_id, cosine in found.items() if index.field(item_id, "library") == library}
 
 
 def _key_nearest(index, matrix, vector: list[float], where: dict, library: str | None, n: int) -> dict[str, float]:

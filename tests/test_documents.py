@@ -191,34 +191,42 @@ def test_scopes_keep_libraries_apart_and_the_bank_first(retriever, uploaded):
     assert any(h.library == "docs" and retriever.passes(h) for h in mixed)
 
 
-def test_the_uploads_second_stage_is_skipped_only_when_no_upload_could_take_a_place(retriever, uploaded, monkeypatch):
+@pytest.mark.parametrize("small_library_max", [None, 10])
+def test_the_uploads_second_stage_is_skipped_only_when_no_upload_could_take_a_place(retriever, uploaded, monkeypatch,
+                                                                                 small_library_max):
     """Scope "all" skips the uploads' fusion and second stage when the bank's k hits outscore any upload's
     best possible score and no upload title is near the query (HybridRetriever._bank_takes_every_place).
     What is shown must be what the full search shows, query by query, for bank questions, the uploaded
-    collections' own questions and a question only an upload answers."""
+    collections' own questions and a question only an upload answers. With SMALL_LIBRARY_MAX at 10 both
+    libraries are "large": the uploads are searched in Chroma from a probe of the collection's nearest
+    items (HybridRetriever._docs_dense), as at 100k chunks."""
+    from coach import retrieval, store
     from evals.datasets import GOLD, load_jsonl
 
+    if small_library_max:
+        monkeypatch.setattr(retrieval, "SMALL_LIBRARY_MAX", small_library_max)
+        monkeypatch.setattr(store, "SMALL_LIBRARY_MAX", small_library_max)
     questions = [item["query"] for item in load_jsonl(GOLD)[::8]]
     questions += [start for starts in json.loads((FIXTURES / "truth.json").read_text()).values() for start in starts][:12]
     questions += ["How do I implement a running mean over a stream of values?", "What is catastrophic forgetting?"]
-    decided = {}
+    decided = []
     takes_every_place = retriever._bank_takes_every_place
 
-    def spy(bank, k, docs_shared, mode):
-        decided[len(decided)] = takes_every_place(bank, k, docs_shared, mode)
-        return decided[len(decided) - 1]
+    def spy(*args):
+        decided.append(takes_every_place(*args))
+        return decided[-1]
 
     for question in questions:
         for k in (1, 5):
             monkeypatch.setattr(retriever, "_bank_takes_every_place", spy)
             shown = [(hit.chunk_id, hit.score) for hit in retriever.search(question, k=k, scope="all")]
-            skipped = decided[len(decided) - 1]
+            skipped = decided[-1]
             monkeypatch.setattr(retriever, "_bank_takes_every_place", lambda *args: False)
             full = [(hit.chunk_id, hit.score) for hit in retriever.search(question, k=k, scope="all")]
             assert shown == full, (question, k, skipped)
             if question.startswith("How do I implement a running mean"):
                 assert not skipped  # an upload answers it: its title is near the query
-    assert 0 < sum(decided.values()) < len(decided)
+    assert 0 < sum(decided) < len(decided)
 
 
 def test_uploaded_text_that_only_shares_words_does_not_make_a_question_answerable(retriever, uploaded):
