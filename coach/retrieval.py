@@ -262,14 +262,15 @@ class HybridRetriever:
         return work.result()
 
     def _search_both(self, query: str, k: int, filters: dict, shared: dict) -> list[Hit]:
-        """Scope "all" with uploads: each library's best k, then the k that `search` describes. The
-        uploads' dense rankings are made on a thread while the bank is searched here: a large library's
-        mostly wait on Chroma's query for its nearest chunks, which a small one's (from memory) does not
-        need; each asks for its own (`nearest` is not shared, as both may run at once). Only waiting is
-        put beside Python work: two threads running Python take turns at the GIL, and one may wait the
-        interpreter's whole switch interval (5 ms) for the other. Only the hits shown are read
-        (_read_shown), mostly none (a small library's come from memory); a hit whose chunks are gone by
-        then is left out and the k are chosen again without it."""
+        """Scope "all" with uploads: each library's best k, then the k that `search` describes. What the
+        uploads' search takes from Chroma is fetched on a thread while the bank is searched here
+        (_docs_dense): a large library's mostly waits on Chroma's query for its nearest chunks, which a
+        small one's (from memory) does not need; each asks for its own (`nearest` is not shared, as both
+        may run at once). The uploads' search is finished only when one of its hits could take a place
+        (_bank_takes_every_place). Only waiting is put beside Python work: two threads running Python
+        take turns at the GIL, and one may wait the interpreter's whole switch interval (5 ms) for the
+        other. Only the hits shown are read (_read_shown), mostly none (a small library's come from
+        memory); a hit whose chunks are gone by then is left out and the k are chosen again without it."""
         vector = list(self.store.embeddings.embed_query(query))
         where, mode = _where(filters["part"], filters["topic"], filters["difficulty"]), filters["mode"] or self.mode
         docs_dense = _BESIDE.submit(self._docs_dense, vector, where, mode, shared["chunk vectors"])
