@@ -19,6 +19,13 @@ import numpy as np
 from coach.text import stemmer
 
 
+# Misspellings (second try, rule in evals/README.md "typo-tolerant BM25"): the first try's constants,
+# plus the English-frequency gate fixed before measuring.
+TYPO_MIN_LETTERS = 5                 # stemmed terms shorter than this are never respelt
+TYPO_EDITS = ((8, 1), (10**6, 2))    # under 8 letters: 1 edit; from 8 letters: 2 edits
+TYPO_ENGLISH_ZIPF = 1e-9          # respelt only when wordfreq's English list lacks the word (Zipf 0)
+
+
 class Bm25Index:
     """bm25s over chunk texts, with each chunk's filter fields (part, topic, source, ...)."""
     FIELDS = ("part", "topic", "difficulty", "source", "qid")
@@ -32,6 +39,7 @@ class Bm25Index:
         self._masks = {}  # (field, value) -> which items have it, built on first use (mask)
         self._sorted = None  # are the saved postings in ascending order (_postings_sorted)
         self._section_fields = None  # (sources, qids) as lists, built on first use (section)
+        self._spellings, self._terms = {}, None  # misspelt term -> indexed term (spelled); every term
 
     def field(self, chunk_id: str, name: str):
         """A chunk's metadata field, or None for a chunk this index has not seen."""
@@ -116,7 +124,7 @@ class Bm25Index:
         containing it, for every item of the index (100k at scale, four times a search); here the same
         sums in the same order for the items asked about only, each found in a term's postings (sorted
         positions) by binary search: the same float32 values."""
-        tokens = query_tokens(query) if self.ids else ()
+        tokens = self.terms(query) if self.ids else ()
         if not tokens:
             return [0.0] * len(ids)
         if self.model.nonoccurrence_array is not None or not self._postings_sorted():  # not the sums above
@@ -125,7 +133,7 @@ class Bm25Index:
         matrix, vocab = self.model.scores, self.model.vocab_dict
         positions = np.array([self.position.get(i, -1) for i in ids], dtype=np.int64)
         totals = np.zeros(len(ids), dtype=matrix["data"].dtype)
-        for term in (vocab[t] for t in tokens if t in vocab):
+        for term in (vocab[t] for t in tokens):
             start, end = matrix["indptr"][term], matrix["indptr"][term + 1]
             if start == end:
                 continue
@@ -166,7 +174,7 @@ class Bm25Index:
         if not self.ids:
             return []
         vocab = self.model.vocab_dict
-        terms = np.array([vocab[t] for t in query_tokens(query) if t in vocab], dtype=np.int64)
+        terms = np.array([vocab[t] for t in self.terms(query)], dtype=np.int64)
         if not len(terms):
             return []
         matrix = self.model.scores
@@ -185,6 +193,38 @@ class Bm25Index:
         order = np.lexsort((touched, -totals))
         return [(self.ids[i], float(totals[j])) for j, i in zip(order, touched[order], strict=True)]
 
+    def terms(self, query: str) -> list[str]:
+        """The query's BM25 terms this index holds, a misspelt word read as the indexed term it was
+        meant to be (`spelled`): "embeding" finds the chunks about embeddings."""
+        vocab = self.model.vocab_dict
+        found = (t if t in vocab else self.spelled(t, word) for t, word in query_words(query))
+        return [t for t in found if t is not None]
+
+    def spelled(self, term: str, word: str) -> str | None:
+        """The indexed term nearest in spelling to a term no item holds, when the typed word looks like a
+        misspelling: long enough to judge (TYPO_MIN_LETTERS), a word English does not use (wordfreq: a real
+        word the bank lacks, such as "posteriori", stays itself), and one or two edits from a term
+        (TYPO_EDITS); the term more items hold on a tie. None when there is no such term."""
+        if len(term) < TYPO_MIN_LETTERS:
+            return None
+        if term not in self._spellings:
+            self._spellings[term] = self._nearest_term(term) if _misspelt(word) else None
+        return self._spellings[term]
+
+    def _nearest_term(self, term: str) -> str | None:
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        vocab, indptr = self.model.vocab_dict, self.model.scores["indptr"]
+        if self._terms is None:
+            self._terms = [t for t, i in vocab.items() if t and i + 1 < len(indptr)]
+        edits = next(n for letters, n in TYPO_EDITS if len(term) < letters)
+        near = process.extract(term, self._terms, scorer=Levenshtein.distance, score_cutoff=edits, limit=None)
+        if not near:
+            return None
+        items = lambda t: int(indptr[vocab[t] + 1] - indptr[vocab[t]])  # noqa: E731 - how many items hold t
+        return min(near, key=lambda match: (match[1], -items(match[0]), match[0]))[0]
+
     def mask(self, name: str, value) -> np.ndarray:
         """Which items' field `name` equals `value`, a boolean array in index order."""
         if (name, value) not in self._masks:
@@ -198,6 +238,26 @@ def query_tokens(query: str) -> tuple[str, ...]:
     scores its query on both indexes and both libraries, top-k and per candidate, which tokenized it 8
     times (bm25s builds progress bars even when told not to show them: ~1.5 ms a search at 100k)."""
     return tuple(Bm25Index.tokenize([query])[0])
+
+
+@lru_cache(maxsize=256)
+def query_words(query: str) -> tuple[tuple[str, str], ...]:
+    """Each BM25 term of the query with the word it was stemmed from (the word decides whether it is a
+    misspelling, the term is what the index holds)."""
+    words = _bm25s().tokenize([query], stemmer=None, return_ids=False, show_progress=False)[0]
+    terms = query_tokens(query)
+    if len(words) != len(terms):  # not expected: the same split and stop words, stemmed or not
+        return tuple((t, t) for t in terms)
+    return tuple(zip(terms, words, strict=True))
+
+
+@lru_cache(maxsize=4096)
+def _misspelt(word: str) -> bool:
+    """Is the word rarer in English than TYPO_ENGLISH_ZIPF (wordfreq's Zipf scale: 3 is once per million
+    words)? wordfreq's list is read on the first such question only."""
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(word, "en") < TYPO_ENGLISH_ZIPF
 
 
 def library_of(metadata: dict) -> str:

@@ -424,11 +424,25 @@ def test_the_question_keys_ranked_are_the_exact_nearest_within_the_filters(corpu
 def test_bm25_scores_of_candidates_are_bm25s_scores(corpus_index):
     """Bm25Index.scores sums only the asked items' term scores; each is bm25s's own get_scores value,
     float32 for float32, for every chunk and key (an id the index has not seen scores 0)."""
-    from coach.bm25 import query_tokens
-
     for index in (corpus_index.bm25(), corpus_index.key_bm25()):
         assert index._postings_sorted()
-        for query in [item["query"] for item in GOLD[::10]] + ["dropout dropout", "the of a"]:
-            tokens = list(query_tokens(query))
+        for query in [item["query"] for item in GOLD[::10]] + ["dropout dropout", "the of a", "embeding"]:
+            tokens = index.terms(query)
             every = index.model.get_scores(tokens) if tokens else [0.0] * len(index.ids)
             assert index.scores(query, [*index.ids, "unknown"]) == [float(score) for score in every] + [0.0]
+
+
+def test_a_misspelt_word_is_read_as_the_indexed_term_and_a_real_word_is_left_alone():
+    """BM25 reads "paramter" and "chinchila" as the terms the texts hold (one edit each), while a word
+    English uses ("posteriori", one edit from "posterior"), a short one ("lable") and one with no near
+    term ("kubernetes") keep their own spelling and match nothing the index lacks."""
+    from coach.bm25 import Bm25Index
+
+    texts = ["the parameter count of a model", "Chinchilla scaling laws for compute",
+             "the posterior combines prior and likelihood", "label smoothing softens the targets"]
+    index = Bm25Index.build([f"c{i}" for i in range(4)], texts, [{"kind": "bank"}] * 4, "test")
+    assert [chunk for chunk, _ in index.search("paramter", k=2)] == ["c0"]
+    assert [chunk for chunk, _ in index.search("chinchila laws", k=2)] == ["c1"]
+    assert index.terms("chinchila laws") == index.terms("chinchilla laws")
+    for word in ("posteriori", "lable", "kubernetes"):
+        assert index.search(word, k=2) == [], word
