@@ -121,12 +121,10 @@ def test_real_questions_held_out_floors(retriever):
     assert result["hit@5"] >= 0.97, result
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 target not met yet: with 332 entries the default mode measures "
-                   "hit@1 0.831 (133 of 160; 0.838 is 134), hit@5 0.988 on the relabelled gold set (evals/README.md); "
-                   "remove this mark when it passes")
 def test_default_mode_keeps_the_gold_set_where_the_smaller_bank_had_it(retriever):
     """The bank doubled (more near neighbours) yet the authors' gold set must not get worse than with
-    166 entries: hybrid hit@1 0.838, hit@5 0.981 then (evals/README.md)."""
+    166 entries: hybrid hit@1 0.838, hit@5 0.981 then (evals/README.md). Met since misspelt words are
+    respelt: 134 of 160 (hit@5 158), so one query lost fails here."""
     result = evaluate(retriever, GOLD, retriever.mode)
     assert result["hit@1"] >= 134 / 160, result  # 0.838 rounded
     assert result["hit@5"] >= 0.981, result
