@@ -224,7 +224,8 @@ class Bm25Index:
         near = process.extract(term, self._terms, scorer=Levenshtein.distance, score_cutoff=edits, limit=None)
         if not near:
             return None
-        holding = {term: int(indptr[vocab[term] + 1] - indptr[vocab[term]]) for term, _, _ in near}  # items
+        holding = {near_term: int(indptr[vocab[near_term] + 1] - indptr[vocab[near_term]])  # items holding it
+                   for near_term, _, _ in near}
         return min(near, key=lambda match: (match[1], -holding[match[0]], match[0]))[0]
 
     def mask(self, name: str, value) -> np.ndarray:
