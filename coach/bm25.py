@@ -236,22 +236,14 @@ class Bm25Index:
 
 
 @lru_cache(maxsize=256)
-def query_tokens(query: str) -> tuple[str, ...]:
-    """A query's BM25 terms (Bm25Index.tokenize, the same for every index), computed once: one search
-    scores its query on both indexes and both libraries, top-k and per candidate, which tokenized it 8
-    times (bm25s builds progress bars even when told not to show them: ~1.5 ms a search at 100k)."""
-    return tuple(Bm25Index.tokenize([query])[0])
-
-
-@lru_cache(maxsize=256)
 def query_words(query: str) -> tuple[tuple[str, str], ...]:
     """Each BM25 term of the query with the word it was stemmed from (the word decides whether it is a
-    misspelling, the term is what the index holds)."""
+    misspelling, the term is what the index holds): Bm25Index.tokenize's split and stop words, then the
+    same stemmer, so the terms are the ones the index was built with. Computed once per query: one search
+    scores its query on both indexes and both libraries, top-k and per candidate, which tokenized it 8
+    times (bm25s builds progress bars even when told not to show them: ~1.5 ms a search at 100k)."""
     words = _bm25s().tokenize([query], stemmer=None, return_ids=False, show_progress=False)[0]
-    terms = query_tokens(query)
-    if len(words) != len(terms):  # not expected: the same split and stop words, stemmed or not
-        return tuple((t, t) for t in terms)
-    return tuple(zip(terms, words, strict=True))
+    return tuple(zip(stemmer().stemWords(words), words, strict=True))
 
 
 @lru_cache(maxsize=4096)

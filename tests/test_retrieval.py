@@ -424,7 +424,7 @@ def test_bm25_scores_of_candidates_are_bm25s_scores(corpus_index):
     float32 for float32, for every chunk and key (an id the index has not seen scores 0)."""
     for index in (corpus_index.bm25(), corpus_index.key_bm25()):
         assert index._postings_sorted()
-        for query in [item["query"] for item in GOLD[::10]] + ["dropout dropout", "the of a", "embeding"]:
+        for query in [item["query"] for item in GOLD[::10]] + ["dropout dropout", "the of a", "paramter"]:
             tokens = index.terms(query)
             every = index.model.get_scores(tokens) if tokens else [0.0] * len(index.ids)
             assert index.scores(query, [*index.ids, "unknown"]) == [float(score) for score in every] + [0.0]
