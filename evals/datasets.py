@@ -33,6 +33,7 @@ GRADING_FRESH2 = SETS / "grading_fresh2.jsonl"   # 168 more to 24 further questi
 GRADING_FRESH3 = SETS / "grading_fresh3.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 23:30)
 GRADING_FRESH4 = SETS / "grading_fresh4.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-04 04:40)
 GRADING_FRESH5 = SETS / "grading_fresh5.jsonl"   # 168 more to 24 further questions, never fitted on
+GRADING_FRESH6 = SETS / "grading_fresh6.jsonl"   # 168 more to 24 further questions, never fitted on nor decided on
 
 
 
@@ -140,6 +141,15 @@ def grading_fresh5(path: Path = GRADING_FRESH5) -> list[dict]:
     20261206 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, while the fifth
     grader pass (not adopted) was being fitted on the six sets before it. Never fitted on: the figure to trust."""
     return [{**row, "half": "fresh5"} for row in load_jsonl(path)]
+
+
+def grading_fresh6(path: Path = GRADING_FRESH6) -> list[dict]:
+    """The sixth fresh blind set (each row's `half` is "fresh6"): written on 2026-12-04 like the fifth (two
+    new authors who saw only each question and its numbered key points, never the repository) for 24
+    questions drawn with seed 20261207 (5 of each part 1-4, 4 of part 5) among the entries no other grading
+    set asks. fresh5 has been read for two adoption decisions; fresh6 for none: read once with main when it
+    was added, then once per grader pass that asks to be adopted."""
+    return [{**row, "half": "fresh6"} for row in load_jsonl(path)]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank
