@@ -189,16 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+BLIND_SETS = {"tuning": lambda: grading_blind("tuning"), "heldout": lambda: grading_blind("heldout"),
+              "fresh": grading_fresh, "fresh2": grading_fresh2, "fresh3": grading_fresh3, "fresh4": grading_fresh4,
+              "fresh5": grading_fresh5, "fresh6": grading_fresh6}
+
+
 def blind_sets() -> dict[str, list[dict]]:
     """The blind set's two halves and the six fresh blind sets, by name (fresh5 and fresh6 never fitted on)."""
-    return {"tuning": grading_blind("tuning"), "heldout": grading_blind("heldout"), "fresh": grading_fresh(),
-            "fresh2": grading_fresh2(), "fresh3": grading_fresh3(), "fresh4": grading_fresh4(),
-            "fresh5": grading_fresh5(), "fresh6": grading_fresh6()}
+    return {name: load() for name, load in BLIND_SETS.items()}
 
 
 def fitting_sets() -> dict[str, list[dict]]:
-    """The blind sets constants may be chosen on: all but NEVER_FITTED."""
-    return {name: rows for name, rows in blind_sets().items() if name not in NEVER_FITTED}
+    """The blind sets constants may be chosen on: all but NEVER_FITTED, which are not even read."""
+    return {name: load() for name, load in BLIND_SETS.items() if name not in NEVER_FITTED}
 
 
 def fit_rules(grader) -> int:
