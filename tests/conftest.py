@@ -47,6 +47,24 @@ def retriever(corpus_index):
 
 
 @pytest.fixture(scope="session")
+def extractive(retriever):
+    """The answer pipeline without a model (ExtractiveBackend) over the session's index."""
+    from coach.answer import Answerer
+    from coach.llm import ExtractiveBackend
+
+    return Answerer(retriever=retriever, backend=ExtractiveBackend())
+
+
+@pytest.fixture(scope="session")
+def gold_answers(extractive):
+    """(row, Answer) for every in-scope gold query (evals/sets/retrieval.jsonl), answered once a session:
+    the refusal test and the evidence test check the same 160 answers (each run of them took ~30 s)."""
+    from evals import datasets
+
+    return [(row, extractive.ask(row["query"])) for row in datasets.load_jsonl(datasets.GOLD)]
+
+
+@pytest.fixture(scope="session")
 def bank():
     """The bank's entries by id, as loaded from corpus/."""
     from coach.bank import load_bank
