@@ -25,6 +25,15 @@ sys.path.insert(0, str(ROOT))
 
 import pytest  # imported after the environment above is set, as every project import must be
 
+from coach.embedder import CachedEmbeddings
+
+# The test process embeds ~20,000 different sentences in a session (the bank's units and key points, the
+# grading and evaluation sets' answers). Under the app's bound of 8,192, sized for a server's memory, later
+# modules found them evicted and embedded them again: 17,100 of the 43,200 texts embedded in a session were
+# repeats, 11,800 of 37,800 with this bound (those after the evaluation code's clear_cache, which times
+# real query embedding). Eviction itself is tested in test_embedder.py.
+CachedEmbeddings.SENTENCES = 1 << 15  # ~50 MB of float32 vectors at most
+
 
 @pytest.fixture(scope="session")
 def corpus_index():
@@ -44,6 +53,24 @@ def retriever(corpus_index):
     from coach.retrieval import HybridRetriever
 
     return HybridRetriever(store=corpus_index)
+
+
+@pytest.fixture(scope="session")
+def extractive(retriever):
+    """The answer pipeline without a model (ExtractiveBackend) over the session's index."""
+    from coach.answer import Answerer
+    from coach.llm import ExtractiveBackend
+
+    return Answerer(retriever=retriever, backend=ExtractiveBackend())
+
+
+@pytest.fixture(scope="session")
+def gold_answers(extractive):
+    """(row, Answer) for every in-scope gold query (evals/sets/retrieval.jsonl), answered once a session:
+    the refusal test and the evidence test check the same 160 answers (each run of them took ~30 s)."""
+    from evals import datasets
+
+    return [(row, extractive.ask(row["query"])) for row in datasets.load_jsonl(datasets.GOLD)]
 
 
 @pytest.fixture(scope="session")

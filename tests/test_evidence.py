@@ -11,15 +11,6 @@ import pytest
 
 from coach.text import citations_of, split_sentences, strip_citations
 from conftest import run_cli
-from evals import datasets
-
-
-@pytest.fixture(scope="module")
-def extractive(retriever):
-    from coach.answer import Answerer
-    from coach.llm import ExtractiveBackend
-
-    return Answerer(retriever=retriever, backend=ExtractiveBackend())
 
 
 def passage_of(store, chunk_id: str) -> str:
@@ -68,20 +59,19 @@ def shows(quote: str, sentence: str, entry_question: str, passage: str) -> bool:
 
 
 @pytest.mark.timeout(1800)  # 160 answers: about 2 minutes on a quiet machine, far more on a shared one
-def test_evidence_is_exact_and_supports_over_the_whole_gold_run(extractive, retriever):
+def test_evidence_is_exact_and_supports_over_the_whole_gold_run(extractive, retriever, gold_answers):
     """Every in-scope gold query (evals/sets/retrieval.jsonl), answered extractively: no exceptions."""
     from coach.support import SupportChecker
 
     checker = SupportChecker(extractive.embeddings)
-    rows = datasets.load_jsonl(datasets.GOLD)
     answered, problems = 0, []
-    for row in rows:
-        doc = extractive.ask(row["query"]).as_json()
+    for row, answer in gold_answers:
+        doc = answer.as_json()
         if doc["refused"] or doc["blocked"]:
             continue
         answered += 1
         problems += [f"{row['query']}: {p}" for p in evidence_problems(doc, retriever.store, checker)]
-    assert answered >= 0.9 * len(rows)
+    assert answered >= 0.9 * len(gold_answers)
     assert not problems, problems[:5]
 
 
