@@ -57,11 +57,17 @@ def retriever(corpus_index):
 
 @pytest.fixture(scope="session")
 def extractive(retriever):
-    """The answer pipeline without a model (ExtractiveBackend) over the session's index."""
+    """The answer pipeline without a model (ExtractiveBackend) over the session's index, warmed up as a
+    served app warms up (`Answerer.warm_up`): the bank's ~6,000 answer units and sentences are embedded
+    once, in batches, and kept in the embedder's vector file. The answers of the session find them in
+    memory, and every app server and command the tests start reads them from the file; each app server
+    otherwise embedded them again itself (~45 s of both cores when the vector file is new, as on CI)."""
     from coach.answer import Answerer
     from coach.llm import ExtractiveBackend
 
-    return Answerer(retriever=retriever, backend=ExtractiveBackend())
+    answerer = Answerer(retriever=retriever, backend=ExtractiveBackend())
+    answerer.warm_up()
+    return answerer
 
 
 @pytest.fixture(scope="session")
@@ -126,12 +132,13 @@ def llama_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def served_app(corpus_index, tmp_path_factory):
+def served_app(corpus_index, extractive, tmp_path_factory):
     """`python app.py serve` on 127.0.0.1 with the default (llamacpp) backend; stopped after the tests.
 
     The server gets a copy of the session's index, not the folder itself: its uploads and deletes would
     otherwise change the Chroma files under the session's own client, whose vector segment then no
-    longer knows those ids ("Error finding id" in every later test that reads embeddings)."""
+    longer knows those ids ("Error finding id" in every later test that reads embeddings). It reads the
+    sentence vectors of its warm-up from the embedder's file, where `extractive` put them."""
     port = free_port()
     folder = tmp_path_factory.mktemp("app")
     shutil.copytree(os.environ["COACH_DATA_DIR"], folder / "data")

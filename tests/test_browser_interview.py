@@ -39,6 +39,10 @@ def test_interview_tab_runs_a_session_to_the_scorecard(browser, served_app):
 
     page.locator("#iv-next").click()
     wait_for_text(page, "#iv-question", "Question 2 / 2", 60)
+    # Gradio may still show its "processing | 0.1s" status over the feedback a moment after the question
+    # changed (seen once): the feedback is read once that is gone, and must then be empty.
+    page.wait_for_function("!(document.querySelector('#iv-feedback')?.innerText || '').includes('processing')",
+                           timeout=10000)
     assert page.locator("#iv-feedback").inner_text().strip() == ""
     page.locator("#iv-skip").click()
     wait_for_text(page, "#iv-scorecard", "Scorecard", 60)

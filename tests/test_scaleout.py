@@ -51,8 +51,9 @@ def ingest_job(chroma_url: str, data_dir, *paths) -> dict:
 
 
 @pytest.fixture(scope="module")
-def replicas(chroma_url, llama_server, tmp_path_factory):
-    """A job over the bank finds it whole in the Chroma server, then two app processes serve from it."""
+def replicas(chroma_url, llama_server, extractive, tmp_path_factory):
+    """A job over the bank finds it whole in the Chroma server, then two app processes serve from it
+    (their warm-ups read the sentence vectors `extractive` stored instead of both embedding them)."""
     report = ingest_job(chroma_url, tmp_path_factory.mktemp("ingest-job"))
     assert report["unchanged"] >= 400 and not report["errors"], report
     assert (report["added"], report["updated"], report["deleted"]) == (0, 0, 0), report
