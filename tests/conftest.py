@@ -80,6 +80,15 @@ def gold_answers(extractive):
 
 
 @pytest.fixture(scope="session")
+def grader(retriever):
+    """The interview grader without a backend (key points only, as with the embedded model); its vectors
+    of the bank's ~1,900 key points are computed once a session."""
+    from coach.grader import Grader
+
+    return Grader(retriever=retriever)
+
+
+@pytest.fixture(scope="session")
 def bank():
     """The bank's entries by id, as loaded from corpus/."""
     from coach.bank import load_bank

@@ -17,13 +17,6 @@ from helpers import CITATION_KEYS, GRADE_KEYS
 
 
 @pytest.fixture(scope="module")
-def grader(retriever):
-    from coach.grader import Grader
-
-    return Grader(retriever=retriever)  # no backend: key points only, as with the embedded model
-
-
-@pytest.fixture(scope="module")
 def bank(grader):
     return grader.bank
 

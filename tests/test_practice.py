@@ -16,13 +16,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def grader(retriever):
-    from coach.grader import Grader
-
-    return Grader(retriever=retriever)
-
-
 @pytest.fixture
 def engine(grader, tmp_path):
     from coach.interviewer import Interviewer

@@ -45,11 +45,10 @@ def test_bad_grade_and_ask_input_get_error_documents(client):
 
 # --- 2. interviews belong to their user -----------------------------------------------------------
 @pytest.fixture
-def interviewer(retriever, tmp_path):
-    from coach.grader import Grader
+def interviewer(grader, tmp_path):
     from coach.interviewer import Interviewer
 
-    engine = Interviewer(Grader(retriever=retriever), path=tmp_path / "interviews.sqlite3")
+    engine = Interviewer(grader, path=tmp_path / "interviews.sqlite3")
     yield engine
     engine.close()
 
