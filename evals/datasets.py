@@ -33,7 +33,8 @@ GRADING_FRESH2 = SETS / "grading_fresh2.jsonl"   # 168 more to 24 further questi
 GRADING_FRESH3 = SETS / "grading_fresh3.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 23:30)
 GRADING_FRESH4 = SETS / "grading_fresh4.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-04 04:40)
 GRADING_FRESH5 = SETS / "grading_fresh5.jsonl"   # 168 more to 24 further questions, never fitted on
-GRADING_FRESH6 = SETS / "grading_fresh6.jsonl"   # 168 more to 24 further questions, never fitted on nor decided on
+GRADING_FRESH6 = SETS / "grading_fresh6.jsonl"   # 168 more to 24 further questions, never fitted on
+GRADING_FRESH7 = SETS / "grading_fresh7.jsonl"   # 168 more to 24 further questions, never fitted on
 
 
 
@@ -150,6 +151,15 @@ def grading_fresh6(path: Path = GRADING_FRESH6) -> list[dict]:
     set asks. fresh5 has been read for two adoption decisions; fresh6 for none: read once with main when it
     was added, then once per grader pass that asks to be adopted."""
     return [{**row, "half": "fresh6"} for row in load_jsonl(path)]
+
+
+def grading_fresh7(path: Path = GRADING_FRESH7) -> list[dict]:
+    """The seventh fresh blind set (each row's `half` is "fresh7"): written on 2026-12-04 like the sixth (two
+    new authors who saw only each question and its numbered key points, never the repository) for 24
+    questions drawn with seed 20261208 (5 of each part 1-4, 4 of part 5) among the entries no other grading
+    set asks, before the seventh grader pass was read. Read with main and with that pass (not adopted) in
+    one run; fresh6 and fresh7 pooled decided it."""
+    return [{**row, "half": "fresh7"} for row in load_jsonl(path)]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank

@@ -433,6 +433,10 @@ FRESH_FLOORS = {
     # it was added: Spearman 0.941, ordering 87.5%, complete 8.47, partial 2.78, wrong 0.77, named 83.3%,
     # accused 8.3%
     "fresh6": {"spearman": 0.91, "ordering": 0.83, "complete": 8.0, "named": 0.79, "accused": 0.11},
+    # never fitted on; read with main (9b1a4b3, the fourth-pass grader) when it was added, in the run that
+    # decided the seventh pass (not adopted): Spearman 0.891, ordering 79.2%, complete 8.15, partial 2.03,
+    # wrong 0.97, named 50.0%, accused 9.4%
+    "fresh7": {"spearman": 0.86, "ordering": 0.75, "complete": 7.8, "named": 0.45, "accused": 0.12},
 }
 
 
