@@ -16,7 +16,7 @@ it was the figure to trust, since the held-out half had been read after many cha
 second fresh set (sets/grading_fresh2.jsonl: 168 answers to 24 further questions by two more authors) was
 the one never fitted on; from 22:20 a third (sets/grading_fresh3.jsonl, the same way, 24 more questions),
 from the fourth grader pass (2026-12-04) a fourth, sets/grading_fresh4.jsonl, and since 04:40 that day a
-fifth, sets/grading_fresh5.jsonl, is; since 18:30 a sixth, sets/grading_fresh6.jsonl, and since 22:20 a
+fifth, sets/grading_fresh5.jsonl, is; since 18:30 a sixth, sets/grading_fresh6.jsonl, and since 22:00 a
 seventh, sets/grading_fresh7.jsonl (the two pooled decided the seventh pass), are never fitted on too
 (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
 note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
