@@ -27,7 +27,6 @@ from coach.embedder import model_dir
 
 MODEL_FILE = "mistake-model.onnx"
 MAX_WORD_PIECES = 128   # misconception + sentence, as in training (evals/mistakes.py)
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -30,14 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from coach.embedder import model_dir
-from coach.mistakes import INPUTS, MAX_WORD_PIECES, model_path
+from coach.mistakes import MAX_WORD_PIECES, model_path
 from evals.datasets import SETS, load_jsonl
 
 ANSWERS = SETS / "mistake_answers.jsonl"   # 700 training answers to the fitting sets' questions
 PAIRS = SETS / "mistake_pairs.jsonl"       # (set, qid, misconception, sentence, label): the training pairs
 EPOCHS, LEARNING_RATE, WEIGHT_DECAY, BATCH, SEED = 2, 3e-5, 0.01, 16, 0
 THRESHOLDS = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
-OPSET = 17
 
 
 def weak_pairs(grader, name: str, rows: list[dict]) -> list[dict]:
@@ -98,19 +96,10 @@ def train(pairs: list[dict]):
 
 
 def export(model, target: Path) -> None:
-    """The classifier as ONNX (inputs as coach.embedder's export, output `logits` (batch, 1)), written beside
-    a temporary name and renamed so an interrupted export leaves nothing half written."""
-    import torch
+    """The classifier as ONNX: MiniLM's inputs, output `logits` (batch, 1)."""
+    from coach.onnx_export import write
 
-    example = torch.ones(2, 8, dtype=torch.long)
-    axes = {name: {0: "batch", 1: "word_pieces"} for name in INPUTS} | {"logits": {0: "batch"}}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}")
-    with torch.no_grad():
-        torch.onnx.export(model, (example, torch.ones_like(example), torch.zeros_like(example)), str(partial),
-                          input_names=list(INPUTS), output_names=["logits"], dynamic_axes=axes,
-                          opset_version=OPSET, dynamo=False)
-    os.replace(partial, target)
+    write(model, target, "logits", {0: "batch"})
 
 
 def crossvalidate() -> int:
