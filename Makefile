@@ -6,13 +6,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # MiniLM exported to ONNX from the package's own weights, so the app embeds without torch (coach/embedder.py)
 ONNX := $(or $(COACH_MODEL_CACHE),.cache)/all-minilm-l6-v2.onnx
+# The grader's mistake model (coach/mistakes.py), trained from evals/sets/mistake_pairs.jsonl and exported to ONNX
+MISTAKES := $(or $(COACH_MODEL_CACHE),.cache)/mistake-model.onnx
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup run test lint index clean browser bench
 
-## setup: virtual environment + requirements + ONNX export of MiniLM + index (idempotent; seconds when done)
-setup: $(STAMP) $(ONNX) index
+## setup: virtual environment + requirements + ONNX export of MiniLM + the mistake model + index (idempotent;
+## seconds when done)
+setup: $(STAMP) $(ONNX) $(MISTAKES) index
 
 # llama.cpp's AMX matrix kernels crash on CPUs that have AMX (Sapphire Rapids and later: SIGSEGV in
 # ggml_backend_amx_mul_mat at the first token, ggml-org/llama.cpp#20824; seen on this project's machines),
@@ -33,6 +36,10 @@ $(STAMP): requirements.txt
 $(ONNX): | $(STAMP)
 	$(PY) -m coach.onnx_export
 
+## the grader's mistake model (once, offline, a few minutes of torch on 2 cores; again when its pairs change)
+$(MISTAKES): evals/sets/mistake_pairs.jsonl | $(STAMP)
+	$(PY) -m evals.mistakes --train --force
+
 ## index: build or refresh the search index from corpus/ (only what changed is re-embedded)
 index: $(STAMP) $(ONNX)
 	$(PY) -m ingest --quiet
@@ -45,7 +52,7 @@ run: setup
 
 ## test: set up, then the whole test suite. Not ./data: the tests ingest the bank into a folder of their own
 ## (tests/conftest.py), so building ./data here was a second whole-bank ingest (about a minute on 2 cores)
-test: $(STAMP) $(ONNX) browser
+test: $(STAMP) $(ONNX) $(MISTAKES) browser
 	$(PY) -m pytest
 
 ## lint: ruff over the project (rules in ruff.toml); CI runs it before the tests

@@ -49,6 +49,7 @@ import numpy as np
 from coach.config import get_settings, prompt
 from coach.guards import validate_question
 from coach.llm import may_judge
+from coach.mistakes import mistake_model
 from coach.text import WORD, clean_input, content_words, split_sentences, stemmer, stopwords
 
 # Pieces that add fewer content words than this to the question's own are restating it.
@@ -105,6 +106,12 @@ CLAUSE_MARGIN, CLAUSE_MIN_WORDS = 0.25, 6
 # the gain in that match (2 x longest common subsequence of stemmed content words / their lengths) from
 # which the clause is accused; chosen with the margins above on the tuning half (evals/grader_fit.py).
 SWAP_MARGIN = 0.175
+# A second reading (eighth pass, 2026-12-04): a misconception accusation stands only when the mistake model
+# (coach.mistakes: MiniLM fine-tuned on other authors' answers to tell a sentence that states a misconception from
+# one in its words that does not) gives its (misconception, sentence) pair a logit over MISTAKE_MIN. Chosen by
+# `python -m evals.mistakes --crossvalidate` leaving each fitting blind set out: the threshold with the most wrong
+# answers named less correct answers accused. -inf: the rules alone.
+MISTAKE_MIN = 0.5
 COVERED = 0.5               # credit from which a key point is listed as covered
 FRAGMENT_CAP = 0.2          # most a non-sentence (bag of terms, fragment) can earn for one key point
 STUFFED_CAP = 2.5           # score cap when the answer holds no real sentence at all
@@ -556,7 +563,7 @@ class Grader:
                     found.append(Mistake(sentence, sentence, right, kind="reversal",
                                          swapped=(surface_word(sentence, said), surface_word(right, meant))))
                     accused.add(j)
-        return found, accused
+        return second_reading(found, accused, signals)
 
     @staticmethod
     def score(points: list[PointResult], counts: dict) -> float:
@@ -633,6 +640,21 @@ class Grader:
         terms = " ".join((fresh or words)[:4])
         template = self.templates[int(hashlib.sha1(point.encode()).hexdigest(), 16) % len(self.templates)]
         return template.format(terms=terms, topic=entry.topic, point=point)
+
+
+def second_reading(found: list[Mistake], accused: set[int], signals: Signals) -> tuple[list[Mistake], set[int]]:
+    """The mistakes and accused sentences left once the mistake model has read each misconception accusation:
+    those whose (misconception, sentence) logit is not over MISTAKE_MIN are dropped (coach.mistakes). Without
+    the model, or with MISTAKE_MIN at -inf, everything stands."""
+    said = [m for m in found if m.kind == "misconception"]
+    model = mistake_model() if said and np.isfinite(MISTAKE_MIN) else None
+    if model is None:
+        return found, accused
+    logits = model.logits([(m.wrong, m.sentence) for m in said])
+    rejected = [m for m, logit in zip(said, logits, strict=True) if logit <= MISTAKE_MIN]
+    for mistake in rejected:
+        accused.discard(signals.sentences.index(mistake.sentence))
+    return [m for m in found if not any(m is r for r in rejected)], accused
 
 
 def speaks_of_misconception(entry, signals: Signals) -> np.ndarray:

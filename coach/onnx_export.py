@@ -36,13 +36,21 @@ def export(target: Path) -> None:
                               token_type_ids=token_type_ids).last_hidden_state
 
     model = LastHiddenState(AutoModel.from_pretrained(str(model_dir())).eval())
+    write(model, target, "last_hidden_state", {0: "batch", 1: "word_pieces"})
+
+
+def write(model, target: Path, output: str, output_axes: dict) -> None:
+    """A torch module of MiniLM's three inputs (batch, word pieces) as ONNX at `target`, written beside a
+    temporary name and renamed; also used for the grader's mistake model (evals/mistakes.py)."""
+    import torch
+
     example = torch.ones(2, 8, dtype=torch.long)
-    axes = {name: {0: "batch", 1: "word_pieces"} for name in (*INPUTS, "last_hidden_state")}
+    axes = {name: {0: "batch", 1: "word_pieces"} for name in INPUTS} | {output: output_axes}
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}")
     with torch.no_grad():
         torch.onnx.export(model, (example, torch.ones_like(example), torch.zeros_like(example)), str(partial),
-                          input_names=list(INPUTS), output_names=["last_hidden_state"], dynamic_axes=axes,
+                          input_names=list(INPUTS), output_names=[output], dynamic_axes=axes,
                           opset_version=OPSET, dynamo=False)
     os.replace(partial, target)
 

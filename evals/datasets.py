@@ -35,6 +35,7 @@ GRADING_FRESH4 = SETS / "grading_fresh4.jsonl"   # 168 more to 24 further questi
 GRADING_FRESH5 = SETS / "grading_fresh5.jsonl"   # 168 more to 24 further questions, never fitted on
 GRADING_FRESH6 = SETS / "grading_fresh6.jsonl"   # 168 more to 24 further questions, never fitted on
 GRADING_FRESH7 = SETS / "grading_fresh7.jsonl"   # 168 more to 24 further questions, never fitted on
+GRADING_FRESH8 = SETS / "grading_fresh8.jsonl"   # 168 more to 24 further questions, never fitted on
 
 
 
@@ -160,6 +161,13 @@ def grading_fresh7(path: Path = GRADING_FRESH7) -> list[dict]:
     set asks, before the seventh grader pass was read. Read with main and with that pass (not adopted) in
     one run; fresh6 and fresh7 pooled decided it."""
     return [{**row, "half": "fresh7"} for row in load_jsonl(path)]
+
+
+def grading_fresh8(path: Path = GRADING_FRESH8) -> list[dict]:
+    """The eighth fresh blind set (each row's `half` is "fresh8"): written on 2026-12-04 like the seventh for 24
+    questions drawn with seed 20261209 among the entries no other grading set asks, before the eighth grader
+    pass was read; read with main and with that pass in one run (fresh6 to fresh8 pooled decided it)."""
+    return [{**row, "half": "fresh8"} for row in load_jsonl(path)]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank

@@ -17,7 +17,8 @@ second fresh set (sets/grading_fresh2.jsonl: 168 answers to 24 further questions
 the one never fitted on; from 22:20 a third (sets/grading_fresh3.jsonl, the same way, 24 more questions),
 from the fourth grader pass (2026-12-04) a fourth, sets/grading_fresh4.jsonl, and since 04:40 that day a
 fifth, sets/grading_fresh5.jsonl, is; since 18:30 a sixth, sets/grading_fresh6.jsonl, and since 22:00 a
-seventh, sets/grading_fresh7.jsonl (the two pooled decided the seventh pass), are never fitted on too
+seventh, sets/grading_fresh7.jsonl (the two pooled decided the seventh pass), and an eighth,
+sets/grading_fresh8.jsonl (fresh6 to fresh8 pooled decided the eighth pass), are never fitted on too
 (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
 note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
 each set left out) beside those of the constants in coach/grader.py.
@@ -56,12 +57,13 @@ from evals.datasets import (
     grading_fresh5,
     grading_fresh6,
     grading_fresh7,
+    grading_fresh8,
     load_jsonl,
 )
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
-NEVER_FITTED = ("fresh5", "fresh6", "fresh7")  # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
+NEVER_FITTED = ("fresh5", "fresh6", "fresh7", "fresh8")  # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
 
 
 def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
@@ -194,11 +196,11 @@ def main(argv: list[str] | None = None) -> int:
 BLIND_SETS = {"tuning": lambda: grading_blind("tuning"), "heldout": lambda: grading_blind("heldout"),
               "fresh": grading_fresh, "fresh2": grading_fresh2, "fresh3": grading_fresh3, "fresh4": grading_fresh4,
               "fresh5": grading_fresh5, "fresh6": grading_fresh6,
-              "fresh7": grading_fresh7}
+              "fresh7": grading_fresh7, "fresh8": grading_fresh8}
 
 
 def blind_sets() -> dict[str, list[dict]]:
-    """The blind set's two halves and the seven fresh blind sets, by name (fresh5 to fresh7 never fitted on)."""
+    """The blind set's two halves and the eight fresh blind sets, by name (fresh5 to fresh8 never fitted on)."""
     return {name: load() for name, load in BLIND_SETS.items()}
 
 

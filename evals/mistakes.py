@@ -1,0 +1,179 @@
+"""The mistake model's data, training and threshold (coach/mistakes.py).
+
+    python -m evals.mistakes --pairs           # weak labels -> sets/mistake_pairs.jsonl (needs the index)
+    python -m evals.mistakes --train           # fine-tune MiniLM on them, export to ONNX (`make setup` runs it)
+    python -m evals.mistakes --crossvalidate   # the threshold curve, leaving each fitting set out
+
+**Data.** Other people's answers to the fitting blind sets' 140 questions (evals.grader.fitting_sets: the six
+sets no never-fitted set is among) and `sets/mistake_answers.jsonl` (700 more answers to the same questions by
+seven further authors who saw only each question and its key points: per question one complete, two partial, two
+wrong). The answers carry a kind, not a sentence label, so the labels are weak: in a wrong answer, the sentence
+leaning most towards a misconception (coach.grader's `leaning`) states its nearest one (label 1); every sentence
+of a complete or partial answer, paired with its nearest misconception, states none (label 0); the other
+sentences of a wrong answer are left out. The pairs are written to a file so training needs neither the index
+nor the grader.
+
+**Training.** MiniLM (the packaged weights) with a one-logit head, binary cross-entropy with the positives
+weighted up to the negatives' count, 2 epochs of AdamW (lr 3e-5, weight decay 0.01, batches of 16, seed 0),
+pairs cut to 128 word pieces. Chosen once (2026-12-04) and not tuned: see evals/README.md, "Grader, eighth pass".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from coach.embedder import model_dir
+from coach.mistakes import MAX_WORD_PIECES, model_path
+from evals.datasets import SETS, load_jsonl
+
+ANSWERS = SETS / "mistake_answers.jsonl"   # 700 training answers to the fitting sets' questions
+PAIRS = SETS / "mistake_pairs.jsonl"       # (set, qid, misconception, sentence, label): the training pairs
+EPOCHS, LEARNING_RATE, WEIGHT_DECAY, BATCH, SEED = 2, 3e-5, 0.01, 16, 0
+THRESHOLDS = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
+
+
+def weak_pairs(grader, name: str, rows: list[dict]) -> list[dict]:
+    """The labelled (misconception, sentence) pairs of one set's complete, partial and wrong answers."""
+    pairs = []
+    for row in rows:
+        entry = grader.bank[row["qid"]]
+        signals = grader.signals(entry, row["answer"]) if row["kind"] in ("complete", "partial", "wrong") else None
+        if signals is None or not entry.misconceptions:
+            continue
+        most_leaning = int(np.argmax(signals.leaning))
+        for j, sentence in enumerate(signals.sentences):
+            if row["kind"] == "wrong" and j != most_leaning:
+                continue
+            wrong = entry.misconceptions[int(signals.nearest_misconception[j])].wrong
+            pairs.append({"set": name, "qid": row["qid"], "wrong": wrong, "sentence": sentence,
+                          "label": int(row["kind"] == "wrong")})
+    return pairs
+
+
+def write_pairs(path: Path = PAIRS) -> int:
+    from coach.grader import Grader
+    from evals.grader import fitting_sets
+
+    grader = Grader()
+    named = {**fitting_sets(), "answers": load_jsonl(ANSWERS)}
+    pairs = [pair for name, rows in named.items() for pair in weak_pairs(grader, name, rows)]
+    path.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
+    print(f"wrote {len(pairs)} pairs ({sum(p['label'] for p in pairs)} positive) to {path}", file=sys.stderr)
+    return 0
+
+
+def train(pairs: list[dict]):
+    """MiniLM fine-tuned on the pairs; returns (model, tokenizer), both torch/transformers."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(SEED)
+    shuffler = random.Random(SEED)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir()))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir()), num_labels=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    positives = sum(p["label"] for p in pairs)
+    loss_of = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(pairs) - positives) / positives))
+    model.train()
+    for _ in range(EPOCHS):
+        order = list(pairs)
+        shuffler.shuffle(order)
+        for start in range(0, len(order), BATCH):
+            batch = order[start:start + BATCH]
+            encoded = tokenizer([p["wrong"] for p in batch], [p["sentence"] for p in batch], padding=True,
+                                truncation=True, max_length=MAX_WORD_PIECES, return_tensors="pt")
+            loss = loss_of(model(**encoded).logits.squeeze(-1), torch.tensor([float(p["label"]) for p in batch]))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    return model.eval(), tokenizer
+
+
+def export(model, target: Path) -> None:
+    """The classifier as ONNX: MiniLM's inputs, output `logits` (batch, 1)."""
+    from coach.onnx_export import write
+
+    write(model, target, "logits", {0: "batch"})
+
+
+def crossvalidate() -> int:
+    """Leaving each fitting set out (and the training answers to its questions), the model's logits for the
+    misconception accusations main makes on that set; then wrong answers named and correct answers accused
+    per threshold (coach.grader.MISTAKE_MIN is the one with the most named less accused)."""
+    import torch
+
+    from coach import grader as grading
+    from evals.grader import fitting_sets
+
+    pairs = load_jsonl(PAIRS)
+    graded = []
+    with _without_second_reading(grading):
+        grader = grading.Grader()
+        for held, rows in fitting_sets().items():
+            questions = {row["qid"] for row in rows}
+            model, tokenizer = train([p for p in pairs if p["set"] != held
+                                      and not (p["set"] == "answers" and p["qid"] in questions)])
+            for row in rows:
+                mistakes = grader.grade(row["question"], row["answer"]).mistakes
+                said = [m for m in mistakes if m.kind == "misconception"]
+                with torch.no_grad():
+                    encoded = tokenizer([m.wrong for m in said], [m.sentence for m in said], padding=True,
+                                        truncation=True, max_length=MAX_WORD_PIECES, return_tensors="pt")
+                    logits = model(**encoded).logits.reshape(-1).tolist() if said else []
+                graded.append({"kind": row["kind"], "others": len(mistakes) - len(said), "logits": logits})
+            print(f"{held}: done", file=sys.stderr)
+    for threshold in (None, *THRESHOLDS):
+        kept = [r["others"] > 0 or any(threshold is None or x > threshold for x in r["logits"]) for r in graded]
+        named = sum(k for k, r in zip(kept, graded, strict=True) if r["kind"] == "wrong")
+        accused = sum(k for k, r in zip(kept, graded, strict=True) if r["kind"] in ("complete", "partial"))
+        print(f"threshold {threshold}: wrong answers named {named}, correct answers accused {accused}")
+    return 0
+
+
+class _without_second_reading:
+    """Grade with the rules alone (the accusations the model is asked about), whatever model is installed."""
+
+    def __init__(self, grading):
+        self.grading, self.before = grading, None
+
+    def __enter__(self):
+        self.before = self.grading.MISTAKE_MIN
+        self.grading.MISTAKE_MIN = -np.inf
+
+    def __exit__(self, *exc):
+        self.grading.MISTAKE_MIN = self.before
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evals.mistakes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    task = parser.add_mutually_exclusive_group(required=True)
+    task.add_argument("--pairs", action="store_true", help=f"write the weak-label pairs to {PAIRS.name}")
+    task.add_argument("--train", action="store_true", help="train on the pairs and export the model to ONNX")
+    task.add_argument("--crossvalidate", action="store_true", help="the threshold curve, each fitting set left out")
+    parser.add_argument("--force", action="store_true", help="with --train: train again even if the model exists")
+    args = parser.parse_args(argv)
+    if args.pairs:
+        return write_pairs()
+    if args.crossvalidate:
+        return crossvalidate()
+    if model_path().is_file() and not args.force:
+        print(f"{model_path()} exists (--force to train again)", file=sys.stderr)
+        return 0
+    started = time.perf_counter()
+    pairs = load_jsonl(PAIRS)
+    model, _ = train(pairs)
+    export(model, model_path())
+    print(f"trained on {len(pairs)} pairs, wrote {model_path()} in {time.perf_counter() - started:.0f}s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
