@@ -651,10 +651,10 @@ def second_reading(found: list[Mistake], accused: set[int], signals: Signals) ->
     if model is None:
         return found, accused
     logits = model.logits([(m.wrong, m.sentence) for m in said])
-    rejected = [m for m, logit in zip(said, logits, strict=True) if logit <= MISTAKE_MIN]
-    for mistake in rejected:
+    rejected = {id(m): m for m, logit in zip(said, logits, strict=True) if logit <= MISTAKE_MIN}
+    for mistake in rejected.values():
         accused.discard(signals.sentences.index(mistake.sentence))
-    return [m for m in found if not any(m is r for r in rejected)], accused
+    return [m for m in found if id(m) not in rejected], accused
 
 
 def speaks_of_misconception(entry, signals: Signals) -> np.ndarray:

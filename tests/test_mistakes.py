@@ -16,7 +16,7 @@ def model():
 
 def test_the_model_separates_its_own_training_pairs(model):
     """Sanity of training and export: on the pairs it was trained on, the ONNX model ranks the sentences that
-    state a misconception above those that do not (AUC well above chance; 0.97 when trained, 2026-12-04)."""
+    state a misconception above those that do not (AUC 0.957 on these 506 pairs, 64 positive, 2026-12-04)."""
     from sklearn.metrics import roc_auc_score
 
     from evals.datasets import load_jsonl
