@@ -122,10 +122,12 @@ def crossvalidate() -> int:
             for row in rows:
                 mistakes = grader.grade(row["question"], row["answer"]).mistakes
                 said = [m for m in mistakes if m.kind == "misconception"]
-                with torch.no_grad():
+                logits = []
+                if said:
                     encoded = tokenizer([m.wrong for m in said], [m.sentence for m in said], padding=True,
                                         truncation=True, max_length=MAX_WORD_PIECES, return_tensors="pt")
-                    logits = model(**encoded).logits.reshape(-1).tolist() if said else []
+                    with torch.no_grad():
+                        logits = model(**encoded).logits.reshape(-1).tolist()
                 graded.append({"kind": row["kind"], "others": len(mistakes) - len(said), "logits": logits})
             print(f"{held}: done", file=sys.stderr)
     for threshold in (None, *THRESHOLDS):
