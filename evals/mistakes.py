@@ -106,6 +106,8 @@ def crossvalidate() -> int:
     """Leaving each fitting set out (and the training answers to its questions), the model's logits for the
     misconception accusations main makes on that set; then wrong answers named and correct answers accused
     per threshold (coach.grader.MISTAKE_MIN is the one with the most named less accused)."""
+    from unittest.mock import patch
+
     import torch
 
     from coach import grader as grading
@@ -113,7 +115,7 @@ def crossvalidate() -> int:
 
     pairs = load_jsonl(PAIRS)
     graded = []
-    with _without_second_reading(grading):
+    with patch.object(grading, "MISTAKE_MIN", -np.inf):  # the rules alone: the accusations the model is asked about
         grader = grading.Grader()
         for held, rows in fitting_sets().items():
             questions = {row["qid"] for row in rows}
@@ -136,20 +138,6 @@ def crossvalidate() -> int:
         accused = sum(k for k, r in zip(kept, graded, strict=True) if r["kind"] in ("complete", "partial"))
         print(f"threshold {threshold}: wrong answers named {named}, correct answers accused {accused}")
     return 0
-
-
-class _without_second_reading:
-    """Grade with the rules alone (the accusations the model is asked about), whatever model is installed."""
-
-    def __init__(self, grading):
-        self.grading, self.before = grading, None
-
-    def __enter__(self):
-        self.before = self.grading.MISTAKE_MIN
-        self.grading.MISTAKE_MIN = -np.inf
-
-    def __exit__(self, *exc):
-        self.grading.MISTAKE_MIN = self.before
 
 
 def main(argv: list[str] | None = None) -> int:
