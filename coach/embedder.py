@@ -77,12 +77,13 @@ def embedder(name: str = EMBEDDER) -> CachedEmbeddings:
 
 
 @cache
-def word_pieces():
-    """MiniLM's own tokenizer (tokenizers, no transformers), truncating and padding as the model reads."""
+def word_pieces(max_length: int = MAX_WORD_PIECES):
+    """MiniLM's own tokenizer (tokenizers, no transformers), truncating and padding as the model reads (one
+    object per length: coach.mistakes reads pairs cut to fewer word pieces)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=MAX_WORD_PIECES)
+    tokenizer.enable_truncation(max_length=max_length)
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest text of each batch
     return tokenizer
 

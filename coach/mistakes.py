@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from coach.config import cache_dir
-from coach.embedder import model_dir
+from coach.embedder import word_pieces
 
 MODEL_FILE = "mistake-model.onnx"
 MAX_WORD_PIECES = 128   # misconception + sentence, as in training (evals/mistakes.py)
@@ -36,16 +36,6 @@ def model_path() -> Path:
     return cache_dir() / MODEL_FILE
 
 
-def pair_tokenizer():
-    """MiniLM's tokenizer for (misconception, sentence) pairs, truncated and padded as in training."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
-    tokenizer.enable_truncation(max_length=MAX_WORD_PIECES)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    return tokenizer
-
-
 class MistakeModel:
     """The fine-tuned cross-encoder on onnxruntime: (misconception, sentence) pairs in, logits out."""
 
@@ -56,7 +46,7 @@ class MistakeModel:
         options.intra_op_num_threads = min(2, os.cpu_count() or 1)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = pair_tokenizer()
+        self.tokenizer = word_pieces(MAX_WORD_PIECES)  # (misconception, sentence) pairs, as in training
 
     def logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """(len(pairs),) float: above 0 the sentence reads as stating the misconception."""
