@@ -28,14 +28,6 @@ BENIGN_SECURITY = SETS / "benign_security.jsonl" # honest questions about attack
 GRADING = SETS / "grading.jsonl"                 # graded answers the grader was tuned on
 GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind, never tuned on
 GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, human-scored, written blind
-GRADING_FRESH = SETS / "grading_fresh.jsonl"     # 168 more to 24 other questions, two later blind authors
-GRADING_FRESH2 = SETS / "grading_fresh2.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 22:20)
-GRADING_FRESH3 = SETS / "grading_fresh3.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-03 23:30)
-GRADING_FRESH4 = SETS / "grading_fresh4.jsonl"   # 168 more to 24 further questions (tuning data since 2026-12-04 04:40)
-GRADING_FRESH5 = SETS / "grading_fresh5.jsonl"   # 168 more to 24 further questions, never fitted on
-GRADING_FRESH6 = SETS / "grading_fresh6.jsonl"   # 168 more to 24 further questions, never fitted on
-GRADING_FRESH7 = SETS / "grading_fresh7.jsonl"   # 168 more to 24 further questions, never fitted on
-GRADING_FRESH8 = SETS / "grading_fresh8.jsonl"   # 168 more to 24 further questions, never fitted on
 
 
 
@@ -101,73 +93,39 @@ def grading_blind(half: str | None = None, path: Path = GRADING_BLIND) -> list[d
     return [row for row in rows if half is None or row["half"] == half]
 
 
-def grading_fresh(path: Path = GRADING_FRESH) -> list[dict]:
-    """The fresh blind set (each row's `half` is "fresh"): the same five kinds of answers, written on
-    2026-12-03 by two authors who saw only each question and its key points (never the grader, the bank's
-    phrasings and misconceptions, or the first blind set), for questions of all five parts that the first
-    set does not ask. Nothing was fitted on it until 2026-12-03; since then it is tuning data with both
-    halves of the first set (`python -m evals.grader --fit-rules`), a second fresh set being the held-out one."""
-    return [{**row, "half": "fresh"} for row in load_jsonl(path)]
+# The fresh blind sets, sets/grading_NAME.jsonl: 168 answers each (per question two complete, two partial, one
+# wrong, one restating, one off-topic, human-scored) to 24 questions no earlier grading set asks, written by two
+# authors who saw only each question and its numbered key points (never the repository, the grader, the bank's
+# phrasings and misconceptions, or another set). From fresh2 on the questions were drawn at random with the seed
+# given (5 of each part 1-4 and 4 of part 5 up to fresh8; 6 of each part 1-4 for fresh9, part 5 being used up).
+# What each set has been since, in order: a set is "never fitted on" until a constant is chosen on it.
+FRESH_SETS = {
+    "fresh": "2026-12-03, for questions of all five parts the first blind set does not ask. Never fitted on until "
+             "that day's second pass; tuning data since, with both halves of the first set.",
+    "fresh2": "2026-12-03, seed 20261203. Read once per grader of that day's second pass; its failures were studied "
+              "for the third (not adopted): tuning data since 22:20.",
+    "fresh3": "2026-12-03, seed 20261204, while fresh2 became tuning data. Read with main and the third pass; the "
+              "fourth pass was fitted on it: tuning data since 23:30.",
+    "fresh4": "2026-12-03, seed 20261205, before the fourth pass was chosen. Read with main and the fourth pass "
+              "(adopted on it); the fifth pass was fitted on it: tuning data since 2026-12-04 04:40.",
+    "fresh5": "2026-12-04, seed 20261206, while the fifth pass (not adopted) was fitted on the six sets before it. "
+              "Never fitted on; read for the fifth to eighth passes' decisions.",
+    "fresh6": "2026-12-04, seed 20261207. Never fitted on: read with main when added, then once per pass that asks "
+              "to be adopted (the seventh and eighth).",
+    "fresh7": "2026-12-04, seed 20261208, before the seventh pass was read: read with main and that pass (not "
+              "adopted) in one run; fresh6 and fresh7 pooled decided it. Never fitted on.",
+    "fresh8": "2026-12-04, seed 20261209, before the eighth pass was read: read with main and that pass in one "
+              "run; fresh6 to fresh8 pooled decided it (adopted). Never fitted on.",
+    "fresh9": "2026-12-05, seed 20261210, before the ninth pass was read: read with main and that pass in one run; "
+              "fresh6 to fresh9 pooled decide it. Never fitted on.",
+}
 
 
-def grading_fresh2(path: Path = GRADING_FRESH2) -> list[dict]:
-    """The second fresh blind set (each row's `half` is "fresh2"): written on 2026-12-03 like the first
-    (two new authors, who saw only each question and its numbered key points), for 24 questions drawn at
-    random (seed 20261203; 5 of each part 1-4, 4 of part 5) among the entries no other grading set asks.
-    Read once per grader of 2026-12-03's second pass; its failures were studied for the third (not
-    adopted), so it is tuning data now: fresh3 is the set never fitted on."""
-    return [{**row, "half": "fresh2"} for row in load_jsonl(path)]
-
-
-def grading_fresh3(path: Path = GRADING_FRESH3) -> list[dict]:
-    """The third fresh blind set (each row's `half` is "fresh3"): written on 2026-12-03 like the second (two
-    new authors who saw only each question and its numbered key points) for 24 questions drawn with seed
-    20261204 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, while fresh2
-    became tuning data. Read once with main and once with the third pass; the fourth pass was fitted on it
-    (with the four sets before it), so it is tuning data now: fresh4 is the set never fitted on."""
-    return [{**row, "half": "fresh3"} for row in load_jsonl(path)]
-
-
-def grading_fresh4(path: Path = GRADING_FRESH4) -> list[dict]:
-    """The fourth fresh blind set (each row's `half` is "fresh4"): written on 2026-12-03 like the third (two
-    new authors who saw only each question and its numbered key points) for 24 questions drawn with seed
-    20261205 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, before the
-    fourth grader pass was chosen. Read once with main and once with the fourth pass (adopted on it); the
-    fifth pass was fitted on it, so it is tuning data now: fresh5 is the set never fitted on."""
-    return [{**row, "half": "fresh4"} for row in load_jsonl(path)]
-
-
-def grading_fresh5(path: Path = GRADING_FRESH5) -> list[dict]:
-    """The fifth fresh blind set (each row's `half` is "fresh5"): written on 2026-12-04 like the fourth (two
-    new authors who saw only each question and its numbered key points) for 24 questions drawn with seed
-    20261206 (5 of each part 1-4, 4 of part 5) among the entries no other grading set asks, while the fifth
-    grader pass (not adopted) was being fitted on the six sets before it. Never fitted on: the figure to trust."""
-    return [{**row, "half": "fresh5"} for row in load_jsonl(path)]
-
-
-def grading_fresh6(path: Path = GRADING_FRESH6) -> list[dict]:
-    """The sixth fresh blind set (each row's `half` is "fresh6"): written on 2026-12-04 like the fifth (two
-    new authors who saw only each question and its numbered key points, never the repository) for 24
-    questions drawn with seed 20261207 (5 of each part 1-4, 4 of part 5) among the entries no other grading
-    set asks. fresh5 has been read for two adoption decisions; fresh6 for none: read once with main when it
-    was added, then once per grader pass that asks to be adopted."""
-    return [{**row, "half": "fresh6"} for row in load_jsonl(path)]
-
-
-def grading_fresh7(path: Path = GRADING_FRESH7) -> list[dict]:
-    """The seventh fresh blind set (each row's `half` is "fresh7"): written on 2026-12-04 like the sixth (two
-    new authors who saw only each question and its numbered key points, never the repository) for 24
-    questions drawn with seed 20261208 (5 of each part 1-4, 4 of part 5) among the entries no other grading
-    set asks, before the seventh grader pass was read. Read with main and with that pass (not adopted) in
-    one run; fresh6 and fresh7 pooled decided it."""
-    return [{**row, "half": "fresh7"} for row in load_jsonl(path)]
-
-
-def grading_fresh8(path: Path = GRADING_FRESH8) -> list[dict]:
-    """The eighth fresh blind set (each row's `half` is "fresh8"): written on 2026-12-04 like the seventh for 24
-    questions drawn with seed 20261209 among the entries no other grading set asks, before the eighth grader
-    pass was read; read with main and with that pass in one run (fresh6 to fresh8 pooled decided it)."""
-    return [{**row, "half": "fresh8"} for row in load_jsonl(path)]
+def grading_fresh(name: str = "fresh") -> list[dict]:
+    """One fresh blind set by name (FRESH_SETS), each row's `half` being that name."""
+    if name not in FRESH_SETS:
+        raise ValueError(f"no fresh blind set {name!r}: one of {', '.join(FRESH_SETS)}")
+    return [{**row, "half": name} for row in load_jsonl(SETS / f"grading_{name}.jsonl")]
 
 
 REAL_QUESTION_LABELS = SETS / "real_questions_labels.jsonl"  # our relabelling against the grown bank

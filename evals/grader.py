@@ -10,16 +10,10 @@ The blind set (sets/grading_blind.jsonl: 308 answers to 44 questions, complete x
 restating, off-topic per question, each with a human score 0-10, the key points it covers and the
 misconception a wrong answer makes) is split by question (evals/datasets.py). `--fit` chooses the
 misconception margins, the credit model's weights and the 0-10 mapping on the tuning half only, and
-prints them for coach/grader.py. The fresh blind set
-(sets/grading_fresh.jsonl: 168 answers to 24 other questions by two later authors) was never fitted on:
-it was the figure to trust, since the held-out half had been read after many changes. Since 2026-12-03 a
-second fresh set (sets/grading_fresh2.jsonl: 168 answers to 24 further questions by two more authors) was
-the one never fitted on; from 22:20 a third (sets/grading_fresh3.jsonl, the same way, 24 more questions),
-from the fourth grader pass (2026-12-04) a fourth, sets/grading_fresh4.jsonl, and since 04:40 that day a
-fifth, sets/grading_fresh5.jsonl, is; since 18:30 a sixth, sets/grading_fresh6.jsonl, and since 22:00 a
-seventh, sets/grading_fresh7.jsonl (the two pooled decided the seventh pass), and an eighth,
-sets/grading_fresh8.jsonl (fresh6 to fresh8 pooled decided the eighth pass), are never fitted on too
-(NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
+prints them for coach/grader.py. The fresh blind sets (sets/grading_fresh.jsonl, grading_fresh2.jsonl, ...:
+168 answers each to 24 further questions by two later authors; evals.datasets.FRESH_SETS says what each has
+been) came one after another as the set never fitted on, each becoming tuning data once a constant was chosen
+on it; fresh5 to fresh9 are never fitted on (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
 note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
 each set left out) beside those of the constants in coach/grader.py.
 
@@ -41,29 +35,24 @@ import json
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from itertools import combinations, product
 from pathlib import Path
 
 import numpy as np
 
 from evals.datasets import (
+    FRESH_SETS,
     GRADING,
     GRADING_HOLDOUT,
     grading_blind,
     grading_fresh,
-    grading_fresh2,
-    grading_fresh3,
-    grading_fresh4,
-    grading_fresh5,
-    grading_fresh6,
-    grading_fresh7,
-    grading_fresh8,
     load_jsonl,
 )
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
-NEVER_FITTED = ("fresh5", "fresh6", "fresh7", "fresh8")  # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
+NEVER_FITTED = ("fresh5", "fresh6", "fresh7", "fresh8", "fresh9")  # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
 
 
 def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
@@ -194,13 +183,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 BLIND_SETS = {"tuning": lambda: grading_blind("tuning"), "heldout": lambda: grading_blind("heldout"),
-              "fresh": grading_fresh, "fresh2": grading_fresh2, "fresh3": grading_fresh3, "fresh4": grading_fresh4,
-              "fresh5": grading_fresh5, "fresh6": grading_fresh6,
-              "fresh7": grading_fresh7, "fresh8": grading_fresh8}
+              **{name: partial(grading_fresh, name) for name in FRESH_SETS}}
 
 
 def blind_sets() -> dict[str, list[dict]]:
-    """The blind set's two halves and the eight fresh blind sets, by name (fresh5 to fresh8 never fitted on)."""
+    """The blind set's two halves and the fresh blind sets, by name (NEVER_FITTED never fitted on)."""
     return {name: load() for name, load in BLIND_SETS.items()}
 
 

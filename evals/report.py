@@ -267,14 +267,12 @@ def _other_sections(metrics: dict) -> list[str]:
 
 
 def _blind_grading(grading: dict) -> list[str]:
-    """The blind grading sets as a table: the first set's halves, the fresh sets; fresh5 to fresh8 never fitted on."""
-    names = ("tuning", "heldout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7", "fresh8")
-    halves = [(name, grading[f"blind_{name}"]) for name in names
-              if f"blind_{name}" in grading]
+    """The blind grading sets as a table: the first set's halves, then the fresh sets in order."""
+    halves = [(key.removeprefix("blind_"), value) for key, value in grading.items() if key.startswith("blind_")]
     if not halves:
         return []
     kinds = ("complete", "partial", "wrong", "restating", "off_topic")
-    lines = ["## Grader on the blind sets (grading_blind.jsonl split by question; grading_fresh.jsonl to grading_fresh4.jsonl; grading_fresh5.jsonl to grading_fresh8.jsonl, never fitted on)\n",
+    lines = ["## Grader on the blind sets (grading_blind.jsonl split by question; grading_fresh.jsonl to grading_fresh4.jsonl; from grading_fresh5.jsonl on, never fitted on)\n",
              "| half | answers | Spearman vs human | complete > partial > wrong | misconception named | "
              "correct accused | " + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
     for name, r in halves:

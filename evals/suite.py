@@ -329,7 +329,7 @@ def grading(answerer, backend, limit: int, progress: bool) -> dict:
     # the honest figure: answers to other questions, written blind, that the parameters were not chosen on
     result = {**tuned, "holdout": _summary(module.evaluate(grader, sample(load_jsonl(module.HOLDOUT), limit),
                                                            progress=progress))}
-    if hasattr(module, "evaluate_blind"):  # the blind sets (issue 17): fresh5 to fresh8, never fitted on, are the headline
+    if hasattr(module, "evaluate_blind"):  # the blind sets (issue 17): those never fitted on are the headline
         for half, rows in module.blind_sets().items():
             result[f"blind_{half}"] = _summary(module.evaluate_blind(grader, sample(rows, limit), progress=progress))
     return result
