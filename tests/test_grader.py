@@ -406,7 +406,7 @@ def test_blind_held_out_half(grader):
 
 # Floors a little under each fresh blind set's figures (evals/README.md), so a change that makes answers by
 # authors the grader never saw worse fails here. They are not issue 17's targets (ordering >= 90%, named >=
-# 80%, accused <= 5%, partial 2-6), which none of the eight meets.
+# 80%, accused <= 5%, partial 2-6), which none of the nine meets; fresh9's wrong answers break the 2.0 too.
 FRESH_FLOORS = {
     # tuning data since 2026-12-03; Spearman 0.893, complete 7.57, named 50%, accused 6.25% since notes count
     # as claims and the accusation constants were chosen on all three first sets (were 0.834, 6.75, 54.2%, 14.6%)
@@ -445,6 +445,10 @@ FRESH_FLOORS = {
     # Spearman 0.924, ordering 87.5%, complete 8.08, named 54.2%, accused 7.3%; the eighth pass's 0.927, 87.5%,
     # 8.12, 45.8%, 6.25% (partial 2.68, wrong 0.93)
     "fresh8": {"spearman": 0.89, "ordering": 0.83, "complete": 7.8, "named": 0.41, "accused": 0.09},
+    # never fitted on; read with main (the eighth pass) and the ninth pass (not adopted) in the run that decided
+    # it: main's Spearman 0.838, ordering 45.8%, complete 8.50, partial 1.96, wrong 2.03 (over issue 17's 2.0:
+    # the one set whose wrong answers score that high), named 41.7%, accused 5.2%
+    "fresh9": {"spearman": 0.8, "ordering": 0.41, "complete": 8.0, "named": 0.37, "accused": 0.08, "wrong": 2.2},
 }
 
 
@@ -462,7 +466,8 @@ def test_fresh_blind_sets(grader, name):
     result = evaluate_blind(grader, rows)
     kinds = result["per_kind"]
     assert result["spearman"] >= floors["spearman"] and result["ordering"] >= floors["ordering"], result
-    assert kinds["complete"] >= floors["complete"] and kinds["partial"] >= 1.5 and kinds["wrong"] <= 2.0, kinds
+    assert kinds["complete"] >= floors["complete"] and kinds["partial"] >= 1.5, kinds
+    assert kinds["wrong"] <= floors.get("wrong", 2.0), kinds
     assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
     assert result["misconception_named"] >= floors["named"] and result["correct_accused"] <= floors["accused"], result
 
