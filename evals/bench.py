@@ -16,7 +16,8 @@ Sections (progress on stderr, results in DIR/bench.json, default benchmarks/late
   answers  end-to-end first-token and total time per backend (extractive, llamacpp, openai against a
            `python -m llama_cpp.server` started here), ours and the baseline's
   tokens   the embedded model's prefill and generation tokens/s, and the embedder's chunks/s
-  app      `python app.py serve`: seconds from start to HTTP 200, and its peak RSS after a few answers
+  app      `python app.py serve`: seconds from start to HTTP 200, its peak RSS after a few answers, and
+           after grading a few wrong answers through /grade too (the grader's models loaded)
 
 Every figure is {"value": float, "unit": str}, plus "baseline" and "ratio" (value / baseline) where a
 baseline applies, and "target" / "pass" where the project sets one. --quick measures fewer queries and
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GOLD, load_jsonl
+from evals.datasets import GOLD, GRADING_BLIND, load_jsonl
 from evals.metrics import hit_at_k
 from evals.retrieval import evaluate
 from evals.servers import ROOT, app_server, chroma_server, llama_server
@@ -442,6 +443,11 @@ def bench_app(work: Path, questions: list[dict], figures: dict, details: dict) -
         for q in questions:
             client.predict(q["query"], api_name="/ask")
         rss = peak_rss_mib(proc.pid)
+        wrong = [row for row in load_jsonl(GRADING_BLIND) if row["kind"] == "wrong"][:len(questions)]
+        say(f"app: grading {len(wrong)} wrong answers through /grade (the grader and its mistake model load)")
+        for row in wrong:
+            client.predict(row["question"], row["answer"], api_name="/grade")
+        graded_rss = peak_rss_mib(proc.pid)
     say("app: the baseline answering the same questions in its own process")
     done = subprocess.run([sys.executable, "-c", BASELINE_ASK, str(work / "baseline"),
                            *[q["query"] for q in questions]], cwd=ROOT, env=clean_env(data, COACH_LLM="llamacpp"),
@@ -450,9 +456,12 @@ def bench_app(work: Path, questions: list[dict], figures: dict, details: dict) -
     base_rss = int(hwm.group(1)) / 1024 if hwm else None
     figures["app_ready_s"] = figure(ready_s, "s", target=APP_READY_MAX_S)
     figures["app_peak_rss_mib"] = figure(rss, "MiB", base_rss, RSS_MAX_MIB)
+    figures["app_peak_rss_graded_mib"] = figure(graded_rss, "MiB")
     details["app"] = {"questions": len(questions), "backend": "llamacpp",
                       "note": "peak RSS (VmHWM) of the serving process after answering; the baseline's is "
-                              "the peak RSS of a process that builds nothing and answers the same questions"}
+                              "the peak RSS of a process that builds nothing and answers the same questions; "
+                              "app_peak_rss_graded_mib: the same process after grading as many answers too "
+                              "(no baseline grades)"}
 
 
 def peak_rss_mib(pid: int) -> float:
