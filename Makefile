@@ -8,14 +8,16 @@ STAMP := $(VENV)/.installed
 ONNX := $(or $(COACH_MODEL_CACHE),.cache)/all-minilm-l6-v2.onnx
 # The grader's mistake model (coach/mistakes.py), trained from evals/sets/mistake_pairs.jsonl and exported to ONNX
 MISTAKES := $(or $(COACH_MODEL_CACHE),.cache)/mistake-model.onnx
+# The grader's credit model (coach/credit.py), trained from the fitting sets' and the training answers' labels
+CREDIT := $(or $(COACH_MODEL_CACHE),.cache)/credit-model.onnx
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup run test lint index clean browser bench
 
-## setup: virtual environment + requirements + ONNX export of MiniLM + the mistake model + index (idempotent;
-## seconds when done)
-setup: $(STAMP) $(ONNX) $(MISTAKES) index
+## setup: virtual environment + requirements + ONNX export of MiniLM + the grader's two models + index
+## (idempotent; seconds when done)
+setup: $(STAMP) $(ONNX) $(MISTAKES) $(CREDIT) index
 
 # llama.cpp's AMX matrix kernels crash on CPUs that have AMX (Sapphire Rapids and later: SIGSEGV in
 # ggml_backend_amx_mul_mat at the first token, ggml-org/llama.cpp#20824; seen on this project's machines),
@@ -40,6 +42,10 @@ $(ONNX): | $(STAMP)
 $(MISTAKES): evals/sets/mistake_pairs.jsonl | $(STAMP)
 	$(PY) -m evals.mistakes --train --force
 
+## the grader's credit model (once, offline, about half an hour of torch on 2 cores; again when its answers change)
+$(CREDIT): evals/sets/mistake_answers.jsonl evals/sets/credit_answers.jsonl | $(STAMP)
+	$(PY) -m evals.credit --train --force
+
 ## index: build or refresh the search index from corpus/ (only what changed is re-embedded)
 index: $(STAMP) $(ONNX)
 	$(PY) -m ingest --quiet
@@ -52,7 +58,7 @@ run: setup
 
 ## test: set up, then the whole test suite. Not ./data: the tests ingest the bank into a folder of their own
 ## (tests/conftest.py), so building ./data here was a second whole-bank ingest (about a minute on 2 cores)
-test: $(STAMP) $(ONNX) $(MISTAKES) browser
+test: $(STAMP) $(ONNX) $(MISTAKES) $(CREDIT) browser
 	$(PY) -m pytest
 
 ## lint: ruff over the project (rules in ruff.toml); CI runs it before the tests

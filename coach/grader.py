@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coach.config import get_settings, prompt
+from coach.credit import stated
 from coach.guards import validate_question
 from coach.llm import may_judge
 from coach.mistakes import mistake_model
@@ -434,11 +435,28 @@ class Grader:
             evidence = signals.sentences[signals.owner[best]] if max(credit, fragment) > 0 else None
             results.append(PointResult(point, max(credit, fragment), evidence,
                                        features=point_features(signals, i, usable & claim_units)))
+        self.second_opinion(entry, signals, mistaken, results)
         restating = {j for j in range(len(signals.sentences)) if not signals.new[signals.owner == j].any()}
         off_topic = {j for j, r in enumerate(signals.relevance) if r < OFF_TOPIC_COSINE} - restating
         counts.update(sentences=len(signals.sentences), fragments=signals.claims.count(False),
                       off_topic=len(off_topic), restating=len(restating), mistaken=len(mistaken))
         return results, counts, mistakes
+
+    @staticmethod
+    def second_opinion(entry, signals: Signals, mistaken: set[int], results: list[PointResult]) -> None:
+        """Each key point's credit becomes the mean of the rules' credit and the credit model's probability
+        that the answer's usable sentences (claims with words beyond the question's, no mistake) state it
+        (coach.credit); unchanged without the model."""
+        usable = [j for j, sentence in enumerate(signals.sentences)
+                  if j not in mistaken and signals.claims[j] and signals.new[signals.owner == j].any()]
+        probabilities = stated(entry.key_points, [signals.sentences[j] for j in usable])
+        if probabilities is None:
+            return
+        units = np.isin(signals.owner, usable)
+        for i, (result, probability) in enumerate(zip(results, probabilities, strict=True)):
+            result.credit = 0.5 * result.credit + 0.5 * float(probability)
+            if result.evidence is None and result.covered:  # the usable sentence nearest the point
+                result.evidence = signals.sentences[signals.owner[np.argmax(np.where(units, signals.cosine[i], -np.inf))]]
 
     def signals(self, entry, answer: str) -> Signals | None:
         """Measure the answer against the entry; None when it holds no sentence with content."""

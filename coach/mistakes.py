@@ -10,20 +10,17 @@ any). A misconception accusation stands only when the model's logit for its pair
 
 It is trained once by `make setup` (`python -m evals.mistakes --train`: a few minutes of torch on 2 cores, from
 evals/sets/mistake_pairs.jsonl) and exported to ONNX beside MiniLM's export; here it runs on onnxruntime with
-MiniLM's own tokenizer, as coach.embedder does, so the app never imports torch. Without the file the grader
+MiniLM's own tokenizer (coach.crossencoder), so the app never imports torch. Without the file the grader
 accuses as it did before this model and says so once in the log.
 """
 from __future__ import annotations
 
 import logging
-import os
 from functools import cache
 from pathlib import Path
 
-import numpy as np
-
 from coach.config import cache_dir
-from coach.embedder import word_pieces
+from coach.crossencoder import CrossEncoder
 
 MODEL_FILE = "mistake-model.onnx"
 MAX_WORD_PIECES = 128   # misconception + sentence, as in training (evals/mistakes.py)
@@ -36,34 +33,11 @@ def model_path() -> Path:
     return cache_dir() / MODEL_FILE
 
 
-class MistakeModel:
-    """The fine-tuned cross-encoder on onnxruntime: (misconception, sentence) pairs in, logits out."""
-
-    def __init__(self, path: Path):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = min(2, os.cpu_count() or 1)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = word_pieces(MAX_WORD_PIECES)  # (misconception, sentence) pairs, as in training
-
-    def logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """(len(pairs),) float: above 0 the sentence reads as stating the misconception."""
-        if not pairs:
-            return np.zeros(0, dtype=np.float32)
-        encoded = self.tokenizer.encode_batch(pairs)
-        feed = {"input_ids": [e.ids for e in encoded], "attention_mask": [e.attention_mask for e in encoded],
-                "token_type_ids": [e.type_ids for e in encoded]}
-        feed = {name: np.asarray(value, dtype=np.int64) for name, value in feed.items()}  # (n, word pieces)
-        return self.session.run(["logits"], feed)[0].reshape(-1)
-
-
 @cache
-def mistake_model() -> MistakeModel | None:
+def mistake_model() -> CrossEncoder | None:
     """The model, loaded once per process; None (said once in the log) when `make setup` has not made it."""
     if model_path().is_file():
-        return MistakeModel(model_path())
+        return CrossEncoder(model_path(), MAX_WORD_PIECES)
     log.warning("no mistake model at %s: misconception accusations are not read a second time; `make setup` "
                 "or `python -m evals.mistakes --train` makes it", model_path())
     return None

@@ -68,8 +68,10 @@ def write_pairs(path: Path = PAIRS) -> int:
     return 0
 
 
-def train(pairs: list[dict]):
-    """MiniLM fine-tuned on the pairs; returns (model, tokenizer), both torch/transformers."""
+def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max_length: int = MAX_WORD_PIECES,
+          epochs: int = EPOCHS):
+    """MiniLM fine-tuned on the labelled pairs (`first`, `second`) -> `label`; returns (model, tokenizer), both
+    torch/transformers. evals.credit trains its model with the same function."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -81,13 +83,13 @@ def train(pairs: list[dict]):
     positives = sum(p["label"] for p in pairs)
     loss_of = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(pairs) - positives) / positives))
     model.train()
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         order = list(pairs)
         shuffler.shuffle(order)
         for start in range(0, len(order), BATCH):
             batch = order[start:start + BATCH]
-            encoded = tokenizer([p["wrong"] for p in batch], [p["sentence"] for p in batch], padding=True,
-                                truncation=True, max_length=MAX_WORD_PIECES, return_tensors="pt")
+            encoded = tokenizer([p[first] for p in batch], [p[second] for p in batch], padding=True,
+                                truncation=True, max_length=max_length, return_tensors="pt")
             loss = loss_of(model(**encoded).logits.squeeze(-1), torch.tensor([float(p["label"]) for p in batch]))
             loss.backward()
             optimizer.step()
@@ -153,15 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         return write_pairs()
     if args.crossvalidate:
         return crossvalidate()
-    if model_path().is_file() and not args.force:
-        print(f"{model_path()} exists (--force to train again)", file=sys.stderr)
+    return train_and_export(model_path(), lambda: load_jsonl(PAIRS), train, args.force)
+
+
+def train_and_export(target: Path, pairs_of, fit, force: bool) -> int:
+    """`--train`: fit a model on the pairs (read only when needed) and export it to `target`, unless it exists."""
+    if target.is_file() and not force:
+        print(f"{target} exists (--force to train again)", file=sys.stderr)
         return 0
     started = time.perf_counter()
-    pairs = load_jsonl(PAIRS)
-    model, _ = train(pairs)
-    export(model, model_path())
-    print(f"trained on {len(pairs)} pairs, wrote {model_path()} in {time.perf_counter() - started:.0f}s",
-          file=sys.stderr)
+    pairs = pairs_of()
+    print(f"training on {len(pairs)} pairs", file=sys.stderr)
+    model, _ = fit(pairs)
+    export(model, target)
+    print(f"trained on {len(pairs)} pairs, wrote {target} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     return 0
 
 

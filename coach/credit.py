@@ -1,0 +1,71 @@
+"""Does an answer state a key point? The credit model: the second opinion on every key point's credit.
+
+The grader's credit for a key point (coach.grader's logistic credit) reads MiniLM cosines and shared words, and
+those score a paraphrase in plain words low and a wrong answer in the topic's words high: on text no constant saw,
+main ordered complete > partial > wrong for 73% of questions (fresh6-9, evals/README.md). This model reads the pair
+(key point, the answer's usable sentences joined) together: MiniLM fine-tuned as a cross-encoder on the human
+`covered` labels of other people's answers (the six fitting blind sets and the 1,400 training answers to their
+questions: every answer x every key point). The grader's credit for a point becomes the mean of its own credit and
+the model's probability (the mean, not the max or the model alone, chosen out of fold; evals/README.md, "Grader,
+eleventh pass").
+
+Trained once by `make setup` (`python -m evals.credit --train`: about half an hour of torch on 2 cores, 13,379
+pairs) and exported to ONNX beside MiniLM's export; read on onnxruntime (coach.crossencoder). Without the file the
+grader credits as it did before this model and says so once in the log.
+"""
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from coach.config import cache_dir
+from coach.crossencoder import CrossEncoder
+
+MODEL_FILE = "credit-model.onnx"
+MAX_WORD_PIECES = 256   # key point + the answer's sentences, as in training (evals/credit.py)
+WINDOW_PIECES = 200     # room left for the key point (at most ~50 word pieces in the bank) within MAX_WORD_PIECES
+
+log = logging.getLogger(__name__)
+
+
+def model_path() -> Path:
+    """Where `make setup` writes the model: COACH_MODEL_CACHE, else .cache/ in the repository."""
+    return cache_dir() / MODEL_FILE
+
+
+@cache
+def credit_model() -> CrossEncoder | None:
+    """The model, loaded once per process; None (said once in the log) when `make setup` has not made it."""
+    if model_path().is_file():
+        return CrossEncoder(model_path(), MAX_WORD_PIECES)
+    log.warning("no credit model at %s: key points are credited by the rules alone; `make setup` or "
+                "`python -m evals.credit --train` makes it", model_path())
+    return None
+
+
+def stated(points: list[str], sentences: list[str]) -> np.ndarray | None:
+    """(len(points),) probability that the sentences state each key point; None without the model or sentences.
+    The model read answers of 80-160 words in training; a longer answer is read in windows of whole sentences
+    of at most WINDOW_PIECES word pieces, and a point counts as stated as well as its best window states it."""
+    model = credit_model() if sentences and points else None
+    if model is None:
+        return None
+    chunks = windows(sentences, model)
+    logits = model.logits([(point, chunk) for point in points for chunk in chunks])  # (points * windows,)
+    return 1.0 / (1.0 + np.exp(-logits.reshape(len(points), len(chunks)).max(axis=1)))
+
+
+def windows(sentences: list[str], model: CrossEncoder) -> list[str]:
+    """The sentences joined into consecutive windows of at most WINDOW_PIECES word pieces (a longer sentence alone)."""
+    sizes = [sum(encoded.attention_mask) for encoded in model.tokenizer.encode_batch(sentences)]  # padding aside
+    chunks, current, size = [], [], 0
+    for sentence, pieces in zip(sentences, sizes, strict=True):
+        if current and size + pieces > WINDOW_PIECES:
+            chunks.append(" ".join(current))
+            current, size = [], 0
+        current.append(sentence)
+        size += pieces
+    return [*chunks, " ".join(current)]
