@@ -118,10 +118,10 @@ FRESH_SETS = {
               "run; fresh6 to fresh8 pooled decided it (adopted); in the ninth to eleventh passes' pools. Never "
               "fitted on.",
     "fresh9": "2026-12-05, seed 20261210, before the ninth pass was read: read with main and that pass in one run; "
-              "fresh6 to fresh9 pooled decided it, the tenth (neither adopted) and the eleventh (adopted); its "
-              "failures not studied. Never fitted on.",
+              "fresh6 to fresh9 pooled decided it, the tenth (neither adopted) and the eleventh (adopted by its "
+              "rule, kept on a branch); its failures not studied. Never fitted on.",
     "fresh10": "2026-12-05, seed 20261211, 20 questions, written after the eleventh pass was decided and while its "
-               "model trained: read once with main and the eleventh pass, as a confirmation. Never fitted on.",
+               "model trained: read once with main and the eleventh pass (branch), as a confirmation. Never fitted on.",
 }
 
 

@@ -11,7 +11,7 @@ restating, off-topic per question, each with a human score 0-10, the key points 
 misconception a wrong answer makes) is split by question (evals/datasets.py). `--fit` chooses the
 misconception margins, the credit model's weights and the 0-10 mapping on the tuning half only, and
 prints them for coach/grader.py. The fresh blind sets (sets/grading_fresh.jsonl, grading_fresh2.jsonl, ...:
-168 answers each to 24 further questions by two later authors; evals.datasets.FRESH_SETS says what each has
+7 answers each to 20-24 further questions by two later authors; evals.datasets.FRESH_SETS says what each has
 been) came one after another as the set never fitted on, each becoming tuning data once a constant was chosen
 on it; fresh5 to fresh10 are never fitted on (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
 note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
