@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ONNX := $(or $(COACH_MODEL_CACHE),.cache)/all-minilm-l6-v2.onnx
 # The grader's mistake model (coach/mistakes.py), trained from evals/sets/mistake_pairs.jsonl and exported to ONNX
 MISTAKES := $(or $(COACH_MODEL_CACHE),.cache)/mistake-model.onnx
-# The grader's credit model (coach/credit.py), trained from the fitting sets' and the training answers' labels
+# The grader's credit model (coach/credit.py), trained from the blind and training answers' labels and the bank's wording
 CREDIT := $(or $(COACH_MODEL_CACHE),.cache)/credit-model.onnx
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -42,8 +42,9 @@ $(ONNX): | $(STAMP)
 $(MISTAKES): evals/sets/mistake_pairs.jsonl | $(STAMP)
 	$(PY) -m evals.mistakes --train --force
 
-## the grader's credit model (once, offline, about half an hour of torch on 2 cores; again when its answers change)
-$(CREDIT): evals/sets/mistake_answers.jsonl evals/sets/credit_answers.jsonl | $(STAMP)
+## the grader's credit model (once, offline, about half an hour of torch on 2 cores; again when its answers change,
+## and by hand after large edits of the bank: `python -m evals.credit --train --force`)
+$(CREDIT): evals/sets/mistake_answers.jsonl evals/sets/credit_answers.jsonl $(MISTAKES) | $(STAMP) $(ONNX)
 	$(PY) -m evals.credit --train --force
 
 ## index: build or refresh the search index from corpus/ (only what changed is re-embedded)

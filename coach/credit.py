@@ -3,13 +3,16 @@
 The grader's credit for a key point (coach.grader's logistic credit) reads MiniLM cosines and shared words, and
 those score a paraphrase in plain words low and a wrong answer in the topic's words high: on text no constant saw,
 main ordered complete > partial > wrong for 73% of questions (fresh6-9, evals/README.md). This model reads the pair
-(key point, the answer's usable sentences joined) together: MiniLM fine-tuned as a cross-encoder on the human
-`covered` labels of other people's answers (the six fitting blind sets and the 1,400 training answers to their
-questions: every answer x every key point). The grader's credit for a point becomes the mean of its own credit and
-the model's probability (the mean, not the max or the model alone, chosen out of fold; evals/README.md, "Grader,
-eleventh pass").
+(key point, the answer's usable sentences joined) together:
+MiniLM fine-tuned as a cross-encoder on the human `covered` labels of other people's answers (the six
+fitting blind sets and the 1,400 training answers to their questions: every answer x every key point) and on the
+bank's own wording (each key point against its model answer, the key points written as an answer with and
+without it, the entry's misconceptions and another entry's answer: without these it learned other people's
+paraphrases only and gave the bank's key points, stated word for word, 0.08-0.48). The grader's credit for a
+point becomes the mean of its own credit and the model's probability (the mean, not the max or the model alone,
+chosen out of fold; evals/README.md, "Grader, eleventh pass" and "twelfth pass").
 
-Trained once by `make setup` (`python -m evals.credit --train`: about half an hour of torch on 2 cores, 13,379
+Trained once by `make setup` (`python -m evals.credit --train`: about half an hour of torch on 2 cores, 22,723
 pairs) and exported to ONNX beside MiniLM's export; read on onnxruntime (coach.crossencoder). Without the file the
 grader credits as it did before this model and says so once in the log.
 """
@@ -53,14 +56,15 @@ def stated(points: list[str], sentences: list[str]) -> np.ndarray | None:
     model = credit_model() if sentences and points else None
     if model is None:
         return None
-    chunks = windows(sentences, model)
+    chunks = windows(sentences, model.tokenizer)
     logits = model.logits([(point, chunk) for point in points for chunk in chunks])  # (points * windows,)
     return 1.0 / (1.0 + np.exp(-logits.reshape(len(points), len(chunks)).max(axis=1)))
 
 
-def windows(sentences: list[str], model: CrossEncoder) -> list[str]:
-    """The sentences joined into consecutive windows of at most WINDOW_PIECES word pieces (a longer sentence alone)."""
-    sizes = [sum(encoded.attention_mask) for encoded in model.tokenizer.encode_batch(sentences)]  # padding aside
+def windows(sentences: list[str], tokenizer) -> list[str]:
+    """The sentences joined into consecutive windows of at most WINDOW_PIECES word pieces (a longer sentence alone),
+    counted by MiniLM's `tokenizer` (coach.embedder.word_pieces)."""
+    sizes = [sum(encoded.attention_mask) for encoded in tokenizer.encode_batch(sentences)]  # padding aside
     chunks, current, size = [], [], 0
     for sentence, pieces in zip(sentences, sizes, strict=True):
         if current and size + pieces > WINDOW_PIECES:

@@ -1,34 +1,48 @@
 """The credit model's data, training and out-of-fold check (coach/credit.py).
 
     python -m evals.credit --train [--force]   # fine-tune MiniLM, export to ONNX (`make setup` runs it)
-    python -m evals.credit --crossvalidate     # two folds by question: the grader's figures per way of combining
+    python -m evals.credit --crossvalidate     # two folds by question: main's grader against the model's
 
-**Data.** Every answer of the six fitting blind sets (evals.grader.fitting_sets, all five kinds) and the 1,400
-training answers to their 140 questions (`sets/mistake_answers.jsonl` and `sets/credit_answers.jsonl`, fourteen
-authors who saw only each question and its numbered key points), each paired with every key point of its entry;
-the label is the human's: is the point in the answer's `covered` list. 13,379 pairs, 4,447 positive. No
-never-fitted set's question is among them (tests/test_credit.py checks).
+**Data.** Two kinds of (key point, answer) -> does the answer state the point?
+- Other people's answers: every answer of the six fitting blind sets (evals.grader.fitting_sets, all five kinds)
+  and the 1,400 training answers to their 140 questions (`sets/mistake_answers.jsonl`, `sets/credit_answers.jsonl`:
+  fourteen authors who saw only each question and its numbered key points), each paired with every key point of
+  its entry, labelled by the human's `covered` list: 13,379 pairs, 4,447 positive. No never-fitted set's answer is
+  among them (tests/test_credit.py checks).
+- The bank's own wording (`bank_pairs`), for every entry and key point: the window of the model answer that holds
+  most of the point's words and the key points written as an answer (in the points' own words or one of their
+  alternatives) state it; the same key points without it, the entry's misconceptions, and the model answer of
+  another entry of the same part do not: 9,344 pairs. Without them the model learned other people's paraphrases
+  only and gave the bank's own key points, stated word for word, 0.08-0.48 (evals/README.md, "Grader, eleventh
+  pass"). With them the bank's wording is credited out of fold, but so is the model answer of a neighbouring
+  question (a third of the entries over 2.0, main a sixth), and the nearest entry as the negative instead made
+  that worse: the twelfth and thirteenth passes, not landed.
 
 **Training.** The mistake model's recipe (evals.mistakes.train: MiniLM with a one-logit head, positives weighted
-to the negatives' count, AdamW lr 3e-5, batches of 16, seed 0) for **one** epoch on pairs cut to 256 word pieces
-(the answers are whole); chosen once (2026-12-05) and not tuned: evals/README.md, "Grader, eleventh pass".
+to the negatives' count, AdamW lr 3e-5, batches of 16, seed 0) for **one** epoch on pairs cut to 256 word pieces,
+batches grouped by length (half the time of random batches here); chosen once (2026-12-05) and not tuned:
+evals/README.md, "Grader, twelfth and thirteenth passes".
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import random
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from coach.credit import MAX_WORD_PIECES, model_path
+from coach.credit import MAX_WORD_PIECES, model_path, windows
 from evals.datasets import SETS, load_jsonl
-from evals.mistakes import train, train_and_export
+from evals.mistakes import export, train, train_and_export
 
 ANSWERS = (SETS / "mistake_answers.jsonl", SETS / "credit_answers.jsonl")  # 1,400 training answers
 EPOCHS = 1
 FOLDS = 2
-COMBINATIONS = {"rules": lambda c, p: c, "mean": lambda c, p: (c + p) / 2, "max": max, "model": lambda c, p: p}
+BANK_SEED = 12          # which other entry of the same part each entry's key points are paired with
+HALF_THE_WORDS = 0.5    # a model-answer window states a key point when it holds at least this share of its words
 
 
 def answers() -> list[dict]:
@@ -45,8 +59,59 @@ def pairs_of(rows: list[dict], bank) -> list[dict]:
             for row in rows for i, point in enumerate(bank[row["qid"]].key_points)]
 
 
+def bank_pairs(grader) -> list[dict]:
+    """(key point, text in the bank's words, label) for every key point of every entry (see the docstring)."""
+    from coach.embedder import word_pieces
+
+    tokenizer = word_pieces(MAX_WORD_PIECES)
+    chooser = random.Random(BANK_SEED)
+    entries = list(grader.bank.values())
+    pairs = []
+    for entry in entries:
+        other = chooser.choice([e for e in entries if e.part == entry.part and e.id != entry.id])
+        texts = {"answer": windows(usable_sentences(grader, entry, entry.answer), tokenizer),
+                 "other": windows(usable_sentences(grader, other, other.answer), tokenizer),
+                 "misconceptions": as_answer([m.wrong for m in entry.misconceptions])}
+        pairs += [{"qid": entry.id, **pair} for pair in point_pairs(entry, texts)]
+    return pairs
+
+
+def point_pairs(entry, texts: dict) -> list[dict]:
+    from coach.text import content_words
+
+    alternatives = entry.key_point_alternatives or tuple(() for _ in entry.key_points)
+    wordings = [list(entry.key_points)] + [[alts[n] if len(alts) > n else point for point, alts in
+                                            zip(entry.key_points, alternatives, strict=True)] for n in (0, 1)]
+    pairs = []
+    for i, point in enumerate(entry.key_points):
+        words, wording = content_words(point), wordings[i % len(wordings)]
+        shares = [len(words & content_words(window)) / max(len(words), 1) for window in texts["answer"]]
+        if shares and max(shares) >= HALF_THE_WORDS:
+            pairs.append({"point": point, "answer": texts["answer"][int(np.argmax(shares))], "label": 1})
+        pairs.append({"point": point, "answer": as_answer(wording), "label": 1})
+        negatives = [(as_answer(wording[:i] + wording[i + 1:]), 0), (texts["misconceptions"], 0),
+                  (texts["other"][0] if texts["other"] else "", 0)]
+        pairs += [{"point": point, "answer": text, "label": label} for text, label in negatives if text]
+    return pairs
+
+
+def as_answer(sentences: list[str]) -> str:
+    """Statements written as an answer: each a sentence of its own."""
+    return " ".join(s[0].upper() + s[1:] + ("" if s.endswith(".") else ".") for s in sentences if s)
+
+
+def usable_sentences(grader, entry, answer: str) -> list[str]:
+    """The sentences coach.grader.Grader.second_opinion reads: claims with new words and no mistake."""
+    signals = grader.signals(entry, answer)
+    if signals is None:
+        return []
+    _, mistaken = grader.mistakes(entry, signals)
+    return [s for j, s in enumerate(signals.sentences)
+            if j not in mistaken and signals.claims[j] and signals.new[signals.owner == j].any()]
+
+
 def fit(pairs: list[dict]):
-    return train(pairs, first="point", second="answer", max_length=MAX_WORD_PIECES, epochs=EPOCHS)
+    return train(pairs, first="point", second="answer", max_length=MAX_WORD_PIECES, epochs=EPOCHS, grouped=True)
 
 
 def fold_of(qid: str) -> int:
@@ -54,50 +119,61 @@ def fold_of(qid: str) -> int:
 
 
 def crossvalidate() -> int:
-    """Each fold's questions graded with a model trained on the other fold's answers: the grader's figures on the
-    fitting sets for each way of combining the rules' credit c with the model's probability p."""
-    from unittest.mock import patch
+    """Each fold's questions and entries graded with a model trained on the other fold's answers and bank pairs:
+    the grader's figures on the fitting sets and the bank-wording checks, main's grader (the rules alone) beside."""
+    from coach.credit import CrossEncoder
+    from coach.grader import Grader
 
-    import torch
-
-    from coach import grader as grading
-    from evals.grader import fitting_sets, summarise_blind
-
-    grader = grading.Grader()
-    rows = answers()
-    folds = {k: fit(pairs_of([r for r in rows if fold_of(r["qid"]) != k], grader.bank)) for k in range(FOLDS)}
-    graded = []
-    with patch.object(grading, "stated", lambda points, text: None):
-        for row in (r for rs in fitting_sets().values() for r in rs):
-            entry = grader.bank[row["qid"]]
-            results, counts, mistakes = grader.assess(entry, row["answer"])
-            text = usable_text(grader, entry, row["answer"])
-            model, tokenizer = folds[fold_of(row["qid"])]
-            p = np.zeros(len(entry.key_points))
-            if text:
-                encoded = tokenizer(list(entry.key_points), [text] * len(entry.key_points), padding=True,
-                                    truncation=True, max_length=MAX_WORD_PIECES, return_tensors="pt")
-                with torch.no_grad():
-                    p = torch.sigmoid(model(**encoded).logits.reshape(-1)).numpy()
-            graded.append((row, [r.credit for r in results], p, counts, [m.wrong for m in mistakes]))
-    for name, combine in COMBINATIONS.items():
-        scored = [{**row, "named": named, "grader": grading.Grader.score(
-                      [grading.PointResult("", combine(ci, pi), None) for ci, pi in zip(c, p, strict=True)], counts)}
-                  for row, c, p, counts, named in graded]
-        s = summarise_blind(scored)
-        print(f"{name:6} Spearman {s['spearman']:.3f}  ordering {s['ordering']:.1%}  "
-              + " / ".join(f"{k} {v:.2f}" for k, v in s["per_kind"].items()))
+    grader = Grader()
+    pairs = pairs_of(answers(), grader.bank) + bank_pairs(grader)
+    with tempfile.TemporaryDirectory() as folder:
+        models = {}
+        for k in range(FOLDS):
+            model, _ = fit([p for p in pairs if fold_of(p["qid"]) != k])
+            export(model, Path(folder) / f"fold{k}.onnx")
+            models[k] = CrossEncoder(Path(folder) / f"fold{k}.onnx", MAX_WORD_PIECES)
+        for name, model_for in (("rules", lambda k: None), ("model", models.get)):
+            report(name, held_out_figures(grader, model_for))
     return 0
 
 
-def usable_text(grader, entry, answer: str) -> str:
-    """The sentences coach.grader.Grader.second_opinion reads: claims with new words and no mistake, joined."""
-    signals = grader.signals(entry, answer)
-    if signals is None:
-        return ""
-    _, mistaken = grader.mistakes(entry, signals)
-    return " ".join(s for j, s in enumerate(signals.sentences)
-                    if j not in mistaken and signals.claims[j] and signals.new[signals.owner == j].any())
+def held_out_figures(grader, model_for) -> dict:
+    """The fitting sets' blind figures and the bank-wording checks, each fold read with `model_for(fold)`."""
+    from unittest.mock import patch
+
+    from evals.grader import evaluate_blind, fitting_sets, summarise_blind
+
+    rows = [row for rows in fitting_sets().values() for row in rows]
+    entries = list(grader.bank.values())
+    scored, checks = [], []
+    for k in range(FOLDS):
+        with patch("coach.credit.credit_model", lambda k=k: model_for(k)):
+            scored += evaluate_blind(grader, [r for r in rows if fold_of(r["qid"]) == k])["rows"]
+            checks += [bank_wording(grader, entries, n) for n, e in enumerate(entries) if fold_of(e.id) == k]
+    return {**summarise_blind(scored), "bank": {name: float(np.mean([c[name] for c in checks])) for name in checks[0]}}
+
+
+def bank_wording(grader, entries: list, n: int) -> dict:
+    """tests/test_grader.py's checks on entry n: its model answer >= 6.5, its key points as sentences >= 6.0, the
+    next entry's model answer <= 2.0."""
+    entry, other = entries[n], entries[(n + 1) % len(entries)]
+    points = " ".join(f"In short, {point}." for point in entry.key_points)
+    return {"model answer >= 6.5": grader.grade_entry(entry, entry.answer).score >= 6.5,
+            "key points >= 6.0": grader.grade_entry(entry, points).score >= 6.0,
+            "another entry's answer <= 2.0": grader.grade_entry(entry, other.answer).score <= 2.0}
+
+
+def report(name: str, figures: dict) -> None:
+    print(f"{name:6} Spearman {figures['spearman']:.3f}  ordering {figures['ordering']:.1%}  "
+          + " / ".join(f"{k} {v:.2f}" for k, v in figures["per_kind"].items()) + "  |  bank wording: "
+          + ", ".join(f"{k} {v:.1%}" for k, v in figures["bank"].items()))
+
+
+def all_pairs() -> list[dict]:
+    from coach.grader import Grader
+
+    grader = Grader()
+    return pairs_of(answers(), grader.bank) + bank_pairs(grader)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,19 +181,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     task = parser.add_mutually_exclusive_group(required=True)
     task.add_argument("--train", action="store_true", help="train on every pair and export the model to ONNX")
-    task.add_argument("--crossvalidate", action="store_true", help="two folds by question, each combination")
+    task.add_argument("--crossvalidate", action="store_true", help="two folds by question and entry")
     parser.add_argument("--force", action="store_true", help="with --train: train again even if the model exists")
     args = parser.parse_args(argv)
     if args.crossvalidate:
         return crossvalidate()
     return train_and_export(model_path(), all_pairs, fit, args.force)  # about half an hour on 2 cores
 
-
-def all_pairs() -> list[dict]:
-    from coach.bank import load_bank
-    from coach.config import get_settings
-
-    return pairs_of(answers(), {entry.id: entry for entry in load_bank(get_settings().corpus_dir)})
 
 if __name__ == "__main__":
     sys.exit(main())

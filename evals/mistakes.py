@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from coach.embedder import model_dir
 from coach.mistakes import MAX_WORD_PIECES, model_path
@@ -35,6 +36,7 @@ from evals.datasets import SETS, load_jsonl
 ANSWERS = SETS / "mistake_answers.jsonl"   # 700 training answers to the fitting sets' questions
 PAIRS = SETS / "mistake_pairs.jsonl"       # (set, qid, misconception, sentence, label): the training pairs
 EPOCHS, LEARNING_RATE, WEIGHT_DECAY, BATCH, SEED = 2, 3e-5, 0.01, 16, 0
+GROUP = 50  # batches sorted by length together when grouped (evals.credit)
 THRESHOLDS = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
 
 
@@ -69,9 +71,9 @@ def write_pairs(path: Path = PAIRS) -> int:
 
 
 def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max_length: int = MAX_WORD_PIECES,
-          epochs: int = EPOCHS):
+          epochs: int = EPOCHS, grouped: bool = False):
     """MiniLM fine-tuned on the labelled pairs (`first`, `second`) -> `label`; returns (model, tokenizer), both
-    torch/transformers. evals.credit trains its model with the same function."""
+    torch/transformers. evals.credit trains its model with the same function, its batches `grouped` by length."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -84,10 +86,8 @@ def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max
     loss_of = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((len(pairs) - positives) / positives))
     model.train()
     for _ in range(epochs):
-        order = list(pairs)
-        shuffler.shuffle(order)
-        for start in range(0, len(order), BATCH):
-            batch = order[start:start + BATCH]
+        for batch in tqdm(batches(pairs, shuffler, (first, second) if grouped else None), desc="training",
+                          unit="batch", file=sys.stderr, mininterval=30):
             encoded = tokenizer([p[first] for p in batch], [p[second] for p in batch], padding=True,
                                 truncation=True, max_length=max_length, return_tensors="pt")
             loss = loss_of(model(**encoded).logits.squeeze(-1), torch.tensor([float(p["label"]) for p in batch]))
@@ -95,6 +95,21 @@ def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max
             optimizer.step()
             optimizer.zero_grad()
     return model.eval(), tokenizer
+
+
+def batches(pairs: list[dict], shuffler: random.Random, grouped_on: tuple[str, str] | None) -> list[list[dict]]:
+    """One epoch's batches of BATCH shuffled pairs. Grouped on two fields: each run of GROUP batches is sorted by
+    the fields' length before it is cut, and the batches are shuffled, so a batch pads to its own length."""
+    order = list(pairs)
+    shuffler.shuffle(order)
+    if grouped_on is None:
+        return [order[start:start + BATCH] for start in range(0, len(order), BATCH)]
+    cut = []
+    for start in range(0, len(order), BATCH * GROUP):
+        run = sorted(order[start:start + BATCH * GROUP], key=lambda p: sum(len(p[field]) for field in grouped_on))
+        cut += [run[n:n + BATCH] for n in range(0, len(run), BATCH)]
+    shuffler.shuffle(cut)
+    return cut
 
 
 def export(model, target: Path) -> None:

@@ -70,8 +70,9 @@ def test_the_grader_takes_the_mean_of_its_rules_and_the_model(grader, bank, monk
 
 
 def test_the_training_answers_ask_only_the_fitting_questions():
-    """The model is trained on the six fitting blind sets and the 1,400 training answers, never on a question of
-    a set the grader's figures are read on (evals.grader.NEVER_FITTED)."""
+    """The model is trained on the six fitting blind sets and the 1,400 training answers, never on an answer to a
+    question of a set the grader's figures are read on (evals.grader.NEVER_FITTED). The bank pairs hold every
+    entry's own texts (key points, model answer, misconceptions): what the grader reads for every question anyway."""
     from evals.credit import ANSWERS, answers
     from evals.datasets import load_jsonl
     from evals.grader import NEVER_FITTED, blind_sets, fitting_sets
@@ -81,3 +82,23 @@ def test_the_training_answers_ask_only_the_fitting_questions():
     assert [len(load_jsonl(path)) for path in ANSWERS] == [700, 700]
     asked = {row["qid"] for row in answers()}
     assert asked == fitting and not asked & never
+
+
+def test_the_bank_pairs_teach_each_point_in_the_banks_own_words(bank):
+    """Every key point of an entry: stated by the model-answer window holding most of its words and by the key
+    points written as an answer; not stated by those key points without it, by the entry's misconceptions, or by
+    another entry's answer."""
+    from evals.credit import as_answer, point_pairs
+
+    entry, other = bank["p1-early-stopping"], bank["p4-lora"]
+    texts = {"answer": ["A window that says nothing of it.", entry.answer], "other": [other.answer],
+             "misconceptions": as_answer([m.wrong for m in entry.misconceptions])}
+    pairs = point_pairs(entry, texts)
+    for i, point in enumerate(entry.key_points):
+        labelled = [(p["answer"], p["label"]) for p in pairs if p["point"] == point]
+        assert [label for _, label in labelled] == [1, 1, 0, 0, 0], point
+        window, wording, without, misconceptions, another = (text for text, _ in labelled)
+        assert window == entry.answer and misconceptions == texts["misconceptions"] and another == other.answer
+        assert len(without) < len(wording)
+        if i % 3 == 0:  # the key points in their own words (else in one of their alternatives)
+            assert as_answer([point]) in wording and as_answer([point]) not in without
