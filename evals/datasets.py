@@ -28,6 +28,7 @@ BENIGN_SECURITY = SETS / "benign_security.jsonl" # honest questions about attack
 GRADING = SETS / "grading.jsonl"                 # graded answers the grader was tuned on
 GRADING_HOLDOUT = SETS / "grading_holdout.jsonl" # graded answers written blind, never tuned on
 GRADING_BLIND = SETS / "grading_blind.jsonl"     # 308 answers to 44 questions, human-scored, written blind
+NEIGHBOURS = SETS / "grading_neighbours.jsonl"   # answers to a neighbouring question, human-judged (fresh10-11)
 
 
 def _shared_dev_set() -> Path:
@@ -108,20 +109,25 @@ FRESH_SETS = {
     "fresh4": "2026-12-03, seed 20261205, before the fourth pass was chosen. Read with main and the fourth pass "
               "(adopted on it); the fifth pass was fitted on it: tuning data since 2026-12-04 04:40.",
     "fresh5": "2026-12-04, seed 20261206, while the fifth pass (not adopted) was fitted on the six sets before it. "
-              "Never fitted on; read for the fifth to eleventh passes' decisions (reported, not deciding, from the sixth).",
+              "Never fitted on; read for the fifth to thirteenth passes' decisions (reported, not deciding, from "
+              "the sixth).",
     "fresh6": "2026-12-04, seed 20261207. Never fitted on: read with main when added, then once per pass that asks "
-              "to be adopted (the seventh to eleventh).",
+              "to be adopted (the seventh to thirteenth).",
     "fresh7": "2026-12-04, seed 20261208, before the seventh pass was read: read with main and that pass (not "
               "adopted) in one run; fresh6 and fresh7 pooled decided it, and with the sets after it the eighth to "
-              "eleventh passes. Never fitted on.",
+              "thirteenth passes. Never fitted on.",
     "fresh8": "2026-12-04, seed 20261209, before the eighth pass was read: read with main and that pass in one "
-              "run; fresh6 to fresh8 pooled decided it (adopted); in the ninth to eleventh passes' pools. Never "
+              "run; fresh6 to fresh8 pooled decided it (adopted); in the ninth to thirteenth passes' pools. Never "
               "fitted on.",
     "fresh9": "2026-12-05, seed 20261210, before the ninth pass was read: read with main and that pass in one run; "
-              "fresh6 to fresh9 pooled decided it, the tenth (neither adopted) and the eleventh (adopted by its "
-              "rule, kept on a branch); its failures not studied. Never fitted on.",
+              "fresh6 to fresh9 pooled decided it, the tenth (neither adopted) the eleventh (adopted by its rule, "
+              "kept on a branch), the twelfth and the thirteenth; its failures not studied. Never fitted on.",
     "fresh10": "2026-12-05, seed 20261211, 20 questions, written after the eleventh pass was decided and while its "
-               "model trained: read once with main and the eleventh pass (branch), as a confirmation. Never fitted on.",
+               "model trained: read once with main and the eleventh pass (branch), as a confirmation; reported "
+               "for the twelfth and thirteenth passes. Never fitted on.",
+    "fresh11": "2026-12-05, seed 20261212, 20 questions (1, 5, 7 and 7 of parts 1-4: 20 of the 25 entries no set "
+               "asked), written while the twelfth and thirteenth passes were decided (neither landed): read once "
+               "after them, with main and the twelfth pass's fold models. Never fitted on.",
 }
 
 

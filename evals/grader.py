@@ -13,7 +13,7 @@ misconception margins, the credit model's weights and the 0-10 mapping on the tu
 prints them for coach/grader.py. The fresh blind sets (sets/grading_fresh.jsonl, grading_fresh2.jsonl, ...:
 7 answers each to 20-24 further questions by two later authors; evals.datasets.FRESH_SETS says what each has
 been) came one after another as the set never fitted on, each becoming tuning data once a constant was chosen
-on it; fresh5 to fresh10 are never fitted on (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
+on it; fresh5 to fresh11 are never fitted on (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
 note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
 each set left out) beside those of the constants in coach/grader.py.
 
@@ -45,6 +45,7 @@ from evals.datasets import (
     FRESH_SETS,
     GRADING,
     GRADING_HOLDOUT,
+    NEIGHBOURS,
     grading_blind,
     grading_fresh,
     load_jsonl,
@@ -52,7 +53,8 @@ from evals.datasets import (
 
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
-NEVER_FITTED = ("fresh5", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10")  # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
+# the blind sets no constant is chosen on (`--fit-rules` leaves them out)
+NEVER_FITTED = ("fresh5", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10", "fresh11")
 
 
 def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
@@ -112,6 +114,24 @@ def evaluate_blind(grader, rows: list[dict], progress: bool = False) -> dict:
     return {**summarise_blind(scored),
             "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
             "latency_ms_p95": round(float(np.percentile(latencies, 95)), 1)}
+
+
+def evaluate_neighbours(grader, rows: list[dict], progress: bool = False) -> dict:
+    """Answers to a neighbouring question (sets/grading_neighbours.jsonl: the question asked, a competent answer
+    to the nearest other entry's question, its author's score and `covered` points as an answer to the question
+    asked): how much the grader credits an answer in the right area that answers something else."""
+    from tqdm import tqdm
+
+    scored = []
+    for row in tqdm(rows, desc="grading", disable=not progress, file=sys.stderr):
+        grade = grader.grade(row["question"], row["answer"])
+        credited = {i for i, point in enumerate(grader.bank[row["qid"]].key_points) if point in grade.covered}
+        scored.append({**row, "grader": grade.score, "beyond": len(credited - set(row["covered"]))})
+    return {"n": len(scored), "human": round(float(np.mean([r["score"] for r in scored])), 2),
+            "grader": round(float(np.mean([r["grader"] for r in scored])), 2),
+            "over_2": round(float(np.mean([r["grader"] > 2.0 for r in scored])), 4),
+            "over_human_by_2": round(float(np.mean([r["grader"] > r["score"] + 2.0 for r in scored])), 4),
+            "points_beyond_human": round(float(np.mean([r["beyond"] for r in scored])), 2), "rows": scored}
 
 
 def summarise_blind(scored: list[dict]) -> dict:
@@ -224,6 +244,13 @@ def blind(grader, args) -> int:
         results[half] = {k: v for k, v in result.items() if k != "rows" or args.show}
         if not args.json:
             report_blind(half, result, args.show)
+    neighbours = evaluate_neighbours(grader, load_jsonl(NEIGHBOURS), progress=not args.json)
+    results["neighbours"] = {k: v for k, v in neighbours.items() if k != "rows" or args.show}
+    if not args.json:
+        print(f"answers to a neighbouring question: {neighbours['n']}, mean score {neighbours['grader']:.2f} (human "
+              f"{neighbours['human']:.2f}); over 2.0: {neighbours['over_2']:.0%}; over the human's score + 2: "
+              f"{neighbours['over_human_by_2']:.0%}; key points credited that the human did not: "
+              f"{neighbours['points_beyond_human']:.2f} per answer")
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

@@ -332,6 +332,9 @@ def grading(answerer, backend, limit: int, progress: bool) -> dict:
     if hasattr(module, "evaluate_blind"):  # the blind sets (issue 17): those never fitted on are the headline
         for half, rows in module.blind_sets().items():
             result[f"blind_{half}"] = _summary(module.evaluate_blind(grader, sample(rows, limit), progress=progress))
+    if hasattr(module, "evaluate_neighbours"):  # answers to a neighbouring question: credit that is not earned
+        rows = sample(load_jsonl(module.NEIGHBOURS), limit)
+        result["neighbours"] = _summary(module.evaluate_neighbours(grader, rows, progress=progress))
     return result
 
 
