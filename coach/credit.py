@@ -10,7 +10,10 @@ bank's own wording (each key point against its model answer, the key points writ
 without it, the entry's misconceptions and another entry's answer: without these it learned other people's
 paraphrases only and gave the bank's key points, stated word for word, 0.08-0.48). The grader's credit for a
 point becomes the mean of its own credit and the model's probability (the mean, not the max or the model alone,
-chosen out of fold; evals/README.md, "Grader, eleventh pass" and "twelfth pass").
+chosen out of fold; evals/README.md, "Grader, eleventh pass" and "twelfth pass"), but at most 0.1 over the rules'
+own: the model lowers what the rules over-credit, and may not credit what they did not find, since it also credits
+an answer that is about the right area and states the point nowhere (coach.grader.MODEL_RAISE, fifteenth to
+eighteenth passes).
 
 Trained once by `make setup` (`python -m evals.credit --train`: about half an hour of torch on 2 cores, 22,723
 pairs) and exported to ONNX beside MiniLM's export; read on onnxruntime (coach.crossencoder). Without the file the

@@ -109,27 +109,34 @@ FRESH_SETS = {
     "fresh4": "2026-12-03, seed 20261205, before the fourth pass was chosen. Read with main and the fourth pass "
               "(adopted on it); the fifth pass was fitted on it: tuning data since 2026-12-04 04:40.",
     "fresh5": "2026-12-04, seed 20261206, while the fifth pass (not adopted) was fitted on the six sets before it. "
-              "Never fitted on; read for the fifth to fourteenth passes' decisions (reported, not deciding, from "
+              "Never fitted on; read for the fifth to eighteenth passes' decisions (reported, not deciding, from "
               "the sixth).",
     "fresh6": "2026-12-04, seed 20261207. Never fitted on: read with main when added, then once per pass that asks "
-              "to be adopted (the seventh to fourteenth).",
+              "to be adopted (the seventh to fifteenth; reported for the sixteenth to eighteenth).",
     "fresh7": "2026-12-04, seed 20261208, before the seventh pass was read: read with main and that pass (not "
               "adopted) in one run; fresh6 and fresh7 pooled decided it, and with the sets after it the eighth to "
-              "fourteenth passes. Never fitted on.",
+              "fifteenth passes (reported for the sixteenth to eighteenth). Never fitted on.",
     "fresh8": "2026-12-04, seed 20261209, before the eighth pass was read: read with main and that pass in one "
-              "run; fresh6 to fresh8 pooled decided it (adopted); in the ninth to fourteenth passes' pools. Never "
-              "fitted on.",
+              "run; fresh6 to fresh8 pooled decided it (adopted); in the ninth to fifteenth passes' pools (reported "
+              "for the sixteenth to eighteenth). Never fitted on.",
     "fresh9": "2026-12-05, seed 20261210, before the ninth pass was read: read with main and that pass in one run; "
               "fresh6 to fresh9 pooled decided it, the tenth (neither adopted), the eleventh (adopted by its rule, "
-              "kept on a branch) and the twelfth to fourteenth (not landed); its failures not studied. Never "
-              "fitted on.",
+              "kept on a branch) and the twelfth to fifteenth (not landed); reported for the sixteenth to "
+              "eighteenth; its failures not studied. Never fitted on.",
     "fresh10": "2026-12-05, seed 20261211, 20 questions, written after the eleventh pass was decided and while its "
                "model trained: read once with main and the eleventh pass (branch), as a confirmation; reported "
-               "for the twelfth to fourteenth passes. Never fitted on.",
+               "for the twelfth to eighteenth passes. Never fitted on.",
     "fresh11": "2026-12-05, seed 20261212, 20 questions (1, 5, 7 and 7 of parts 1-4: 20 of the 25 entries no set "
                "asked), written while the twelfth and thirteenth passes were decided (neither landed): read once "
-               "after them, with main and the twelfth pass's fold models; the fourteenth did not read it. Never "
-               "fitted on.",
+               "after them, with main and the twelfth pass's fold models; the fourteenth did not read it; reported "
+               "for the fifteenth to eighteenth. Never fitted on.",
+    "fresh12": "2026-12-05, seed 20261213, 20 questions: the 5 entries no set had asked and 15 only never-fitted "
+               "sets ask (so it shares questions with fresh5 to fresh11, never with a fitting set), two new "
+               "authors; written while the fifteenth pass was decided: read once to decide the seventeenth (not "
+               "landed), reported for the eighteenth. Never fitted on.",
+    "fresh13": "2026-12-05, seed 20261214, 20 questions only never-fitted sets ask (not fresh12's), two new "
+               "authors, written after the seventeenth pass was read and before the eighteenth was chosen: read "
+               "once, to decide the eighteenth (landed). Never fitted on.",
 }
 
 

@@ -51,7 +51,7 @@ def fit(grader, rows: list[dict]) -> str:
             low, high, floor, error = fit_mapping(grader, rows, entries)
     return (f"# fitted on {len(rows)} answers to {len({r['qid'] for r in rows})} questions (tuning half)\n"
             f"CREDIT_BIAS, CREDIT_WEIGHTS = {bias:.2f}, ({', '.join(f'{w:.2f}' for w in weights)})\n"
-            f"SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = {low:.2f}, {high:.2f}, {floor:.1f}   # mean absolute error {error:.2f}\n"
+            f"SCORE_LOW, SCORE_HIGH, SCORE_FLOOR = {low:.2f}, {high:.2f}, {floor:.2f}   # mean absolute error {error:.2f}\n"
             f"SENTENCE_MARGIN, ANSWER_MARGIN = {sentence_margin:.2f}, {answer_margin:.2f}\n"
             f"SWAP_MARGIN = {swap_margin:.3f}"
             f"   # wrong answers named {detected:.0%}, correct answers accused {accused:.1%}")

@@ -460,15 +460,16 @@ FRESH_FLOORS = {
 
 @pytest.mark.parametrize("name", FRESH_FLOORS)
 def test_fresh_blind_sets(grader, name):
-    """Each fresh set: 7 answers to each of 20-24 questions no other grading set asks, graded above its floors; the
-    set never fitted on is left out of `--fit-rules`."""
+    """Each fresh set: 7 answers to each of 20-24 questions no set the grader is fitted on asks, graded above its
+    floors; the sets never fitted on are left out of `--fit-rules` (they may share questions with one another:
+    fresh12 and fresh13 ask again, with new authors, questions only never-fitted sets asked)."""
     from evals.grader import NEVER_FITTED, blind_sets, evaluate_blind, fitting_sets
 
     sets = blind_sets()
     rows, floors = sets[name], FRESH_FLOORS[name]
-    others = {r["qid"] for other, other_rows in sets.items() if other != name for r in other_rows}
+    fitted = {r["qid"] for other, other_rows in fitting_sets().items() if other != name for r in other_rows}
     questions = {r["qid"] for r in rows}
-    assert len(rows) == 7 * len(questions) and len(questions) >= 20 and not questions & others
+    assert len(rows) == 7 * len(questions) and len(questions) >= 20 and not questions & fitted
     assert set(NEVER_FITTED) <= set(sets) and not set(NEVER_FITTED) & set(fitting_sets())
     result = evaluate_blind(grader, rows)
     kinds = result["per_kind"]
@@ -493,6 +494,22 @@ def test_answers_to_a_neighbouring_question(grader):
     result = evaluate_neighbours(grader, rows)
     assert result["grader"] <= 1.6 and result["over_human_by_2"] <= 0.07, result
     assert result["points_beyond_human"] <= 0.35, result
+
+
+def test_sentences_about_another_entry_cost_their_share(grader, bank, monkeypatch):
+    """Asked about batch normalization, answered with the batch vs layer normalization entry's answer: most of its
+    sentences are nearer that entry's key points than this one's; each costs ELSEWHERE_WEIGHT of the score and the
+    feedback says so. The entry's own answer has few such sentences. (The rules alone credit here, so the test reads
+    the penalty, not the credit model.)"""
+    import coach.grader as grading
+
+    monkeypatch.setattr(grading, "stated", lambda points, sentences: None)
+    entry, other = bank["p1-batch-norm"], bank["p1-batch-vs-layer-norm"]
+    own, neighbour = grader.grade_entry(entry, entry.answer), grader.grade_entry(entry, other.answer)
+    assert neighbour.sentence_counts["elsewhere"] >= 3 * max(1, own.sentence_counts["elsewhere"]), neighbour
+    assert "neighbouring question" in neighbour.feedback and "neighbouring question" not in own.feedback
+    monkeypatch.setattr(grading, "ELSEWHERE_WEIGHT", 0.0)
+    assert grader.grade_entry(entry, other.answer).score > neighbour.score
 
 
 # --- sessions --------------------------------------------------------------------------------------
