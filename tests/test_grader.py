@@ -404,57 +404,40 @@ def test_blind_held_out_half(grader):
     assert result["misconception_named"] >= 0.75 and result["correct_accused"] <= 0.07, result
 
 
-# Floors a little under each fresh blind set's figures (evals/README.md), so a change that makes answers by
-# authors the grader never saw worse fails here. They are not issue 17's targets (ordering >= 90%, named >=
-# 80%, accused <= 5%, partial 2-6), which none of the nine meets; fresh9's wrong answers break the 2.0 too.
+# Floors a little under each fresh blind set's figures with the eighteenth-pass grader and the credit model
+# `make setup` trains (evals/README.md; Spearman - 0.03, ordering one question less, complete - 0.4; named and
+# accused as before: that pass does not move them), so a change that makes answers by authors the grader never saw
+# worse fails here. fresh to fresh4 are fitting sets (the credit model was trained on their answers: in-sample);
+# fresh5 to fresh13 are never fitted on. Issue 17's targets are not these floors: ordering >= 90% is met on 7 of
+# the 9 never-fitted sets (fresh7 87.5%, fresh9 66.7%), named >= 80% and accused <= 5% on none. The figures before
+# the eighteenth pass are in evals/README.md.
 FRESH_FLOORS = {
-    # tuning data since 2026-12-03; Spearman 0.893, complete 7.57, named 50%, accused 6.25% since notes count
-    # as claims and the accusation constants were chosen on all three first sets (were 0.834, 6.75, 54.2%, 14.6%)
-    # third pass (branch g18): ordering 66.7% -> 70.8%, named 50% -> 58.3%: those floors raised to just under
-    "fresh": {"spearman": 0.85, "ordering": 0.65, "complete": 7.0, "named": 0.5, "accused": 0.09},
-    # read once with main and once with the second pass (adopted): Spearman 0.867 -> 0.890, ordering 75% ->
-    # 70.8%, complete 7.36 -> 8.00, named 70.8% -> 66.7%, accused 12.5% -> 8.3%; tuning data since 22:20
-    # third pass (branch g18), fitted on it: ordering 83.3%, named 79.2% in-sample: those floors raised
-    "fresh2": {"spearman": 0.86, "ordering": 0.75, "complete": 7.5, "named": 0.7, "accused": 0.11},
-    # never fitted on (NEVER_FITTED); read once with main (kept) and once with the third pass (branch g18, 2 of
-    # 5 better): main's Spearman 0.863, ordering 62.5%, complete 7.84, partial 1.79, wrong 1.48, named 62.5%,
-    # accused 12.5%. Tuning data since 23:30 (fourth pass fitted on it, in-sample): Spearman 0.875, ordering
-    # 66.7%, complete 7.84, named 66.7%, accused 13.5%: Spearman, ordering and named floors raised
-    "fresh3": {"spearman": 0.85, "ordering": 0.62, "complete": 7.5, "named": 0.62, "accused": 0.1},
-    # (eighth pass, the mistake model trained on these fitting sets, in-sample: fresh3 accused 13.5% -> 7.3%,
-    # fresh4 11.5% -> 7.3%: those floors lowered to 0.1)
-    # read once with main and once with the fourth pass (adopted: better on
-    # all 5): Spearman 0.841 -> 0.849, ordering 62.5% -> 75%, complete 7.02 -> 7.08, named 33.3% -> 58.3%,
-    # accused 13.5% -> 11.5% (partial 2.36, wrong 1.45). Complete is under issue 17's 7.5 on this set
-    "fresh4": {"spearman": 0.83, "ordering": 0.7, "complete": 6.9, "named": 0.54, "accused": 0.1},
-    # never fitted on (NEVER_FITTED); read once with main (kept) and once with the fifth pass (branch g20, 2 of
-    # 5 better): main's Spearman 0.919, ordering 91.7%, complete 7.86, partial 2.32, wrong 0.74, named 58.3%,
-    # accused 9.4%
-    "fresh5": {"spearman": 0.89, "ordering": 0.85, "complete": 7.5, "named": 0.54, "accused": 0.12},
-    # never fitted on (NEVER_FITTED) nor decided on; read once with main (e7dd29a, the fourth-pass grader) when
-    # it was added: Spearman 0.941, ordering 87.5%, complete 8.47, partial 2.78, wrong 0.77, named 83.3%,
-    # accused 8.3%
-    # eighth pass (adopted on fresh6-8 pooled, 3 of 5 better): ordering 83.3%, named 75.0%, accused 7.3%
-    "fresh6": {"spearman": 0.91, "ordering": 0.79, "complete": 8.0, "named": 0.7, "accused": 0.1},
-    # never fitted on; read with main (9b1a4b3, the fourth-pass grader) when it was added, in the run that
-    # decided the seventh pass (not adopted): Spearman 0.891, ordering 79.2%, complete 8.15, partial 2.03,
-    # wrong 0.97, named 50.0%, accused 9.4%
-    # eighth pass: Spearman 0.890, ordering 75.0%, complete 8.22, named 41.7%, accused 8.3%
-    "fresh7": {"spearman": 0.86, "ordering": 0.7, "complete": 7.8, "named": 0.37, "accused": 0.11},
-    # never fitted on; read with main and the eighth pass in the run that decided it (adopted): main's
-    # Spearman 0.924, ordering 87.5%, complete 8.08, named 54.2%, accused 7.3%; the eighth pass's 0.927, 87.5%,
-    # 8.12, 45.8%, 6.25% (partial 2.68, wrong 0.93)
-    "fresh8": {"spearman": 0.89, "ordering": 0.83, "complete": 7.8, "named": 0.41, "accused": 0.09},
-    # never fitted on; read with main (the eighth pass) and the ninth pass (not adopted) in the run that decided
-    # it: main's Spearman 0.838, ordering 45.8%, complete 8.50, partial 1.96, wrong 2.03 (over issue 17's 2.0:
-    # the one set whose wrong answers score that high), named 41.7%, accused 5.2%
-    "fresh9": {"spearman": 0.8, "ordering": 0.41, "complete": 8.0, "named": 0.37, "accused": 0.08, "wrong": 2.2},
-    # never fitted on; 20 questions, written after the eleventh pass (branch `eleventh`) was decided, read once
-    # with main: Spearman 0.904, ordering 85%, complete 8.13, partial 2.41, wrong 1.48, named 35%, accused 8.75%
-    "fresh10": {"spearman": 0.87, "ordering": 0.8, "complete": 7.8, "named": 0.3, "accused": 0.1},
-    # never fitted on; 20 questions, written while the twelfth and thirteenth passes were decided, read once with
-    # main: Spearman 0.913, ordering 80%, complete 8.23, partial 1.82, wrong 0.84, named 70%, accused 5%
-    "fresh11": {"spearman": 0.88, "ordering": 0.75, "complete": 7.9, "named": 0.6, "accused": 0.08},
+    # Spearman 0.927, ordering 91.7%, complete 8.25, partial 2.39, wrong 0.60, named 54.2%, accused 5.2%
+    "fresh": {"spearman": 0.89, "ordering": 0.87, "complete": 7.8, "named": 0.5, "accused": 0.09},
+    # Spearman 0.918, ordering 100.0%, complete 8.72, partial 2.39, wrong 0.65, named 75.0%, accused 7.3%
+    "fresh2": {"spearman": 0.88, "ordering": 0.95, "complete": 8.3, "named": 0.7, "accused": 0.11},
+    # Spearman 0.943, ordering 95.8%, complete 8.68, partial 2.42, wrong 0.33, named 66.7%, accused 7.3%
+    "fresh3": {"spearman": 0.91, "ordering": 0.91, "complete": 8.2, "named": 0.62, "accused": 0.1},
+    # Spearman 0.904, ordering 100.0%, complete 7.94, partial 2.71, wrong 0.82, named 58.3%, accused 7.3%
+    "fresh4": {"spearman": 0.87, "ordering": 0.95, "complete": 7.5, "named": 0.54, "accused": 0.1},
+    # Spearman 0.936, ordering 100.0%, complete 8.68, partial 2.40, wrong 0.36, named 58.3%, accused 6.2%
+    "fresh5": {"spearman": 0.9, "ordering": 0.95, "complete": 8.2, "named": 0.54, "accused": 0.12},
+    # Spearman 0.949, ordering 95.8%, complete 9.07, partial 2.98, wrong 0.84, named 75.0%, accused 7.3%
+    "fresh6": {"spearman": 0.91, "ordering": 0.91, "complete": 8.6, "named": 0.7, "accused": 0.1},
+    # Spearman 0.906, ordering 87.5%, complete 8.75, partial 2.30, wrong 0.76, named 41.7%, accused 8.3%
+    "fresh7": {"spearman": 0.87, "ordering": 0.83, "complete": 8.3, "named": 0.37, "accused": 0.11},
+    # Spearman 0.930, ordering 100.0%, complete 8.86, partial 3.00, wrong 0.52, named 45.8%, accused 6.2%
+    "fresh8": {"spearman": 0.9, "ordering": 0.95, "complete": 8.4, "named": 0.41, "accused": 0.09},
+    # Spearman 0.876, ordering 66.7%, complete 8.96, partial 2.09, wrong 1.30, named 41.7%, accused 5.2%
+    "fresh9": {"spearman": 0.84, "ordering": 0.62, "complete": 8.5, "named": 0.37, "accused": 0.08},
+    # Spearman 0.935, ordering 100.0%, complete 8.79, partial 2.68, wrong 0.75, named 35.0%, accused 8.8%
+    "fresh10": {"spearman": 0.9, "ordering": 0.94, "complete": 8.3, "named": 0.3, "accused": 0.1},
+    # Spearman 0.936, ordering 95.0%, complete 9.04, partial 2.35, wrong 0.54, named 70.0%, accused 5.0%
+    "fresh11": {"spearman": 0.9, "ordering": 0.89, "complete": 8.6, "named": 0.6, "accused": 0.08},
+    # Spearman 0.902, ordering 90.0%, complete 8.97, partial 2.62, wrong 1.26, named 30.0%, accused 5.0%
+    "fresh12": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.25, "accused": 0.08},
+    # Spearman 0.932, ordering 90.0%, complete 8.88, partial 2.73, wrong 0.90, named 45.0%, accused 6.2%
+    "fresh13": {"spearman": 0.9, "ordering": 0.84, "complete": 8.4, "named": 0.4, "accused": 0.1},
 }
 
 
@@ -485,7 +468,8 @@ def test_answers_to_a_neighbouring_question(grader):
     asked (sets/grading_neighbours.jsonl, the 40 questions of fresh10 and fresh11, never fitted on): the grader must
     not credit the right area for the right answer. Read once with main: mean 1.24 (human 1.77), over the human's
     score + 2 for 2.5%, 0.21 key points per answer credited that the human did not (the twelfth pass's credit model:
-    2.46, 21%, 1.16); floors a little over main's."""
+    2.46, 21%, 1.16); floors a little over main's. The eighteenth pass with the credit model `make setup`
+    trains: 1.19, 2.5%, 0.23."""
     from evals.datasets import NEIGHBOURS, load_jsonl
     from evals.grader import evaluate_neighbours
 
