@@ -341,7 +341,6 @@ class Signals:
     unit_words: np.ndarray = None  # per unit: its content words beyond the question's
     elsewhere: np.ndarray = None  # per sentence: cosine with the nearest key point of another entry less the
     #                               cosine with the nearest of this entry's (> ELSEWHERE_MARGIN: about that entry)
-    elsewhere_entry: list = None  # per sentence: the id of that other entry
 
 
 class Grader:
@@ -371,12 +370,6 @@ class Grader:
                 self._points = owners, np.asarray(self.embeddings.embed_sentences(texts))
         owners, vectors = self._points
         return vectors[owners != exclude]
-
-    def key_point_owners(self, exclude: str | None = None) -> np.ndarray:
-        """The entry id of each row of key_point_vectors(exclude)."""
-        self.key_point_vectors(exclude)
-        owners, _ = self._points
-        return owners[owners != exclude]
 
     # --- matching -------------------------------------------------------------------------------
     def match(self, question: str):
@@ -503,8 +496,7 @@ class Grader:
         said = self._embed(units)
         cosine, terms = self._point_signals(entry, units, said, asked)
         specific = np.where(cosine >= cosine.max(axis=0), cosine, 0.0)  # only for the unit's nearest point
-        others = self.key_point_vectors(exclude=entry.id) @ said.T  # (other entries' key points, units)
-        elsewhere = others.max(axis=0)
+        elsewhere = (self.key_point_vectors(exclude=entry.id) @ said.T).max(axis=0)  # (units,)
         specific[:, cosine.max(axis=0) < elsewhere - SPECIFIC_MARGIN] = 0.0
         whole = said[[units.index(s) for s in sentences]]
         # how each unit leans towards the misconceptions; a sentence's own values are those of its first unit
@@ -521,8 +513,7 @@ class Grader:
                        relevance=(reference @ whole.T).max(axis=0),
                        swap_gain=gain, swaps=swaps, unit_leaning=unit_leaning,
                        unit_words=np.array([len(content_words(u) - asked) for u in units]),
-                       elsewhere=(elsewhere - cosine.max(axis=0))[first],
-                       elsewhere_entry=list(self.key_point_owners(exclude=entry.id)[others[:, first].argmax(axis=0)]))
+                       elsewhere=(elsewhere - cosine.max(axis=0))[first])
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.embeddings.embed_sentences(texts))  # cached: the app re-grades the same text
