@@ -121,7 +121,8 @@ MISTAKE_MIN = 0.5
 # The credit model's probability p enters a key point's credit c as min((c + p) / 2, c + MODEL_RAISE) (fifteenth pass,
 # 2026-12-05): with the plain mean, the model credited answers in the right area that answer a neighbouring question
 # (an answer to the next entry's question over 2.0 for a third of the entries). Chosen out of fold on the fitting
-# blind sets and credit_neighbours.jsonl among 19 ways of letting p in (evals/README.md, "fifteenth pass").
+# blind sets and credit_neighbours.jsonl among 19 ways of letting p in (evals/README.md, "fifteenth to eighteenth
+# passes").
 MODEL_RAISE = 0.1
 COVERED = 0.5               # credit from which a key point is listed as covered
 FRAGMENT_CAP = 0.2          # most a non-sentence (bag of terms, fragment) can earn for one key point
