@@ -614,7 +614,7 @@ class Grader:
         coverage = floored_mean([p.credit for p in points])
         scaled = float(np.clip((coverage - SCORE_LOW) / (SCORE_HIGH - SCORE_LOW), 0.0, 1.0))
         penalty = (OFF_TOPIC_WEIGHT * counts["off_topic"] + WRONG_WEIGHT * counts["mistaken"]
-                   + ELSEWHERE_WEIGHT * counts.get("elsewhere", 0)) / n
+                   + ELSEWHERE_WEIGHT * counts["elsewhere"]) / n
         score = 10.0 * scaled * max(0.0, 1.0 - penalty)
         if counts["fragments"] == n:
             score = min(score, STUFFED_CAP)
@@ -666,7 +666,7 @@ class Grader:
             parts.append(f'Mistake: "{_short(mistake.sentence)}" {named}. Correct: {mistake.right.rstrip(".")}{source}.')
         if counts["off_topic"]:
             parts.append("Part of the answer is about something else.")
-        if counts.get("elsewhere", 0) >= ELSEWHERE_FEEDBACK_SHARE * counts["sentences"]:
+        if counts["elsewhere"] >= ELSEWHERE_FEEDBACK_SHARE * counts["sentences"]:
             parts.append("Much of the answer answers a neighbouring question rather than this one.")
         missing = [p.point for p in points if not p.covered]
         if missing:
