@@ -110,19 +110,24 @@ FRESH_SETS = {
               "(adopted on it); the fifth pass was fitted on it: tuning data since 2026-12-04 04:40.",
     "fresh5": "2026-12-04, seed 20261206, while the fifth pass (not adopted) was fitted on the six sets before it. "
               "Never fitted on; read for the fifth to eighteenth passes' decisions (reported, not deciding, from "
-              "the sixth).",
+              "the sixth). "
+              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
     "fresh6": "2026-12-04, seed 20261207. Never fitted on: read with main when added, then once per pass that asks "
-              "to be adopted (the seventh to fifteenth; reported for the sixteenth to eighteenth).",
+              "to be adopted (the seventh to fifteenth; reported for the sixteenth to eighteenth). "
+              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
     "fresh7": "2026-12-04, seed 20261208, before the seventh pass was read: read with main and that pass (not "
               "adopted) in one run; fresh6 and fresh7 pooled decided it, and with the sets after it the eighth to "
-              "fifteenth passes (reported for the sixteenth to eighteenth). Never fitted on.",
+              "fifteenth passes (reported for the sixteenth to eighteenth). Never fitted on. "
+              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
     "fresh8": "2026-12-04, seed 20261209, before the eighth pass was read: read with main and that pass in one "
               "run; fresh6 to fresh8 pooled decided it (adopted); in the ninth to fifteenth passes' pools (reported "
-              "for the sixteenth to eighteenth). Never fitted on.",
+              "for the sixteenth to eighteenth). Never fitted on. "
+              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
     "fresh9": "2026-12-05, seed 20261210, before the ninth pass was read: read with main and that pass in one run; "
               "fresh6 to fresh9 pooled decided it, the tenth (neither adopted), the eleventh (adopted by its rule, "
               "kept on a branch) and the twelfth to fifteenth (not landed); reported for the sixteenth to "
-              "eighteenth; its failures not studied. Never fitted on.",
+              "eighteenth; its failures not studied. Never fitted on. "
+              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
     "fresh10": "2026-12-05, seed 20261211, 20 questions, written after the eleventh pass was decided and while its "
                "model trained: read once with main and the eleventh pass (branch), as a confirmation; reported "
                "for the twelfth to eighteenth passes. Never fitted on.",
@@ -137,6 +142,20 @@ FRESH_SETS = {
     "fresh13": "2026-12-05, seed 20261214, 20 questions only never-fitted sets ask (not fresh12's), two new "
                "authors, written after the seventeenth pass was read and before the eighteenth was chosen: read "
                "once, to decide the eighteenth (landed). Never fitted on.",
+    "fresh14": "2026-12-05, seed 20261215, 20 questions that fresh10 to fresh13 ask and fresh5 to fresh9 do not, two "
+               "new authors, written before the nineteenth pass's features were read: read once to decide the "
+               "nineteenth (not adopted), again for the twentieth and twenty-first (reported). Never fitted on.",
+    "fresh15": "2026-12-05, seed 20261216, 20 further such questions (none of fresh14's), two new authors, written "
+               "after the nineteenth pass was decided: read first to decide the twentieth (not adopted), again for "
+               "the twenty-first (reported). Never fitted on.",
+    "fresh16": "2026-12-05, seed 20261217, 20 questions that fresh10 to fresh13 ask and fresh5 to fresh9 do not (16 of "
+               "them asked by fresh14 or fresh15 too), two new authors, written after the twentieth pass was "
+               "decided: read first, once, to decide the twenty-first (adopted by its rule, not landed). Never "
+               "fitted on.",
+    "fresh17": "2026-12-05, seed 20261218, 20 more such questions, two new authors, written after the twenty-first "
+               "pass was adopted: read once, with main, the twenty-first and the twenty-second (its constants chosen "
+               "by issue 17's targets), pooled with fresh10-16 to decide the twenty-second (adopted by its rule, not "
+               "landed). Never fitted on.",
 }
 
 

@@ -13,7 +13,7 @@ misconception margins, the credit model's weights and the 0-10 mapping on the tu
 prints them for coach/grader.py. The fresh blind sets (sets/grading_fresh.jsonl, grading_fresh2.jsonl, ...:
 7 answers each to 20-24 further questions by two later authors; evals.datasets.FRESH_SETS says what each has
 been) came one after another as the set never fitted on, each becoming tuning data once a constant was chosen
-on it; fresh5 to fresh13 are never fitted on (NEVER_FITTED). The others are tuning data: `--fit-rules` chooses the
+on it; fresh10 to fresh17 are never fitted on (NEVER_FITTED), fresh5 to fresh9 only for naming (NAMING_TUNED). The others are tuning data: `--fit-rules` chooses the
 note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
 each set left out) beside those of the constants in coach/grader.py.
 
@@ -54,7 +54,10 @@ from evals.datasets import (
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
 # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
-NEVER_FITTED = ("fresh5", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10", "fresh11", "fresh12", "fresh13")
+NEVER_FITTED = ("fresh10", "fresh11", "fresh12", "fresh13", "fresh14", "fresh15", "fresh16", "fresh17")
+# never fitted on by main's rules or models, but the nineteenth to twenty-second passes (naming mistakes; not landed,
+# evals/README.md) chose their constants on them: for naming they are tuning data; `--fit-rules` leaves them out too
+NAMING_TUNED = ("fresh5", "fresh6", "fresh7", "fresh8", "fresh9")
 
 
 def evaluate(grader, rows: list[dict], progress: bool = False) -> dict:
@@ -212,8 +215,8 @@ def blind_sets() -> dict[str, list[dict]]:
 
 
 def fitting_sets() -> dict[str, list[dict]]:
-    """The blind sets constants may be chosen on: all but NEVER_FITTED, which are not even read."""
-    return {name: load() for name, load in BLIND_SETS.items() if name not in NEVER_FITTED}
+    """The blind sets the rules' constants may be chosen on: all but NEVER_FITTED and NAMING_TUNED, not even read."""
+    return {name: load() for name, load in BLIND_SETS.items() if name not in (*NEVER_FITTED, *NAMING_TUNED)}
 
 
 def fit_rules(grader) -> int:

@@ -78,10 +78,10 @@ def test_the_training_answers_ask_only_the_fitting_questions():
     entry's own texts (key points, model answer, misconceptions): what the grader reads for every question anyway."""
     from evals.credit import ANSWERS, answers
     from evals.datasets import load_jsonl
-    from evals.grader import NEVER_FITTED, blind_sets, fitting_sets
+    from evals.grader import NAMING_TUNED, NEVER_FITTED, blind_sets, fitting_sets
 
     fitting = {r["qid"] for rows in fitting_sets().values() for r in rows}
-    never = {r["qid"] for name, rows in blind_sets().items() if name in NEVER_FITTED for r in rows}
+    never = {r["qid"] for name, rows in blind_sets().items() if name in (*NEVER_FITTED, *NAMING_TUNED) for r in rows}
     assert [len(load_jsonl(path)) for path in ANSWERS] == [700, 700]
     asked = {row["qid"] for row in answers()}
     assert asked == fitting and not asked & never

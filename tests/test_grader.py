@@ -406,11 +406,12 @@ def test_blind_held_out_half(grader):
 
 # Floors a little under each fresh blind set's figures with the eighteenth-pass grader and the credit model
 # `make setup` trains (evals/README.md; Spearman - 0.03, ordering one question less, complete - 0.4; named and
-# accused as before: that pass does not move them), so a change that makes answers by authors the grader never saw
-# worse fails here. fresh to fresh4 are fitting sets (the credit model was trained on their answers: in-sample);
-# fresh5 to fresh13 are never fitted on. Issue 17's targets are not these floors: ordering >= 90% is met on 7 of
-# the 9 never-fitted sets (fresh7 87.5%, fresh9 66.7%), named >= 80% and accused <= 5% on none. The figures before
-# the eighteenth pass are in evals/README.md.
+# accused as before: that pass does not move them; fresh14 to fresh17, added after it: named - 0.05, accused + 0.03),
+# so a change that makes answers by authors the grader never saw worse fails here. fresh to fresh4 are fitting sets
+# (the credit model was trained on their answers: in-sample); fresh5 to fresh17 are never fitted on by the rules or
+# the models (fresh5 to fresh9 chose the constants of naming passes that did not land: NAMING_TUNED). Issue 17's
+# targets are not these floors: ordering >= 90% is met on 11 of the 13 (fresh7 87.5%, fresh9 66.7%), named >= 80%
+# on none, accused <= 5% on four. The figures before the eighteenth pass are in evals/README.md.
 FRESH_FLOORS = {
     # Spearman 0.927, ordering 91.7%, complete 8.25, partial 2.39, wrong 0.60, named 54.2%, accused 5.2%
     "fresh": {"spearman": 0.89, "ordering": 0.87, "complete": 7.8, "named": 0.5, "accused": 0.09},
@@ -438,6 +439,14 @@ FRESH_FLOORS = {
     "fresh12": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.25, "accused": 0.08},
     # Spearman 0.932, ordering 90.0%, complete 8.88, partial 2.73, wrong 0.90, named 45.0%, accused 6.2%
     "fresh13": {"spearman": 0.9, "ordering": 0.84, "complete": 8.4, "named": 0.4, "accused": 0.1},
+    # Spearman 0.939, ordering 100.0%, complete 9.37, partial 2.84, wrong 0.43, named 65.0%, accused 3.8%
+    "fresh14": {"spearman": 0.9, "ordering": 0.94, "complete": 8.9, "named": 0.6, "accused": 0.07},
+    # Spearman 0.915, ordering 100.0%, complete 8.82, partial 2.49, wrong 0.29, named 55.0%, accused 8.8%
+    "fresh15": {"spearman": 0.88, "ordering": 0.94, "complete": 8.4, "named": 0.5, "accused": 0.12},
+    # Spearman 0.928, ordering 90.0%, complete 9.35, partial 2.54, wrong 0.62, named 40.0%, accused 7.5%
+    "fresh16": {"spearman": 0.89, "ordering": 0.84, "complete": 8.9, "named": 0.35, "accused": 0.11},
+    # Spearman 0.958, ordering 100.0%, complete 9.57, partial 2.96, wrong 0.36, named 50.0%, accused 5.0%
+    "fresh17": {"spearman": 0.92, "ordering": 0.94, "complete": 9.1, "named": 0.45, "accused": 0.08},
 }
 
 
