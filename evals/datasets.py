@@ -98,7 +98,8 @@ def grading_blind(half: str | None = None, path: Path = GRADING_BLIND) -> list[d
 # authors who saw only each question and its numbered key points (never the repository, the grader, the bank's
 # phrasings and misconceptions, or another set). From fresh2 on the questions were drawn at random with the seed
 # given (5 of each part 1-4 and 4 of part 5 up to fresh8; 6 of each part 1-4 for fresh9, part 5 being used up).
-# What each set has been since, in order: a set is "never fitted on" until a constant is chosen on it.
+# What each set has been since, in order: a set is "never fitted on" until a constant is chosen on it. The nineteenth
+# to twenty-second passes (not landed) chose their naming constants on fresh5 to fresh9: evals.grader.NAMING_TUNED since.
 FRESH_SETS = {
     "fresh": "2026-12-03, for questions of all five parts the first blind set does not ask. Never fitted on until "
              "that day's second pass; tuning data since, with both halves of the first set.",
@@ -110,24 +111,19 @@ FRESH_SETS = {
               "(adopted on it); the fifth pass was fitted on it: tuning data since 2026-12-04 04:40.",
     "fresh5": "2026-12-04, seed 20261206, while the fifth pass (not adopted) was fitted on the six sets before it. "
               "Never fitted on; read for the fifth to eighteenth passes' decisions (reported, not deciding, from "
-              "the sixth). "
-              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
+              "the sixth).",
     "fresh6": "2026-12-04, seed 20261207. Never fitted on: read with main when added, then once per pass that asks "
-              "to be adopted (the seventh to fifteenth; reported for the sixteenth to eighteenth). "
-              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
+              "to be adopted (the seventh to fifteenth; reported for the sixteenth to eighteenth).",
     "fresh7": "2026-12-04, seed 20261208, before the seventh pass was read: read with main and that pass (not "
               "adopted) in one run; fresh6 and fresh7 pooled decided it, and with the sets after it the eighth to "
-              "fifteenth passes (reported for the sixteenth to eighteenth). Never fitted on. "
-              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
+              "fifteenth passes (reported for the sixteenth to eighteenth). Never fitted on.",
     "fresh8": "2026-12-04, seed 20261209, before the eighth pass was read: read with main and that pass in one "
               "run; fresh6 to fresh8 pooled decided it (adopted); in the ninth to fifteenth passes' pools (reported "
-              "for the sixteenth to eighteenth). Never fitted on. "
-              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
+              "for the sixteenth to eighteenth). Never fitted on.",
     "fresh9": "2026-12-05, seed 20261210, before the ninth pass was read: read with main and that pass in one run; "
               "fresh6 to fresh9 pooled decided it, the tenth (neither adopted), the eleventh (adopted by its rule, "
               "kept on a branch) and the twelfth to fifteenth (not landed); reported for the sixteenth to "
-              "eighteenth; its failures not studied. Never fitted on. "
-              "The nineteenth pass chose its naming constants on fresh5 to fresh9: NAMING_TUNED since.",
+              "eighteenth; its failures not studied. Never fitted on.",
     "fresh10": "2026-12-05, seed 20261211, 20 questions, written after the eleventh pass was decided and while its "
                "model trained: read once with main and the eleventh pass (branch), as a confirmation; reported "
                "for the twelfth to eighteenth passes. Never fitted on.",

@@ -74,14 +74,14 @@ def test_the_model_lowers_the_rules_credit_and_raises_it_only_a_little(grader, b
 
 def test_the_training_answers_ask_only_the_fitting_questions():
     """The model is trained on the six fitting blind sets and the 1,400 training answers, never on an answer to a
-    question of a set the grader's figures are read on (evals.grader.NEVER_FITTED). The bank pairs hold every
+    question of a set the grader's figures are read on (evals.grader.UNFITTED). The bank pairs hold every
     entry's own texts (key points, model answer, misconceptions): what the grader reads for every question anyway."""
     from evals.credit import ANSWERS, answers
     from evals.datasets import load_jsonl
-    from evals.grader import NAMING_TUNED, NEVER_FITTED, blind_sets, fitting_sets
+    from evals.grader import UNFITTED, blind_sets, fitting_sets
 
     fitting = {r["qid"] for rows in fitting_sets().values() for r in rows}
-    never = {r["qid"] for name, rows in blind_sets().items() if name in (*NEVER_FITTED, *NAMING_TUNED) for r in rows}
+    never = {r["qid"] for name, rows in blind_sets().items() if name in UNFITTED for r in rows}
     assert [len(load_jsonl(path)) for path in ANSWERS] == [700, 700]
     asked = {row["qid"] for row in answers()}
     assert asked == fitting and not asked & never

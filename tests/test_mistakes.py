@@ -83,15 +83,15 @@ def test_without_the_model_the_rules_alone_decide(grader, bank, monkeypatch):
 
 def test_the_pairs_file_holds_the_fitting_sets_and_the_training_answers_only():
     """The model is trained on the six fitting blind sets and the training answers, never on a set the
-    grader's figures are read on (evals.grader.NEVER_FITTED), and the training answers ask only the fitting
+    grader's figures are read on (evals.grader.UNFITTED), and the training answers ask only the fitting
     sets' questions."""
     from evals.datasets import load_jsonl
-    from evals.grader import NAMING_TUNED, NEVER_FITTED, blind_sets, fitting_sets
+    from evals.grader import UNFITTED, blind_sets, fitting_sets
     from evals.mistakes import ANSWERS, PAIRS
 
     pairs = load_jsonl(PAIRS)
     fitting = {r["qid"] for rows in fitting_sets().values() for r in rows}
-    never = {r["qid"] for name, rows in blind_sets().items() if name in (*NEVER_FITTED, *NAMING_TUNED) for r in rows}
+    never = {r["qid"] for name, rows in blind_sets().items() if name in UNFITTED for r in rows}
     assert {p["set"] for p in pairs} == {*fitting_sets(), "answers"}
     assert {p["qid"] for p in pairs} <= fitting and not {p["qid"] for p in pairs} & never
     answers = load_jsonl(ANSWERS)
