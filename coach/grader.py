@@ -13,7 +13,9 @@
    (`python -m evals.grader --fit`), turns them into the point's credit in [0, 1].
 4. Mistakes: a sentence nearer to one of the entry's misconceptions than to anything the bank says is
    right (key points, their phrasings, the corrections, the model answer) states that misconception; a
-   sentence that restates a key point with a negation or antonym contradicts it. Such a sentence earns
+   sentence that restates a key point with a negation or antonym contradicts it (a negation only when it
+   denies one of the other side's words: "a human sees no difference" negates nothing a point about a
+   changed prediction says; twenty-fifth pass, evals/README.md). Such a sentence earns
    nothing, lowers the score, and the feedback names the mistake and the correct statement, citing [1].
    MiniLM cannot read roles ("the target model drafts" sits at 0.97 from "the draft model drafts"), so
    an answer of two or more sentences that states few of the key points is also accused when its sentences
@@ -314,9 +316,21 @@ def _negates(point: str, sentence: str) -> bool:
         return False
     p_words, s_words = set(re.findall(r"[a-z']+", point.lower())), set(re.findall(r"[a-z']+", sentence.lower()))
     if bool(p_words & NEGATION) != bool(s_words & NEGATION):
-        return True
+        negated, other = (point, sentence) if p_words & NEGATION else (sentence, point)
+        return bool(negated_words(negated) & set(polar_stems(other)))
     return any(o in s_words and o not in p_words and w not in s_words
                for w in p_words for o in ANTONYM_OF.get(w, ()))
+
+
+def negated_words(text: str) -> set[str]:
+    """The stems of the words the text's negations deny: the first content word after each ("sees no difference"
+    denies difference, "without any fine-tuning" fine-tuning). A negation denies a key point only when what it
+    denies is the point's own (or the point denies the sentence's): "the GPUs aren't sitting idle" does not deny
+    "micro-batches reduce idle bubbles", nor "a human sees no difference" "a perturbation changes the prediction"."""
+    words = re.findall(r"[a-z][a-z0-9']*", text.lower().replace("’", "'"))
+    denied = (next((w for w in words[i + 1:] if w not in stopwords() and w not in NEGATION and w != "any"), None)
+              for i, word in enumerate(words) if word in NEGATION)
+    return set(stemmer().stemWords([w for w in denied if w]))
 
 
 @dataclass

@@ -152,6 +152,9 @@ FRESH_SETS = {
                "pass was adopted: read once, with main, the twenty-first and the twenty-second (its constants chosen "
                "by issue 17's targets), pooled with fresh10-16 to decide the twenty-second (adopted by its rule, not "
                "landed). Never fitted on.",
+    "fresh18": "2026-12-06, seed 20261219, 20 more such questions, two new authors, written after the twenty-fourth "
+               "pass's rule and before any figure of the twenty-fifth: read first, pooled with fresh10-17, to decide "
+               "the twenty-fifth (landed). Never fitted on.",
 }
 
 

@@ -164,6 +164,22 @@ def test_short_clauses_and_notes():
     assert not is_claim("Adam: momentum, bias correction, moment estimates, epsilon, warm-up")
 
 
+def test_a_negation_contradicts_only_what_it_denies():
+    """Twenty-fifth pass: a sentence that restates a key point and adds a negation of something else ("without
+    touching the weights") does not contradict it; a negation of the point's own words still does, on either side.
+    Main before the pass read the first sentence as a contradiction. Sentences made up for the test."""
+    from coach.grader import contradicts, negated_words
+
+    point = "a dropout layer zeroes random activations during training and is switched off at evaluation"
+    assert not contradicts(point, "A dropout layer zeroes random activations during training without touching "
+                                  "the weights and is switched off at evaluation.")
+    assert contradicts(point, "A dropout layer never zeroes random activations during training and is switched "
+                              "off at evaluation.")
+    assert contradicts("pruned weights are not updated by the optimizer after masking",
+                       "Pruned weights are updated by the optimizer after masking.")
+    assert negated_words("It trains without any labels, and nobody checks") == {"label"}
+
+
 def test_a_note_in_own_words_is_read_as_a_claim_and_a_keyword_list_is_not(grader, bank):
     """Terse notes have few glue words but say something: a fragment whose content words are partly the
     writer's own (not the entry's key points, phrasings or question) earns credit like a sentence; a list
@@ -404,49 +420,51 @@ def test_blind_held_out_half(grader):
     assert result["misconception_named"] >= 0.75 and result["correct_accused"] <= 0.07, result
 
 
-# Floors a little under each fresh blind set's figures with the eighteenth-pass grader and the credit model
-# `make setup` trains (evals/README.md; Spearman - 0.03, ordering one question less, complete - 0.4; named and
-# accused as before: that pass does not move them; fresh14 to fresh17, added after it: named - 0.05, accused + 0.03),
-# so a change that makes answers by authors the grader never saw worse fails here. fresh to fresh4 are fitting sets
-# (the credit model was trained on their answers: in-sample); fresh5 to fresh17 are never fitted on by the rules or
-# the models (fresh5 to fresh9 chose the constants of naming passes that did not land: NAMING_TUNED). Issue 17's
-# targets are not these floors: ordering >= 90% is met on 11 of the 13 (fresh7 87.5%, fresh9 66.7%), named >= 80%
-# on none, accused <= 5% on four. The figures before the eighteenth pass are in evals/README.md.
+# Floors a little under each fresh blind set's figures with the twenty-fifth-pass grader and the credit model
+# `make setup` trains (evals/README.md; Spearman - 0.03, ordering one question less, complete - 0.4, from the pass
+# each set was added under; named - 0.05 from then; accused + 0.03 from the twenty-fifth pass's figures), so a change
+# that makes answers by authors the grader never saw worse fails here. fresh to fresh4 are fitting sets (the credit
+# model was trained on their answers: in-sample); fresh5 to fresh18 are never fitted on by the rules or the models
+# (fresh5 to fresh9 chose naming constants: NAMING_TUNED). Issue 17's targets are not these floors: ordering >= 90% is
+# met on 11 of the 14 (fresh7 87.5%, fresh9 66.7%, fresh18 85%), named >= 80% on none, accused <= 5% on eight of
+# fresh10 to fresh18 (fresh15 8.8%). The figures before the eighteenth pass are in evals/README.md.
 FRESH_FLOORS = {
-    # Spearman 0.927, ordering 91.7%, complete 8.25, partial 2.39, wrong 0.60, named 54.2%, accused 5.2%
-    "fresh": {"spearman": 0.89, "ordering": 0.87, "complete": 7.8, "named": 0.5, "accused": 0.09},
-    # Spearman 0.918, ordering 100.0%, complete 8.72, partial 2.39, wrong 0.65, named 75.0%, accused 7.3%
-    "fresh2": {"spearman": 0.88, "ordering": 0.95, "complete": 8.3, "named": 0.7, "accused": 0.11},
-    # Spearman 0.943, ordering 95.8%, complete 8.68, partial 2.42, wrong 0.33, named 66.7%, accused 7.3%
-    "fresh3": {"spearman": 0.91, "ordering": 0.91, "complete": 8.2, "named": 0.62, "accused": 0.1},
-    # Spearman 0.904, ordering 100.0%, complete 7.94, partial 2.71, wrong 0.82, named 58.3%, accused 7.3%
-    "fresh4": {"spearman": 0.87, "ordering": 0.95, "complete": 7.5, "named": 0.54, "accused": 0.1},
+    # Spearman 0.929, ordering 91.7%, complete 8.25, partial 2.46, wrong 0.60, named 54.2%, accused 4.2%
+    "fresh": {"spearman": 0.89, "ordering": 0.87, "complete": 7.8, "named": 0.5, "accused": 0.08},
+    # Spearman 0.922, ordering 100.0%, complete 8.75, partial 2.42, wrong 0.71, named 70.8%, accused 5.2%
+    "fresh2": {"spearman": 0.88, "ordering": 0.95, "complete": 8.3, "named": 0.7, "accused": 0.09},
+    # Spearman 0.947, ordering 95.8%, complete 8.78, partial 2.42, wrong 0.33, named 66.7%, accused 5.2%
+    "fresh3": {"spearman": 0.91, "ordering": 0.91, "complete": 8.2, "named": 0.62, "accused": 0.09},
+    # Spearman 0.911, ordering 100.0%, complete 8.03, partial 2.71, wrong 0.82, named 58.3%, accused 7.3%
+    "fresh4": {"spearman": 0.87, "ordering": 0.95, "complete": 7.5, "named": 0.54, "accused": 0.11},
     # Spearman 0.936, ordering 100.0%, complete 8.68, partial 2.40, wrong 0.36, named 58.3%, accused 6.2%
-    "fresh5": {"spearman": 0.9, "ordering": 0.95, "complete": 8.2, "named": 0.54, "accused": 0.12},
-    # Spearman 0.949, ordering 95.8%, complete 9.07, partial 2.98, wrong 0.84, named 75.0%, accused 7.3%
-    "fresh6": {"spearman": 0.91, "ordering": 0.91, "complete": 8.6, "named": 0.7, "accused": 0.1},
-    # Spearman 0.906, ordering 87.5%, complete 8.75, partial 2.30, wrong 0.76, named 41.7%, accused 8.3%
+    "fresh5": {"spearman": 0.9, "ordering": 0.95, "complete": 8.2, "named": 0.54, "accused": 0.1},
+    # Spearman 0.955, ordering 95.8%, complete 9.07, partial 3.06, wrong 0.84, named 75.0%, accused 5.2%
+    "fresh6": {"spearman": 0.91, "ordering": 0.91, "complete": 8.6, "named": 0.7, "accused": 0.09},
+    # Spearman 0.906, ordering 87.5%, complete 8.78, partial 2.30, wrong 0.76, named 41.7%, accused 7.3%
     "fresh7": {"spearman": 0.87, "ordering": 0.83, "complete": 8.3, "named": 0.37, "accused": 0.11},
-    # Spearman 0.930, ordering 100.0%, complete 8.86, partial 3.00, wrong 0.52, named 45.8%, accused 6.2%
-    "fresh8": {"spearman": 0.9, "ordering": 0.95, "complete": 8.4, "named": 0.41, "accused": 0.09},
-    # Spearman 0.876, ordering 66.7%, complete 8.96, partial 2.09, wrong 1.30, named 41.7%, accused 5.2%
+    # Spearman 0.931, ordering 100.0%, complete 8.89, partial 3.07, wrong 0.52, named 45.8%, accused 4.2%
+    "fresh8": {"spearman": 0.9, "ordering": 0.95, "complete": 8.4, "named": 0.41, "accused": 0.08},
+    # Spearman 0.878, ordering 66.7%, complete 9.02, partial 2.09, wrong 1.30, named 41.7%, accused 4.2%
     "fresh9": {"spearman": 0.84, "ordering": 0.62, "complete": 8.5, "named": 0.37, "accused": 0.08},
-    # Spearman 0.935, ordering 100.0%, complete 8.79, partial 2.68, wrong 0.75, named 35.0%, accused 8.8%
-    "fresh10": {"spearman": 0.9, "ordering": 0.94, "complete": 8.3, "named": 0.3, "accused": 0.1},
-    # Spearman 0.936, ordering 95.0%, complete 9.04, partial 2.35, wrong 0.54, named 70.0%, accused 5.0%
-    "fresh11": {"spearman": 0.9, "ordering": 0.89, "complete": 8.6, "named": 0.6, "accused": 0.08},
+    # Spearman 0.936, ordering 100.0%, complete 8.93, partial 2.68, wrong 0.75, named 35.0%, accused 5.0%
+    "fresh10": {"spearman": 0.9, "ordering": 0.94, "complete": 8.3, "named": 0.3, "accused": 0.08},
+    # Spearman 0.936, ordering 95.0%, complete 9.07, partial 2.35, wrong 0.54, named 70.0%, accused 3.8%
+    "fresh11": {"spearman": 0.9, "ordering": 0.89, "complete": 8.6, "named": 0.6, "accused": 0.07},
     # Spearman 0.902, ordering 90.0%, complete 8.97, partial 2.62, wrong 1.26, named 30.0%, accused 5.0%
     "fresh12": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.25, "accused": 0.08},
-    # Spearman 0.932, ordering 90.0%, complete 8.88, partial 2.73, wrong 0.90, named 45.0%, accused 6.2%
-    "fresh13": {"spearman": 0.9, "ordering": 0.84, "complete": 8.4, "named": 0.4, "accused": 0.1},
-    # Spearman 0.939, ordering 100.0%, complete 9.37, partial 2.84, wrong 0.43, named 65.0%, accused 3.8%
-    "fresh14": {"spearman": 0.9, "ordering": 0.94, "complete": 8.9, "named": 0.6, "accused": 0.07},
+    # Spearman 0.932, ordering 90.0%, complete 8.91, partial 2.73, wrong 0.90, named 45.0%, accused 5.0%
+    "fresh13": {"spearman": 0.9, "ordering": 0.84, "complete": 8.4, "named": 0.4, "accused": 0.08},
+    # Spearman 0.940, ordering 100.0%, complete 9.41, partial 2.84, wrong 0.43, named 65.0%, accused 2.5%
+    "fresh14": {"spearman": 0.9, "ordering": 0.94, "complete": 8.9, "named": 0.6, "accused": 0.06},
     # Spearman 0.915, ordering 100.0%, complete 8.82, partial 2.49, wrong 0.29, named 55.0%, accused 8.8%
     "fresh15": {"spearman": 0.88, "ordering": 0.94, "complete": 8.4, "named": 0.5, "accused": 0.12},
-    # Spearman 0.928, ordering 90.0%, complete 9.35, partial 2.54, wrong 0.62, named 40.0%, accused 7.5%
-    "fresh16": {"spearman": 0.89, "ordering": 0.84, "complete": 8.9, "named": 0.35, "accused": 0.11},
+    # Spearman 0.928, ordering 90.0%, complete 9.50, partial 2.54, wrong 0.62, named 40.0%, accused 3.8%
+    "fresh16": {"spearman": 0.89, "ordering": 0.84, "complete": 8.9, "named": 0.35, "accused": 0.07},
     # Spearman 0.958, ordering 100.0%, complete 9.57, partial 2.96, wrong 0.36, named 50.0%, accused 5.0%
     "fresh17": {"spearman": 0.92, "ordering": 0.94, "complete": 9.1, "named": 0.45, "accused": 0.08},
+    # Spearman 0.929, ordering 85.0%, complete 9.43, partial 2.31, wrong 0.66, named 55.0%, accused 5.0%
+    "fresh18": {"spearman": 0.89, "ordering": 0.79, "complete": 9.0, "named": 0.5, "accused": 0.08},
 }
 
 
