@@ -64,6 +64,17 @@ def stated(points: list[str], sentences: list[str]) -> np.ndarray | None:
     return 1.0 / (1.0 + np.exp(-logits.reshape(len(points), len(chunks)).max(axis=1)))
 
 
+def stated_by_each(points: list[str], sentences: list[str]) -> np.ndarray | None:
+    """(len(points), len(sentences)) probability that each sentence, read alone, states each key point; None without
+    the model, the points or the sentences. What a sentence that states none of them is: a wrong statement, when the
+    answer is about the entry (coach.grader.stating_nothing)."""
+    model = credit_model() if sentences and points else None
+    if model is None:
+        return None
+    logits = model.logits([(point, sentence) for point in points for sentence in sentences])  # (points * sentences,)
+    return 1.0 / (1.0 + np.exp(-logits.reshape(len(points), len(sentences))))
+
+
 def windows(sentences: list[str], tokenizer) -> list[str]:
     """The sentences joined into consecutive windows of at most WINDOW_PIECES word pieces (a longer sentence alone),
     counted by MiniLM's `tokenizer` (coach.embedder.word_pieces)."""

@@ -26,6 +26,9 @@
    leans as far as its most leaning clause. A clause that reuses a correct statement's words with one word
    of opposite sense ("raise the learning rate" against "lowering the learning rate is the first remedy")
    says it reversed: the feedback quotes both words and the statement.
+   In an answer that states no key point outright, the credit model then reads each on-topic claim alone: the
+   claim that states no key point and that the mistake model reads as near a misconception is named, as that
+   misconception or as "not what the model answer says" (STATES_NOTHING_*; twenty-sixth pass).
 5. Keyword stuffing earns little (fragments are capped; a note in the writer's own words is no fragment),
    off-topic sentences cost points.
 6. With a capable backend (`coach.llm.may_judge`), an LLM judge is asked which key points the answer
@@ -49,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coach.config import get_settings, prompt
-from coach.credit import stated
+from coach.credit import stated, stated_by_each
 from coach.guards import validate_question
 from coach.llm import may_judge
 from coach.mistakes import mistake_model
@@ -126,6 +129,17 @@ MISTAKE_MIN = 0.5
 # blind sets and credit_neighbours.jsonl among 19 ways of letting p in (evals/README.md, "fifteenth to eighteenth
 # passes").
 MODEL_RAISE = 0.1
+# A wrong statement in the topic's words is often none of the entry's listed misconceptions in its words: the rules
+# above leave it unnamed (30-70% of wrong answers named on the never-fitted sets). In an answer that earns under
+# STATES_NOTHING_CREDIT of the entry on average and under STATES_NOTHING_MAX on every key point (it states none
+# outright; a partial answer states one or two), an on-topic claim that the credit model, reading it alone, finds
+# stating no key point (each under STATES_NOTHING_P) and the mistake model reads as near a misconception (a logit over
+# STATES_NOTHING_LOGIT) is named: as that misconception when its logit is over MISTAKE_MIN, else as "not what the
+# model answer says" beside the key point it is about. It names; it does not change the score. P, CREDIT and LOGIT
+# were chosen on fresh5 to fresh9 (NAMING_TUNED) in the twenty-second pass, MAX in the twenty-sixth: the most wrong
+# answers named there with at most one point more of correct answers accused (evals/README.md).
+STATES_NOTHING_P, STATES_NOTHING_CREDIT, STATES_NOTHING_LOGIT = 0.5, 0.4, 0.0
+STATES_NOTHING_MAX = 0.5
 COVERED = 0.5               # credit from which a key point is listed as covered
 FRAGMENT_CAP = 0.2          # most a non-sentence (bag of terms, fragment) can earn for one key point
 STUFFED_CAP = 2.5           # score cap when the answer holds no real sentence at all
@@ -208,7 +222,8 @@ class Mistake:
     wrong: str               # the misconception it states (or the key point it negates, restated)
     right: str               # the correct statement, from the bank entry cited as [1]
     kind: str = "misconception"  # or "contradiction" (a negated key point), "swap" (two roles exchanged),
-    # or "reversal" (a correct statement with one word of opposite sense: "low" for "high")
+    # or "reversal" (a correct statement with one word of opposite sense: "low" for "high"), or "unsupported" (an
+    # on-topic claim that states no key point, in an answer that states little: `right` is the point it is about)
     swapped: tuple = ()      # for a swap: the two terms the sentence exchanges
 
     def as_json(self) -> dict:
@@ -470,6 +485,7 @@ class Grader:
             results.append(PointResult(point, max(credit, fragment), evidence,
                                        features=point_features(signals, i, usable & claim_units)))
         self.second_opinion(entry, signals, mistaken, results)
+        mistakes += stating_nothing(entry, signals, mistaken, results)
         restating = {j for j in range(len(signals.sentences)) if not signals.new[signals.owner == j].any()}
         off_topic = {j for j, r in enumerate(signals.relevance) if r < OFF_TOPIC_COSINE} - restating
         counts.update(sentences=len(signals.sentences), fragments=signals.claims.count(False),
@@ -677,6 +693,8 @@ class Grader:
                 named = 'says of "{}" what holds for "{}"'.format(*mistake.swapped)
             elif mistake.kind == "reversal":
                 named = 'says "{}" where the model answer says "{}"'.format(*mistake.swapped)
+            elif mistake.kind == "unsupported":
+                named = "is not what the model answer says"
             parts.append(f'Mistake: "{_short(mistake.sentence)}" {named}. Correct: {mistake.right.rstrip(".")}{source}.')
         if counts["off_topic"]:
             parts.append("Part of the answer is about something else.")
@@ -713,6 +731,44 @@ def second_reading(found: list[Mistake], accused: set[int], signals: Signals) ->
     for mistake in rejected.values():
         accused.discard(signals.sentences.index(mistake.sentence))
     return [m for m in found if id(m) not in rejected], accused
+
+
+def stating_nothing(entry, signals: Signals, accused: set[int], results: list[PointResult]) -> list[Mistake]:
+    """The claim of an answer earning under STATES_NOTHING_CREDIT on average and under STATES_NOTHING_MAX on every key
+    point that the credit model reads as stating no key point and the mistake model as near a misconception (module
+    constants), named as a mistake: the claim least likely to state a point, among those on topic, not accused already
+    and not about another entry. Nothing without the two models or the entry's misconceptions."""
+    model = mistake_model()
+    credits = [r.credit for r in results]
+    if not results or not entry.misconceptions or model is None \
+            or np.mean(credits) >= STATES_NOTHING_CREDIT or max(credits) >= STATES_NOTHING_MAX:
+        return []
+    elsewhere = about_other_entries(signals)
+    candidates = [j for j, sentence in enumerate(signals.sentences)
+                  if j not in accused and j not in elsewhere and signals.claims[j]
+                  and signals.new[signals.owner == j].any() and signals.relevance[j] >= OFF_TOPIC_COSINE]
+    probabilities = stated_by_each(entry.key_points, [signals.sentences[j] for j in candidates])  # (points, candidates)
+    if probabilities is None:
+        return []
+    for k in np.argsort(probabilities.max(axis=0), kind="stable"):  # the least likely to state a point first
+        if probabilities[:, k].max() >= STATES_NOTHING_P:
+            break
+        j = candidates[int(k)]
+        logits = model.logits([(m.wrong, signals.sentences[j]) for m in entry.misconceptions])  # (misconceptions,)
+        if logits.max() > STATES_NOTHING_LOGIT:
+            return [named_or_unsupported(entry, signals, j, logits)]
+    return []
+
+
+def named_or_unsupported(entry, signals: Signals, j: int, logits: np.ndarray) -> Mistake:
+    """Sentence j as the misconception with the highest logit when that is over MISTAKE_MIN, else as a statement the
+    model answer does not make, beside the key point it is nearest."""
+    sentence = signals.sentences[j]
+    if logits.max() > MISTAKE_MIN:
+        misconception = entry.misconceptions[int(np.argmax(logits))]
+        return Mistake(sentence, misconception.wrong, misconception.right)
+    point = int(np.argmax(signals.cosine[:, signals.owner == j].max(axis=1)))
+    return Mistake(sentence, sentence, entry.key_points[point], kind="unsupported")
 
 
 def speaks_of_misconception(entry, signals: Signals) -> np.ndarray:

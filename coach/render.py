@@ -282,6 +282,8 @@ def _mistakes(grade: dict) -> list[str]:
     for m in grade["mistakes"]:
         named = "this contradicts the model answer" if m["wrong"] == m["sentence"] else \
             f"that is the misconception \"{m['wrong']}\""
+        if m.get("kind") == "unsupported":  # an on-topic claim that states no key point (coach.grader)
+            named = "that is not what the model answer says"
         lines.append(f"- You said: _{m['sentence']}_ — {named}. Correct: {m['right']} [1]")
     return lines + [""]
 

@@ -155,6 +155,9 @@ FRESH_SETS = {
     "fresh18": "2026-12-06, seed 20261219, 20 more such questions, two new authors, written after the twenty-fourth "
                "pass's rule and before any figure of the twenty-fifth: read first, pooled with fresh10-17, to decide "
                "the twenty-fifth (landed). Never fitted on.",
+    "fresh19": "2026-12-06, seed 20261220, 20 more such questions, two new authors, written after the twenty-sixth "
+               "pass's rule and before any figure of it on a never-fitted set: read first, pooled with fresh10-18, to "
+               "decide it (landed). Never fitted on.",
 }
 
 

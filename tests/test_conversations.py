@@ -159,3 +159,21 @@ def test_missed_key_points_link_to_a_chat_question():
     assert unquote(link) == chat_question_about("warm-up keeps early steps small", "Why warm up the learning rate?")
     assert "Why warm up the learning rate?" in unquote(link) and "warm-up keeps early steps small" in unquote(link)
     assert "#ask=" not in feedback_markdown(grade)  # the export has no chat to link to
+
+
+def test_each_kind_of_mistake_is_named_for_what_it_is():
+    """The scorecard says what is wrong with each sentence: a listed misconception by name, a negated key point as a
+    contradiction, a claim that states no key point as not what the model answer says (coach.grader)."""
+    from coach.render import feedback_markdown
+
+    mistakes = [{"sentence": "It removes bias.", "wrong": "averaging removes bias", "right": "it removes variance",
+                 "kind": "misconception"},
+                {"sentence": "XOR is linearly separable.", "wrong": "XOR is linearly separable.",
+                 "right": "XOR is not linearly separable", "kind": "contradiction"},
+                {"sentence": "The beam width sets the depth.", "wrong": "The beam width sets the depth.",
+                 "right": "beam width k trades quality for compute", "kind": "unsupported"}]
+    text = feedback_markdown({"score": 1.0, "covered": [], "missing": [], "feedback": "", "mistakes": mistakes})
+    lines = [line for line in text.splitlines() if line.startswith("- You said")]
+    assert 'the misconception "averaging removes bias"' in lines[0]
+    assert "contradicts the model answer" in lines[1]
+    assert "not what the model answer says" in lines[2] and "contradicts" not in lines[2]

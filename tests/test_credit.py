@@ -105,3 +105,66 @@ def test_the_bank_pairs_teach_each_point_in_the_banks_own_words(bank):
         assert len(without) < len(wording)
         if i % 3 == 0:  # the key points in their own words (else in one of their alternatives)
             assert as_answer([point]) in wording and as_answer([point]) not in without
+
+
+def test_each_sentence_is_read_alone_against_every_point(model, bank):
+    """coach.credit.stated_by_each: a (points, sentences) table, one sentence per column read alone; a key point read
+    as a sentence states itself more than an unrelated sentence states any point. None without sentences."""
+    from coach.credit import stated_by_each
+
+    points = bank["p2-beam-search"].key_points
+    table = stated_by_each(points, [points[0], "A sourdough starter needs flour, water and a warm kitchen."])
+    assert table.shape == (len(points), 2) and ((table >= 0) & (table <= 1)).all()
+    assert table[0, 0] > table[:, 1].max()
+    assert stated_by_each(points, []) is None
+
+
+def test_a_claim_stating_no_key_point_is_named_in_an_answer_that_states_little(grader, bank, monkeypatch):
+    """In an answer that earns under STATES_NOTHING_CREDIT (under STATES_NOTHING_MAX on every point), an on-topic claim the credit model reads as stating no
+    key point and the mistake model as near a misconception is named: as that misconception when the mistake model
+    is sure (over MISTAKE_MIN), else as "not what the model answer says" beside the point it is about. A claim that
+    states a point is not; the score does not move; without either reading nothing is named this way."""
+    import coach.grader as grading
+
+    entry = bank["p2-beam-search"]
+    answer = ("Beam search keeps the k best partial sequences by their total log-probability at each step. "
+              "The beam width sets how many layers the decoder runs before it emits a token.")
+    second = grading.split_sentences(answer)[1]
+
+    class Mistakes:  # the mistake model, reading every pair with one logit
+        logit = 0.0
+
+        def logits(self, pairs):
+            return np.full(len(pairs), self.logit)
+
+    reader = Mistakes()
+    monkeypatch.setattr(grading, "mistake_model", lambda: reader)
+    monkeypatch.setattr(grading, "STATES_NOTHING_CREDIT", 1.0)  # whatever the answer earns
+    monkeypatch.setattr(grading, "STATES_NOTHING_MAX", 1.01)
+
+    def first_states_the_first_point(points, sentences):  # (points, sentences)
+        return np.array([[float(s.startswith("Beam search keeps") and i == 0) for s in sentences]
+                         for i in range(len(points))])
+
+    def added_by_the_reading(logit):
+        """The grade with the per-sentence reading, and the mistakes it adds to the rules' own."""
+        reader.logit = logit
+        monkeypatch.setattr(grading, "stated_by_each", lambda points, sentences: None)
+        unread = grader.grade_entry(entry, answer)
+        monkeypatch.setattr(grading, "stated_by_each", first_states_the_first_point)
+        grade = grader.grade_entry(entry, answer)
+        assert grade.mistakes[:len(unread.mistakes)] == unread.mistakes and grade.score == unread.score
+        return grade, grade.mistakes[len(unread.mistakes):]
+
+    grade, added = added_by_the_reading((grading.STATES_NOTHING_LOGIT + grading.MISTAKE_MIN) / 2)
+    assert [(m.sentence, m.kind) for m in added] == [(second, "unsupported")], grade.feedback
+    assert added[0].right in entry.key_points and added[0].right.rstrip(".") in grade.feedback
+    assert "is not what the model answer says" in grade.feedback
+    _, added = added_by_the_reading(grading.MISTAKE_MIN + 1.0)
+    assert [(m.sentence, m.wrong) for m in added] == [(second, entry.misconceptions[0].wrong)]
+    assert added_by_the_reading(grading.STATES_NOTHING_LOGIT - 1.0)[1] == []  # not near any misconception
+    monkeypatch.setattr(grading, "STATES_NOTHING_MAX", 0.0)  # it states a key point outright: not read this way
+    assert added_by_the_reading(grading.MISTAKE_MIN + 1.0)[1] == []
+    monkeypatch.setattr(grading, "STATES_NOTHING_MAX", 1.01)
+    monkeypatch.setattr(grading, "STATES_NOTHING_CREDIT", 0.0)  # the answer earns too much to be read this way
+    assert added_by_the_reading(grading.MISTAKE_MIN + 1.0)[1] == []

@@ -420,51 +420,53 @@ def test_blind_held_out_half(grader):
     assert result["misconception_named"] >= 0.75 and result["correct_accused"] <= 0.07, result
 
 
-# Floors a little under each fresh blind set's figures with the twenty-fifth-pass grader and the credit model
+# Floors a little under each fresh blind set's figures with the twenty-sixth-pass grader and the credit model
 # `make setup` trains (evals/README.md; Spearman - 0.03, ordering one question less, complete - 0.4, from the pass
-# each set was added under; named - 0.05 from then; accused + 0.03 from the twenty-fifth pass's figures), so a change
-# that makes answers by authors the grader never saw worse fails here. fresh to fresh4 are fitting sets (the credit
-# model was trained on their answers: in-sample); fresh5 to fresh18 are never fitted on by the rules or the models
-# (fresh5 to fresh9 chose naming constants: NAMING_TUNED). Issue 17's targets are not these floors: ordering >= 90% is
-# met on 11 of the 14 (fresh7 87.5%, fresh9 66.7%, fresh18 85%), named >= 80% on none, accused <= 5% on eight of
-# fresh10 to fresh18 (fresh15 8.8%). The figures before the eighteenth pass are in evals/README.md.
+# each set was added under; named - 0.05 and accused + 0.03 from the twenty-sixth pass's figures), so a change that
+# makes answers by authors the grader never saw worse fails here. fresh to fresh4 are fitting sets (the credit model
+# was trained on their answers: in-sample); fresh5 to fresh19 are never fitted on by the rules or the models (fresh5
+# to fresh9 chose naming constants: NAMING_TUNED). Issue 17's targets are not these floors: ordering >= 90% is met on
+# 12 of the 15 (fresh7 87.5%, fresh9 66.7%, fresh18 85%), named >= 80% on four of fresh10 to fresh19 (72% pooled),
+# accused <= 5% on seven of them (5.4% pooled). The figures before the eighteenth pass are in evals/README.md.
 FRESH_FLOORS = {
-    # Spearman 0.929, ordering 91.7%, complete 8.25, partial 2.46, wrong 0.60, named 54.2%, accused 4.2%
-    "fresh": {"spearman": 0.89, "ordering": 0.87, "complete": 7.8, "named": 0.5, "accused": 0.08},
-    # Spearman 0.922, ordering 100.0%, complete 8.75, partial 2.42, wrong 0.71, named 70.8%, accused 5.2%
-    "fresh2": {"spearman": 0.88, "ordering": 0.95, "complete": 8.3, "named": 0.7, "accused": 0.09},
-    # Spearman 0.947, ordering 95.8%, complete 8.78, partial 2.42, wrong 0.33, named 66.7%, accused 5.2%
-    "fresh3": {"spearman": 0.91, "ordering": 0.91, "complete": 8.2, "named": 0.62, "accused": 0.09},
-    # Spearman 0.911, ordering 100.0%, complete 8.03, partial 2.71, wrong 0.82, named 58.3%, accused 7.3%
-    "fresh4": {"spearman": 0.87, "ordering": 0.95, "complete": 7.5, "named": 0.54, "accused": 0.11},
-    # Spearman 0.936, ordering 100.0%, complete 8.68, partial 2.40, wrong 0.36, named 58.3%, accused 6.2%
-    "fresh5": {"spearman": 0.9, "ordering": 0.95, "complete": 8.2, "named": 0.54, "accused": 0.1},
-    # Spearman 0.955, ordering 95.8%, complete 9.07, partial 3.06, wrong 0.84, named 75.0%, accused 5.2%
-    "fresh6": {"spearman": 0.91, "ordering": 0.91, "complete": 8.6, "named": 0.7, "accused": 0.09},
-    # Spearman 0.906, ordering 87.5%, complete 8.78, partial 2.30, wrong 0.76, named 41.7%, accused 7.3%
-    "fresh7": {"spearman": 0.87, "ordering": 0.83, "complete": 8.3, "named": 0.37, "accused": 0.11},
-    # Spearman 0.931, ordering 100.0%, complete 8.89, partial 3.07, wrong 0.52, named 45.8%, accused 4.2%
-    "fresh8": {"spearman": 0.9, "ordering": 0.95, "complete": 8.4, "named": 0.41, "accused": 0.08},
-    # Spearman 0.878, ordering 66.7%, complete 9.02, partial 2.09, wrong 1.30, named 41.7%, accused 4.2%
-    "fresh9": {"spearman": 0.84, "ordering": 0.62, "complete": 8.5, "named": 0.37, "accused": 0.08},
-    # Spearman 0.936, ordering 100.0%, complete 8.93, partial 2.68, wrong 0.75, named 35.0%, accused 5.0%
-    "fresh10": {"spearman": 0.9, "ordering": 0.94, "complete": 8.3, "named": 0.3, "accused": 0.08},
-    # Spearman 0.936, ordering 95.0%, complete 9.07, partial 2.35, wrong 0.54, named 70.0%, accused 3.8%
-    "fresh11": {"spearman": 0.9, "ordering": 0.89, "complete": 8.6, "named": 0.6, "accused": 0.07},
-    # Spearman 0.902, ordering 90.0%, complete 8.97, partial 2.62, wrong 1.26, named 30.0%, accused 5.0%
-    "fresh12": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.25, "accused": 0.08},
-    # Spearman 0.932, ordering 90.0%, complete 8.91, partial 2.73, wrong 0.90, named 45.0%, accused 5.0%
-    "fresh13": {"spearman": 0.9, "ordering": 0.84, "complete": 8.4, "named": 0.4, "accused": 0.08},
-    # Spearman 0.940, ordering 100.0%, complete 9.41, partial 2.84, wrong 0.43, named 65.0%, accused 2.5%
-    "fresh14": {"spearman": 0.9, "ordering": 0.94, "complete": 8.9, "named": 0.6, "accused": 0.06},
-    # Spearman 0.915, ordering 100.0%, complete 8.82, partial 2.49, wrong 0.29, named 55.0%, accused 8.8%
-    "fresh15": {"spearman": 0.88, "ordering": 0.94, "complete": 8.4, "named": 0.5, "accused": 0.12},
-    # Spearman 0.928, ordering 90.0%, complete 9.50, partial 2.54, wrong 0.62, named 40.0%, accused 3.8%
-    "fresh16": {"spearman": 0.89, "ordering": 0.84, "complete": 8.9, "named": 0.35, "accused": 0.07},
-    # Spearman 0.958, ordering 100.0%, complete 9.57, partial 2.96, wrong 0.36, named 50.0%, accused 5.0%
-    "fresh17": {"spearman": 0.92, "ordering": 0.94, "complete": 9.1, "named": 0.45, "accused": 0.08},
-    # Spearman 0.929, ordering 85.0%, complete 9.43, partial 2.31, wrong 0.66, named 55.0%, accused 5.0%
-    "fresh18": {"spearman": 0.89, "ordering": 0.79, "complete": 9.0, "named": 0.5, "accused": 0.08},
+    # Spearman 0.929, ordering 91.7%, complete 8.25, partial 2.46, wrong 0.60, named 83.3%, accused 4.2%
+    "fresh": {"spearman": 0.89, "ordering": 0.87, "complete": 7.8, "named": 0.78, "accused": 0.08},
+    # Spearman 0.922, ordering 100.0%, complete 8.75, partial 2.42, wrong 0.71, named 83.3%, accused 6.2%
+    "fresh2": {"spearman": 0.88, "ordering": 0.95, "complete": 8.3, "named": 0.78, "accused": 0.1},
+    # Spearman 0.947, ordering 95.8%, complete 8.78, partial 2.42, wrong 0.33, named 87.5%, accused 5.2%
+    "fresh3": {"spearman": 0.91, "ordering": 0.91, "complete": 8.2, "named": 0.82, "accused": 0.09},
+    # Spearman 0.911, ordering 100.0%, complete 8.03, partial 2.71, wrong 0.82, named 66.7%, accused 7.3%
+    "fresh4": {"spearman": 0.87, "ordering": 0.95, "complete": 7.5, "named": 0.61, "accused": 0.11},
+    # Spearman 0.936, ordering 100.0%, complete 8.68, partial 2.40, wrong 0.36, named 91.7%, accused 6.2%
+    "fresh5": {"spearman": 0.9, "ordering": 0.95, "complete": 8.2, "named": 0.86, "accused": 0.1},
+    # Spearman 0.955, ordering 95.8%, complete 9.07, partial 3.06, wrong 0.84, named 87.5%, accused 5.2%
+    "fresh6": {"spearman": 0.91, "ordering": 0.91, "complete": 8.6, "named": 0.82, "accused": 0.09},
+    # Spearman 0.906, ordering 87.5%, complete 8.78, partial 2.30, wrong 0.76, named 54.2%, accused 8.3%
+    "fresh7": {"spearman": 0.87, "ordering": 0.83, "complete": 8.3, "named": 0.49, "accused": 0.12},
+    # Spearman 0.931, ordering 100.0%, complete 8.89, partial 3.07, wrong 0.52, named 79.2%, accused 4.2%
+    "fresh8": {"spearman": 0.9, "ordering": 0.95, "complete": 8.4, "named": 0.74, "accused": 0.08},
+    # Spearman 0.878, ordering 66.7%, complete 9.02, partial 2.09, wrong 1.30, named 54.2%, accused 6.2%
+    "fresh9": {"spearman": 0.84, "ordering": 0.62, "complete": 8.5, "named": 0.49, "accused": 0.1},
+    # Spearman 0.936, ordering 100.0%, complete 8.93, partial 2.68, wrong 0.75, named 65.0%, accused 5.0%
+    "fresh10": {"spearman": 0.9, "ordering": 0.94, "complete": 8.3, "named": 0.6, "accused": 0.08},
+    # Spearman 0.936, ordering 95.0%, complete 9.07, partial 2.35, wrong 0.54, named 90.0%, accused 3.8%
+    "fresh11": {"spearman": 0.9, "ordering": 0.89, "complete": 8.6, "named": 0.85, "accused": 0.07},
+    # Spearman 0.902, ordering 90.0%, complete 8.97, partial 2.62, wrong 1.26, named 55.0%, accused 6.2%
+    "fresh12": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.5, "accused": 0.1},
+    # Spearman 0.932, ordering 90.0%, complete 8.91, partial 2.73, wrong 0.90, named 55.0%, accused 5.0%
+    "fresh13": {"spearman": 0.9, "ordering": 0.84, "complete": 8.4, "named": 0.5, "accused": 0.08},
+    # Spearman 0.940, ordering 100.0%, complete 9.41, partial 2.84, wrong 0.43, named 90.0%, accused 2.5%
+    "fresh14": {"spearman": 0.9, "ordering": 0.94, "complete": 8.9, "named": 0.85, "accused": 0.06},
+    # Spearman 0.915, ordering 100.0%, complete 8.82, partial 2.49, wrong 0.29, named 85.0%, accused 10.0%
+    "fresh15": {"spearman": 0.88, "ordering": 0.94, "complete": 8.4, "named": 0.8, "accused": 0.13},
+    # Spearman 0.928, ordering 90.0%, complete 9.50, partial 2.54, wrong 0.62, named 70.0%, accused 5.0%
+    "fresh16": {"spearman": 0.89, "ordering": 0.84, "complete": 8.9, "named": 0.64, "accused": 0.08},
+    # Spearman 0.958, ordering 100.0%, complete 9.57, partial 2.96, wrong 0.36, named 80.0%, accused 5.0%
+    "fresh17": {"spearman": 0.92, "ordering": 0.94, "complete": 9.1, "named": 0.75, "accused": 0.08},
+    # Spearman 0.929, ordering 85.0%, complete 9.43, partial 2.31, wrong 0.66, named 75.0%, accused 5.0%
+    "fresh18": {"spearman": 0.89, "ordering": 0.79, "complete": 9.0, "named": 0.7, "accused": 0.08},
+    # Spearman 0.915, ordering 100.0%, complete 9.32, partial 2.67, wrong 0.67, named 55.0%, accused 6.2%
+    "fresh19": {"spearman": 0.88, "ordering": 0.94, "complete": 8.9, "named": 0.5, "accused": 0.1},
 }
 
 
