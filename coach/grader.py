@@ -170,6 +170,8 @@ CLAUSE_BREAK = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|bec
                     r"|\s+(?=(?:so that|because|whereas|while)\b)")
 NEGATION = {"not", "no", "never", "cannot", "can't", "doesn't", "don't", "isn't", "aren't", "won't",
             "without", "neither", "nor", "wouldn't", "shouldn't", "couldn't", "didn't", "wasn't", "weren't"}
+# Read past after a negation to the word it denies: "without any fine-tuning" denies fine-tuning (negated_words)
+QUANTIFIERS = {"any"}
 # Antonym pairs: "lowers variance" against a key point that says "raises variance" contradicts it.
 ANTONYMS = [("increase", "decrease"), ("increases", "decreases"), ("raise", "lower"), ("raises", "lowers"),
             ("more", "less"), ("more", "fewer"), ("larger", "smaller"), ("higher", "lower"),
@@ -343,7 +345,7 @@ def negated_words(text: str) -> set[str]:
     denies is the point's own (or the point denies the sentence's): "the GPUs aren't sitting idle" does not deny
     "micro-batches reduce idle bubbles", nor "a human sees no difference" "a perturbation changes the prediction"."""
     words = re.findall(r"[a-z][a-z0-9']*", text.lower().replace("’", "'"))
-    denied = (next((w for w in words[i + 1:] if w not in stopwords() and w not in NEGATION and w != "any"), None)
+    denied = (next((w for w in words[i + 1:] if w not in stopwords() and w not in NEGATION | QUANTIFIERS), None)
               for i, word in enumerate(words) if word in NEGATION)
     return set(stemmer().stemWords([w for w in denied if w]))
 
@@ -744,7 +746,7 @@ def stating_nothing(entry, signals: Signals, accused: set[int], results: list[Po
             or np.mean(credits) >= STATES_NOTHING_CREDIT or max(credits) >= STATES_NOTHING_MAX:
         return []
     elsewhere = about_other_entries(signals)
-    candidates = [j for j, sentence in enumerate(signals.sentences)
+    candidates = [j for j in range(len(signals.sentences))
                   if j not in accused and j not in elsewhere and signals.claims[j]
                   and signals.new[signals.owner == j].any() and signals.relevance[j] >= OFF_TOPIC_COSINE]
     probabilities = stated_by_each(entry.key_points, [signals.sentences[j] for j in candidates])  # (points, candidates)

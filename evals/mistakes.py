@@ -16,11 +16,18 @@ nor the grader.
 **Training.** MiniLM (the packaged weights) with a one-logit head, binary cross-entropy with the positives
 weighted up to the negatives' count, 2 epochs of AdamW (lr 3e-5, weight decay 0.01, batches of 16, seed 0),
 pairs cut to 128 word pieces. Chosen once (2026-12-04) and not tuned: see evals/README.md, "Grader, eighth pass".
+
+**The same model on every machine.** Seeded training on the same pairs still gave another model on another CPU:
+torch's kernels sum in another order with AVX-512 than with AVX2, and one epoch carries the difference far (CI,
+2026-12-06: four of eighty more correct answers accused on four never-fitted sets). Training is pinned to the AVX2
+kernels (`SAME_KERNELS`, set before torch loads), which every x86-64 machine of this project has: trained so on an
+AVX-512 machine, both models gave CI's figures exactly (evals/README.md, "The grader's models on every machine").
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -32,6 +39,11 @@ from tqdm import tqdm
 from coach.embedder import model_dir
 from coach.mistakes import MAX_WORD_PIECES, model_path
 from evals.datasets import SETS, load_jsonl
+
+# MKL's conditional numerical reproducibility, ATen's and oneDNN's kernels: AVX2 wherever torch runs the training
+SAME_KERNELS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+for _name, _value in SAME_KERNELS.items():
+    os.environ.setdefault(_name, _value)
 
 ANSWERS = SETS / "mistake_answers.jsonl"   # 700 training answers to the fitting sets' questions
 PAIRS = SETS / "mistake_pairs.jsonl"       # (set, qid, misconception, sentence, label): the training pairs
@@ -77,6 +89,10 @@ def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if torch.backends.cpu.get_cpu_capability() != "AVX2":
+        print(f"training on torch's {torch.backends.cpu.get_cpu_capability()} kernels, not AVX2 (torch was loaded "
+              "before evals.mistakes, or this CPU has no AVX2): the model will differ from other machines'",
+              file=sys.stderr)
     torch.manual_seed(SEED)
     shuffler = random.Random(SEED)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir()))

@@ -55,6 +55,12 @@ SINGLE = {
                            ("grading", "blind_heldout", "misconception_named"), True),
     "grader_blind_accused": ("grader: correct answers wrongly accused, blind held-out half",
                              ("grading", "blind_heldout", "correct_accused"), False),
+    "grader_never_fitted_ordering": ("grader: complete > partial > wrong, never-fitted sets pooled",
+                                     ("grading", "blind_never_fitted_pooled", "ordering"), True),
+    "grader_never_fitted_named": ("grader: misconception named, never-fitted sets pooled",
+                                  ("grading", "blind_never_fitted_pooled", "misconception_named"), True),
+    "grader_never_fitted_accused": ("grader: correct answers wrongly accused, never-fitted sets pooled",
+                                    ("grading", "blind_never_fitted_pooled", "correct_accused"), False),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one

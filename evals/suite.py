@@ -330,8 +330,11 @@ def grading(answerer, backend, limit: int, progress: bool) -> dict:
     result = {**tuned, "holdout": _summary(module.evaluate(grader, sample(load_jsonl(module.HOLDOUT), limit),
                                                            progress=progress))}
     if hasattr(module, "evaluate_blind"):  # the blind sets (issue 17): those never fitted on are the headline
-        for half, rows in module.blind_sets().items():
-            result[f"blind_{half}"] = _summary(module.evaluate_blind(grader, sample(rows, limit), progress=progress))
+        graded = {half: module.evaluate_blind(grader, sample(rows, limit), progress=progress)
+                  for half, rows in module.blind_sets().items()}
+        result.update({f"blind_{half}": _summary(figures) for half, figures in graded.items()})
+        if hasattr(module, "pooled_blind"):  # issue 17's targets: the never-fitted sets as one
+            result["blind_never_fitted_pooled"] = _summary(module.pooled_blind(graded))
     if hasattr(module, "evaluate_neighbours"):  # answers to a neighbouring question: credit that is not earned
         rows = sample(load_jsonl(module.NEIGHBOURS), limit)
         result["neighbours"] = _summary(module.evaluate_neighbours(grader, rows, progress=progress))

@@ -120,10 +120,11 @@ def test_each_sentence_is_read_alone_against_every_point(model, bank):
 
 
 def test_a_claim_stating_no_key_point_is_named_in_an_answer_that_states_little(grader, bank, monkeypatch):
-    """In an answer that earns under STATES_NOTHING_CREDIT (under STATES_NOTHING_MAX on every point), an on-topic claim the credit model reads as stating no
-    key point and the mistake model as near a misconception is named: as that misconception when the mistake model
-    is sure (over MISTAKE_MIN), else as "not what the model answer says" beside the point it is about. A claim that
-    states a point is not; the score does not move; without either reading nothing is named this way."""
+    """In an answer that earns under STATES_NOTHING_CREDIT (under STATES_NOTHING_MAX on every point), an on-topic
+    claim the credit model reads as stating no key point and the mistake model as near a misconception is named: as
+    that misconception when the mistake model is sure (over MISTAKE_MIN), else as "not what the model answer says"
+    beside the point it is about. A claim that states a point is not; the score does not move; without either
+    reading nothing is named this way."""
     import coach.grader as grading
 
     entry = bank["p2-beam-search"]

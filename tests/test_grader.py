@@ -420,76 +420,100 @@ def test_blind_held_out_half(grader):
     assert result["misconception_named"] >= 0.75 and result["correct_accused"] <= 0.07, result
 
 
-# Floors a little under each fresh blind set's figures with the twenty-sixth-pass grader and the credit model
-# `make setup` trains (evals/README.md; Spearman - 0.03, ordering one question less, complete - 0.4, from the pass
-# each set was added under; named - 0.05 and accused + 0.03 from the twenty-sixth pass's figures), so a change that
-# makes answers by authors the grader never saw worse fails here. fresh to fresh4 are fitting sets (the credit model
-# was trained on their answers: in-sample); fresh5 to fresh19 are never fitted on by the rules or the models (fresh5
-# to fresh9 chose naming constants: NAMING_TUNED). Issue 17's targets are not these floors: ordering >= 90% is met on
-# 12 of the 15 (fresh7 87.5%, fresh9 66.7%, fresh18 85%), named >= 80% on four of fresh10 to fresh19 (72% pooled),
-# accused <= 5% on seven of them (5.4% pooled). The figures before the eighteenth pass are in evals/README.md.
+def test_fresh_sets_are_whole_and_ask_what_no_fitting_set_asks():
+    """Every fresh set: 7 answers to each of 20-24 questions no other fitting set asks; the never-fitted and
+    naming-tuned sets are apart from the fitting sets (they may share questions with one another: fresh12 and
+    fresh13 ask again, with new authors, questions only never-fitted sets asked)."""
+    from evals.datasets import FRESH_SETS
+    from evals.grader import NEVER_FITTED, UNFITTED, blind_sets, fitting_sets
+
+    sets, fitting = blind_sets(), fitting_sets()
+    assert set(NEVER_FITTED) <= set(UNFITTED) <= set(FRESH_SETS) <= set(sets) and not set(UNFITTED) & set(fitting)
+    for name in FRESH_SETS:
+        rows = sets[name]
+        fitted = {r["qid"] for other, other_rows in fitting.items() if other != name for r in other_rows}
+        questions = {r["qid"] for r in rows}
+        assert len(rows) == 7 * len(questions) and len(questions) >= 20 and not questions & fitted, name
+
+
+GRADED: dict[str, dict] = {}   # each never-fitted set graded once per run: its own floors and the pooled ones
+
+
+def graded_set(grader, name: str) -> dict:
+    from evals.grader import blind_sets, evaluate_blind
+
+    if name not in GRADED:
+        GRADED[name] = evaluate_blind(grader, blind_sets()[name])
+    return GRADED[name]
+
+
+# Floors for each never-fitted set (RULE27, written 2026-12-06 before the figures they come from): under the lowest
+# of three readings, the grader's two models trained on this project's AVX-512 machine (as landed in 5625655), the
+# same recipe pinned to AVX2 kernels (evals.mistakes.SAME_KERNELS, as `make setup` trains them now) and CI's
+# (identical to the AVX2 figures wherever CI printed them): Spearman - 0.04, ordering - 0.11 (two questions),
+# complete - 0.5, named - 0.10, accused + 0.075 (six of 80 answers), so that the models trained on another machine
+# pass and a change that makes answers by authors the grader never saw worse fails. The pooled floors below are the
+# tighter guard. Issue 17's targets are not these floors: pooled, named 78.5% (target 80%) and accused 8.25%
+# (target 5%) with the AVX2 models (evals/README.md, "The grader's models on every machine"). fresh to fresh4
+# (in-sample for the credit model) and fresh5 to fresh9 (naming-tuned) are graded by `python -m evals.grader
+# --blind` and the suite, not here: CI's time (each set about 40 s).
 FRESH_FLOORS = {
-    # Spearman 0.929, ordering 91.7%, complete 8.25, partial 2.46, wrong 0.60, named 83.3%, accused 4.2%
-    "fresh": {"spearman": 0.89, "ordering": 0.87, "complete": 7.8, "named": 0.78, "accused": 0.08},
-    # Spearman 0.922, ordering 100.0%, complete 8.75, partial 2.42, wrong 0.71, named 83.3%, accused 6.2%
-    "fresh2": {"spearman": 0.88, "ordering": 0.95, "complete": 8.3, "named": 0.78, "accused": 0.1},
-    # Spearman 0.947, ordering 95.8%, complete 8.78, partial 2.42, wrong 0.33, named 87.5%, accused 5.2%
-    "fresh3": {"spearman": 0.91, "ordering": 0.91, "complete": 8.2, "named": 0.82, "accused": 0.09},
-    # Spearman 0.911, ordering 100.0%, complete 8.03, partial 2.71, wrong 0.82, named 66.7%, accused 7.3%
-    "fresh4": {"spearman": 0.87, "ordering": 0.95, "complete": 7.5, "named": 0.61, "accused": 0.11},
-    # Spearman 0.936, ordering 100.0%, complete 8.68, partial 2.40, wrong 0.36, named 91.7%, accused 6.2%
-    "fresh5": {"spearman": 0.9, "ordering": 0.95, "complete": 8.2, "named": 0.86, "accused": 0.1},
-    # Spearman 0.955, ordering 95.8%, complete 9.07, partial 3.06, wrong 0.84, named 87.5%, accused 5.2%
-    "fresh6": {"spearman": 0.91, "ordering": 0.91, "complete": 8.6, "named": 0.82, "accused": 0.09},
-    # Spearman 0.906, ordering 87.5%, complete 8.78, partial 2.30, wrong 0.76, named 54.2%, accused 8.3%
-    "fresh7": {"spearman": 0.87, "ordering": 0.83, "complete": 8.3, "named": 0.49, "accused": 0.12},
-    # Spearman 0.931, ordering 100.0%, complete 8.89, partial 3.07, wrong 0.52, named 79.2%, accused 4.2%
-    "fresh8": {"spearman": 0.9, "ordering": 0.95, "complete": 8.4, "named": 0.74, "accused": 0.08},
-    # Spearman 0.878, ordering 66.7%, complete 9.02, partial 2.09, wrong 1.30, named 54.2%, accused 6.2%
-    "fresh9": {"spearman": 0.84, "ordering": 0.62, "complete": 8.5, "named": 0.49, "accused": 0.1},
-    # Spearman 0.936, ordering 100.0%, complete 8.93, partial 2.68, wrong 0.75, named 65.0%, accused 5.0%
-    "fresh10": {"spearman": 0.9, "ordering": 0.94, "complete": 8.3, "named": 0.6, "accused": 0.08},
-    # Spearman 0.936, ordering 95.0%, complete 9.07, partial 2.35, wrong 0.54, named 90.0%, accused 3.8%
-    "fresh11": {"spearman": 0.9, "ordering": 0.89, "complete": 8.6, "named": 0.85, "accused": 0.07},
-    # Spearman 0.902, ordering 90.0%, complete 8.97, partial 2.62, wrong 1.26, named 55.0%, accused 6.2%
-    "fresh12": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.5, "accused": 0.1},
-    # Spearman 0.932, ordering 90.0%, complete 8.91, partial 2.73, wrong 0.90, named 55.0%, accused 5.0%
-    "fresh13": {"spearman": 0.9, "ordering": 0.84, "complete": 8.4, "named": 0.5, "accused": 0.08},
-    # Spearman 0.940, ordering 100.0%, complete 9.41, partial 2.84, wrong 0.43, named 90.0%, accused 2.5%
-    "fresh14": {"spearman": 0.9, "ordering": 0.94, "complete": 8.9, "named": 0.85, "accused": 0.06},
-    # Spearman 0.915, ordering 100.0%, complete 8.82, partial 2.49, wrong 0.29, named 85.0%, accused 10.0%
-    "fresh15": {"spearman": 0.88, "ordering": 0.94, "complete": 8.4, "named": 0.8, "accused": 0.13},
-    # Spearman 0.928, ordering 90.0%, complete 9.50, partial 2.54, wrong 0.62, named 70.0%, accused 5.0%
-    "fresh16": {"spearman": 0.89, "ordering": 0.84, "complete": 8.9, "named": 0.64, "accused": 0.08},
-    # Spearman 0.958, ordering 100.0%, complete 9.57, partial 2.96, wrong 0.36, named 80.0%, accused 5.0%
-    "fresh17": {"spearman": 0.92, "ordering": 0.94, "complete": 9.1, "named": 0.75, "accused": 0.08},
-    # Spearman 0.929, ordering 85.0%, complete 9.43, partial 2.31, wrong 0.66, named 75.0%, accused 5.0%
-    "fresh18": {"spearman": 0.89, "ordering": 0.79, "complete": 9.0, "named": 0.7, "accused": 0.08},
-    # Spearman 0.915, ordering 100.0%, complete 9.32, partial 2.67, wrong 0.67, named 55.0%, accused 6.2%
-    "fresh19": {"spearman": 0.88, "ordering": 0.94, "complete": 8.9, "named": 0.5, "accused": 0.1},
+    # AVX-512-trained: Spearman 0.936, ordering 100%, complete 8.93, named 65%, accused 5.0%;
+    # AVX2: 0.927, 95%, 8.89, 75%, 7.5%
+    "fresh10": {"spearman": 0.88, "ordering": 0.84, "complete": 8.3, "named": 0.55, "accused": 0.15},
+    # AVX-512: 0.936, 95%, 9.07, 90%, 3.8%; AVX2 and CI: 0.916, 95%, 9.04, 90%, 8.8%
+    "fresh11": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.8, "accused": 0.17},
+    # AVX-512: 0.902, 90%, 8.97, 55%, 6.2%; AVX2: 0.899, 90%, 8.98, 55%, 7.5%
+    "fresh12": {"spearman": 0.85, "ordering": 0.79, "complete": 8.4, "named": 0.45, "accused": 0.15},
+    # AVX-512: 0.932, 90%, 8.91, 55%, 5.0%; AVX2 and CI: 0.923, 85%, 8.90, 65%, 10.0%
+    "fresh13": {"spearman": 0.88, "ordering": 0.74, "complete": 8.4, "named": 0.45, "accused": 0.18},
+    # AVX-512: 0.940, 100%, 9.41, 90%, 2.5%; AVX2: 0.927, 95%, 9.36, 95%, 3.8%
+    "fresh14": {"spearman": 0.88, "ordering": 0.84, "complete": 8.8, "named": 0.8, "accused": 0.12},
+    # AVX-512: 0.915, 100%, 8.82, 85%, 10.0%; AVX2 and CI: 0.908, 95%, 8.76, 85%, 15.0%
+    "fresh15": {"spearman": 0.86, "ordering": 0.84, "complete": 8.2, "named": 0.75, "accused": 0.23},
+    # AVX-512: 0.928, 90%, 9.50, 70%, 5.0%; AVX2: 0.912, 90%, 9.51, 80%, 6.2%
+    "fresh16": {"spearman": 0.87, "ordering": 0.79, "complete": 9.0, "named": 0.6, "accused": 0.14},
+    # AVX-512: 0.958, 100%, 9.57, 80%, 5.0%; AVX2: 0.949, 95%, 9.54, 95%, 7.5%
+    "fresh17": {"spearman": 0.9, "ordering": 0.84, "complete": 9.0, "named": 0.7, "accused": 0.15},
+    # AVX-512: 0.929, 85%, 9.43, 75%, 5.0%; AVX2 and CI: 0.908, 80%, 9.40, 75%, 10.0%
+    "fresh18": {"spearman": 0.86, "ordering": 0.69, "complete": 8.9, "named": 0.65, "accused": 0.18},
+    # AVX-512: 0.915, 100%, 9.32, 55%, 6.2%; AVX2: 0.901, 95%, 9.26, 70%, 6.2%
+    "fresh19": {"spearman": 0.86, "ordering": 0.84, "complete": 8.7, "named": 0.45, "accused": 0.14},
 }
+# Pooled (RULE27): under the lower of the two trainings' figures by 0.02 Spearman, 3 points of ordering, 5 of named
+# and over the higher by 3 of accused, or by 1.5 times the two trainings' difference where it is larger (ordering
+# 95.0% / 91.5%, named 72.0% / 78.5%). AVX-512: Spearman 0.926, ordering 95.0%, named 72.0%, accused 5.37%;
+# AVX2: 0.913, 91.5%, 78.5%, 8.25% (partial 2.62 / 2.09).
+POOLED_FLOORS = {"spearman": 0.89, "ordering": 0.86, "named": 0.62, "accused": 0.11}
 
 
 @pytest.mark.parametrize("name", FRESH_FLOORS)
-def test_fresh_blind_sets(grader, name):
-    """Each fresh set: 7 answers to each of 20-24 questions no set the grader is fitted on asks, graded above its
-    floors; the sets never fitted on are left out of `--fit-rules` (they may share questions with one another:
-    fresh12 and fresh13 ask again, with new authors, questions only never-fitted sets asked)."""
-    from evals.grader import NEVER_FITTED, blind_sets, evaluate_blind, fitting_sets
-
-    sets = blind_sets()
-    rows, floors = sets[name], FRESH_FLOORS[name]
-    fitted = {r["qid"] for other, other_rows in fitting_sets().items() if other != name for r in other_rows}
-    questions = {r["qid"] for r in rows}
-    assert len(rows) == 7 * len(questions) and len(questions) >= 20 and not questions & fitted
-    assert set(NEVER_FITTED) <= set(sets) and not set(NEVER_FITTED) & set(fitting_sets())
-    result = evaluate_blind(grader, rows)
+def test_never_fitted_blind_sets(grader, name):
+    """Each set never fitted on (7 answers to each of 20 questions by authors the grader never saw), graded above
+    its floors: wide enough for the grader's two models trained on another machine (see above)."""
+    floors = FRESH_FLOORS[name]
+    result = graded_set(grader, name)
     kinds = result["per_kind"]
     assert result["spearman"] >= floors["spearman"] and result["ordering"] >= floors["ordering"], result
     assert kinds["complete"] >= floors["complete"] and kinds["partial"] >= 1.5, kinds
-    assert kinds["wrong"] <= floors.get("wrong", 2.0), kinds
-    assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
+    assert kinds["wrong"] <= 2.0 and kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
     assert result["misconception_named"] >= floors["named"] and result["correct_accused"] <= floors["accused"], result
+
+
+def test_never_fitted_blind_sets_pooled(grader):
+    """The ten never-fitted sets as one (200 questions, 800 correct answers, 200 wrong): issue 17's targets are read
+    here, where one question no longer moves a figure by five points; floors from both trainings (see above)."""
+    from evals.grader import NEVER_FITTED, pooled_blind
+
+    assert set(NEVER_FITTED) == set(FRESH_FLOORS)
+    result = pooled_blind({name: graded_set(grader, name) for name in NEVER_FITTED})
+    kinds = result["per_kind"]
+    assert result["questions"] == 200 and result["n"] == 1400, result
+    assert result["spearman"] >= POOLED_FLOORS["spearman"] and result["ordering"] >= POOLED_FLOORS["ordering"], result
+    assert kinds["complete"] >= 7.5 and 2.0 <= kinds["partial"] <= 6.0 and kinds["wrong"] <= 2.0, kinds
+    assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
+    assert result["misconception_named"] >= POOLED_FLOORS["named"], result
+    assert result["correct_accused"] <= POOLED_FLOORS["accused"], result
 
 
 def test_answers_to_a_neighbouring_question(grader):
