@@ -18,7 +18,7 @@ weighted up to the negatives' count, 2 epochs of AdamW (lr 3e-5, weight decay 0.
 pairs cut to 128 word pieces. Chosen once (2026-12-04) and not tuned: see evals/README.md, "Grader, eighth pass".
 
 **The same model on every machine.** Seeded training on the same pairs still gave another model on another CPU:
-torch's kernels sum in another order with AVX-512 than with AVX2, and one epoch carries the difference far (CI,
+torch's kernels sum in another order with AVX-512 than with AVX2, and training carries the difference far (CI,
 2026-12-06: four of eighty more correct answers accused on four never-fitted sets). Training is pinned to the AVX2
 kernels (`SAME_KERNELS`, set before torch loads), which every x86-64 machine of this project has: trained so on an
 AVX-512 machine, both models gave CI's figures exactly (evals/README.md, "The grader's models on every machine").
