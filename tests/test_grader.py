@@ -1,6 +1,7 @@
 """The mock interviewer: grading against key points, sessions in SQLite, Leitner review, the CLI."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -436,15 +437,13 @@ def test_fresh_sets_are_whole_and_ask_what_no_fitting_set_asks():
         assert len(rows) == 7 * len(questions) and len(questions) >= 20 and not questions & fitted, name
 
 
-GRADED: dict[str, dict] = {}   # each never-fitted set graded once per run: its own floors and the pooled ones
-
-
+@functools.cache
 def graded_set(grader, name: str) -> dict:
-    from evals.grader import blind_sets, evaluate_blind
+    """One never-fitted set graded once per run: its own floors and the pooled ones read the same grades."""
+    from evals.datasets import grading_fresh
+    from evals.grader import evaluate_blind
 
-    if name not in GRADED:
-        GRADED[name] = evaluate_blind(grader, blind_sets()[name])
-    return GRADED[name]
+    return evaluate_blind(grader, grading_fresh(name))
 
 
 # Floors for each never-fitted set (RULE27, written 2026-12-06 before the figures they come from): under the lowest
