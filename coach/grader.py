@@ -123,6 +123,12 @@ SWAP_MARGIN = 0.175
 # `python -m evals.mistakes --crossvalidate` leaving each fitting blind set out: the threshold with the most wrong
 # answers named less correct answers accused. -inf: the rules alone.
 MISTAKE_MIN = 0.5
+# The answer-level rule is the weakest evidence of the three (the answer leans towards a misconception on average; its
+# most leaning sentence is named): a sentence only it accuses stands when the mistake model is surer. Twenty-eighth
+# pass (2026-12-06), with STATES_NOTHING_P and _MAX below, chosen on fresh5 to fresh9 (NAMING_TUNED) for issue 17's
+# target: the fewest correct answers accused among settings naming at least as many wrong answers as before there
+# (evals/README.md, "twenty-eighth pass").
+ANSWER_RULE_MISTAKE_MIN = 1.5
 # The credit model's probability p enters a key point's credit c as min((c + p) / 2, c + MODEL_RAISE) (fifteenth pass,
 # 2026-12-05): with the plain mean, the model credited answers in the right area that answer a neighbouring question
 # (an answer to the next entry's question over 2.0 for a third of the entries). Chosen out of fold on the fitting
@@ -135,11 +141,13 @@ MODEL_RAISE = 0.1
 # outright; a partial answer states one or two), an on-topic claim that the credit model, reading it alone, finds
 # stating no key point (each under STATES_NOTHING_P) and the mistake model reads as near a misconception (a logit over
 # STATES_NOTHING_LOGIT) is named: as that misconception when its logit is over MISTAKE_MIN, else as "not what the
-# model answer says" beside the key point it is about. It names; it does not change the score. P, CREDIT and LOGIT
-# were chosen on fresh5 to fresh9 (NAMING_TUNED) in the twenty-second pass, MAX in the twenty-sixth: the most wrong
-# answers named there with at most one point more of correct answers accused (evals/README.md).
-STATES_NOTHING_P, STATES_NOTHING_CREDIT, STATES_NOTHING_LOGIT = 0.5, 0.4, 0.0
-STATES_NOTHING_MAX = 0.5
+# model answer says" beside the key point it is about. It names; it does not change the score. CREDIT and LOGIT were
+# chosen on fresh5 to fresh9 (NAMING_TUNED) in the twenty-second pass (the most wrong answers named there with at most
+# one point more of correct answers accused); P (0.5 then) and MAX (0.5 from the twenty-sixth) in the twenty-eighth,
+# with ANSWER_RULE_MISTAKE_MIN above: with the models as every machine trains them, a short partial answer's one
+# correct sentence often reads 0.1-0.3 against its point, and was named as a mistake (evals/README.md).
+STATES_NOTHING_P, STATES_NOTHING_CREDIT, STATES_NOTHING_LOGIT = 0.15, 0.4, 0.0
+STATES_NOTHING_MAX = 0.6
 COVERED = 0.5               # credit from which a key point is listed as covered
 FRAGMENT_CAP = 0.2          # most a non-sentence (bag of terms, fragment) can earn for one key point
 STUFFED_CAP = 2.5           # score cap when the answer holds no real sentence at all
@@ -602,16 +610,19 @@ class Grader:
             leaning = np.where(speaks_of_misconception(entry, signals), leaning, -np.inf)
         accused = {int(j) for j in np.flatnonzero((leaning > SENTENCE_MARGIN)
                                                   & (signals.over_correction > SENTENCE_OVER_CORRECTION))}
+        by_clause = leaning_clauses(entry, signals)
         # the answer-level rule names its most leaning sentence, unless that sentence is nearer the
         # misconception's correction than the misconception ("I would not use it for open-ended chat"), the
         # answer states most of the key points, or it has one sentence (its mean is that sentence's leaning)
+        by_answer_alone = set()
         if sum(said_something) >= ANSWER_RULE_MIN_SENTENCES \
                 and float(np.mean(signals.leaning[said_something])) > ANSWER_MARGIN \
                 and np.isfinite(leaning.max()) and signals.over_correction[int(np.argmax(leaning))] > 0 \
                 and coverage(entry, signals) < ANSWER_RULE_MAX_COVERAGE:
+            by_answer_alone = {int(np.argmax(leaning))} - accused - set(by_clause)
             accused.add(int(np.argmax(leaning)))
         named = {j: int(signals.nearest_misconception[j]) for j in accused}
-        for j, m in leaning_clauses(entry, signals).items():
+        for j, m in by_clause.items():
             if said_something[j] and j not in named:
                 named[j] = m
                 accused.add(j)
@@ -636,7 +647,7 @@ class Grader:
                     found.append(Mistake(sentence, sentence, right, kind="reversal",
                                          swapped=(surface_word(sentence, said), surface_word(right, meant))))
                     accused.add(j)
-        return second_reading(found, accused, signals)
+        return second_reading(found, accused, signals, by_answer_alone)
 
     @staticmethod
     def score(points: list[PointResult], counts: dict) -> float:
@@ -720,16 +731,20 @@ class Grader:
         return template.format(terms=terms, topic=entry.topic, point=point)
 
 
-def second_reading(found: list[Mistake], accused: set[int], signals: Signals) -> tuple[list[Mistake], set[int]]:
+def second_reading(found: list[Mistake], accused: set[int], signals: Signals,
+                   by_answer_alone: set[int] = frozenset()) -> tuple[list[Mistake], set[int]]:
     """The mistakes and accused sentences left once the mistake model has read each misconception accusation:
-    those whose (misconception, sentence) logit is not over MISTAKE_MIN are dropped (coach.mistakes). Without
-    the model, or with MISTAKE_MIN at -inf, everything stands."""
+    those whose (misconception, sentence) logit is not over MISTAKE_MIN (ANSWER_RULE_MISTAKE_MIN for a sentence
+    that only the answer-level rule accused) are dropped (coach.mistakes). Without the model, or with MISTAKE_MIN
+    at -inf, everything stands."""
     said = [m for m in found if m.kind == "misconception"]
     model = mistake_model() if said and np.isfinite(MISTAKE_MIN) else None
     if model is None:
         return found, accused
     logits = model.logits([(m.wrong, m.sentence) for m in said])
-    rejected = {id(m): m for m, logit in zip(said, logits, strict=True) if logit <= MISTAKE_MIN}
+    least = [ANSWER_RULE_MISTAKE_MIN if signals.sentences.index(m.sentence) in by_answer_alone else MISTAKE_MIN
+             for m in said]
+    rejected = {id(m): m for m, logit, bar in zip(said, logits, least, strict=True) if logit <= bar}
     for mistake in rejected.values():
         accused.discard(signals.sentences.index(mistake.sentence))
     return [m for m in found if id(m) not in rejected], accused

@@ -158,6 +158,14 @@ FRESH_SETS = {
     "fresh19": "2026-12-06, seed 20261220, 20 more such questions, two new authors, written after the twenty-sixth "
                "pass's rule and before any figure of it on a never-fitted set: read first, pooled with fresh10-18, to "
                "decide it (landed). Never fitted on.",
+    "fresh20": "2026-12-06, seed 20261221, 20 more such questions, two new authors, written before the twenty-eighth "
+               "pass's rule and read after it, first, pooled with fresh10-19, to decide it (landed). Never fitted on.",
+    "fresh21": "2026-12-06, seed 20261222, 20 more such questions, two new authors, written to decide the twenty-ninth "
+               "or thirtieth pass; neither was tried (their grids on fresh5-9 fell short of their rules' bar), so read "
+               "once as a never-fitted set of the twenty-eighth. Never fitted on.",
+    "fresh22": "2026-12-06, seed 20261223, 20 more such questions, two new authors, written to decide the thirty-first "
+               "pass, which was not tried (its grid on fresh5-9 fell short of its rule's bar): read once as a "
+               "never-fitted set of the twenty-eighth. Never fitted on.",
 }
 
 

@@ -13,7 +13,7 @@ misconception margins, the credit model's weights and the 0-10 mapping on the tu
 prints them for coach/grader.py. The fresh blind sets (sets/grading_fresh.jsonl, grading_fresh2.jsonl, ...:
 7 answers each to 20-24 further questions by two later authors; evals.datasets.FRESH_SETS says what each has
 been) came one after another as the set never fitted on, each becoming tuning data once a constant was chosen
-on it; fresh10 to fresh19 are never fitted on (NEVER_FITTED), fresh5 to fresh9 only for naming (NAMING_TUNED). The others are tuning data: `--fit-rules` chooses the
+on it; fresh10 to fresh22 are never fitted on (NEVER_FITTED), fresh5 to fresh9 only for naming (NAMING_TUNED). The others are tuning data: `--fit-rules` chooses the
 note threshold, the clause rule and the accusation rules' constants on all their answers (980), and prints the figures per set out-of-fold (5 folds by question, and
 each set left out) beside those of the constants in coach/grader.py.
 
@@ -54,7 +54,8 @@ from evals.datasets import (
 HOLDOUT = GRADING_HOLDOUT
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
 # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
-NEVER_FITTED = ("fresh10", "fresh11", "fresh12", "fresh13", "fresh14", "fresh15", "fresh16", "fresh17", "fresh18", "fresh19")
+NEVER_FITTED = ("fresh10", "fresh11", "fresh12", "fresh13", "fresh14", "fresh15", "fresh16", "fresh17", "fresh18", "fresh19",
+                "fresh20", "fresh21", "fresh22")
 # never fitted on by main's rules or models, but the nineteenth to twenty-second passes (naming mistakes; not landed,
 # evals/README.md) chose their constants on them: for naming they are tuning data; `--fit-rules` leaves them out too
 NAMING_TUNED = ("fresh5", "fresh6", "fresh7", "fresh8", "fresh9")

@@ -452,8 +452,8 @@ def graded_set(grader, name: str) -> dict:
 # (identical to the AVX2 figures wherever CI printed them): Spearman - 0.04, ordering - 0.11 (two questions),
 # complete - 0.5, named - 0.10, accused + 0.075 (six of 80 answers), so that the models trained on another machine
 # pass and a change that makes answers by authors the grader never saw worse fails. The pooled floors below are the
-# tighter guard. Issue 17's targets are not these floors: pooled, named 78.5% (target 80%) and accused 8.25%
-# (target 5%) with the AVX2 models (evals/README.md, "The grader's models on every machine"). fresh to fresh4
+# tighter guard. Issue 17's targets are not these floors: pooled over fresh10-22, named 84.2% (target 80%) and
+# accused 7.02% (target 5%) with the twenty-eighth pass (evals/README.md, "twenty-eighth pass"). fresh to fresh4
 # (in-sample for the credit model) and fresh5 to fresh9 (naming-tuned) are graded by `python -m evals.grader
 # --blind` and the suite, not here: CI's time (each set about 40 s).
 FRESH_FLOORS = {
@@ -478,12 +478,18 @@ FRESH_FLOORS = {
     "fresh18": {"spearman": 0.86, "ordering": 0.69, "complete": 8.9, "named": 0.65, "accused": 0.18},
     # AVX-512: 0.915, 100%, 9.32, 55%, 6.2%; AVX2: 0.901, 95%, 9.26, 70%, 6.2%
     "fresh19": {"spearman": 0.86, "ordering": 0.84, "complete": 8.7, "named": 0.45, "accused": 0.14},
+    # fresh20 to fresh22 came after (twenty-eighth pass, one training: AVX2, as every machine now trains), floors by
+    # the same margins. fresh20: 0.930, 95%, 9.53, 90%, 3.8%; fresh21: 0.929, 90%, 9.36, 95%, 12.5%;
+    # fresh22: 0.911, 85%, 9.60, 85%, 6.2%
+    "fresh20": {"spearman": 0.89, "ordering": 0.84, "complete": 9.0, "named": 0.8, "accused": 0.12},
+    "fresh21": {"spearman": 0.88, "ordering": 0.79, "complete": 8.8, "named": 0.85, "accused": 0.2},
+    "fresh22": {"spearman": 0.87, "ordering": 0.74, "complete": 9.1, "named": 0.75, "accused": 0.14},
 }
-# Pooled (RULE27): under the lower of the two trainings' figures by 0.02 Spearman, 3 points of ordering, 5 of named
-# and over the higher by 3 of accused, or by 1.5 times the two trainings' difference where it is larger (ordering
-# 95.0% / 91.5%, named 72.0% / 78.5%). AVX-512: Spearman 0.926, ordering 95.0%, named 72.0%, accused 5.37%;
-# AVX2: 0.913, 91.5%, 78.5%, 8.25% (partial 2.62 / 2.09).
-POOLED_FLOORS = {"spearman": 0.89, "ordering": 0.86, "named": 0.62, "accused": 0.11}
+# The twenty-eighth pass's readings of fresh10-19 are within the floors above (named 65-95%, accused 3.8-12.5%).
+# Pooled over fresh10-22 with the twenty-eighth pass (one training: every machine trains the models pinned to AVX2
+# kernels, and CI's figures equal this machine's): Spearman 0.914, ordering 91.2%, named 84.2%, accused 7.02%,
+# partial 2.11; floors under them by 0.02 Spearman, 3 points of ordering and 5 of named, over by 3 of accused.
+POOLED_FLOORS = {"spearman": 0.89, "ordering": 0.88, "named": 0.79, "accused": 0.11}
 
 
 @pytest.mark.parametrize("name", FRESH_FLOORS)
@@ -500,14 +506,14 @@ def test_never_fitted_blind_sets(grader, name):
 
 
 def test_never_fitted_blind_sets_pooled(grader):
-    """The ten never-fitted sets as one (200 questions, 800 correct answers, 200 wrong): issue 17's targets are read
-    here, where one question no longer moves a figure by five points; floors from both trainings (see above)."""
+    """The never-fitted sets as one (thirteen: 260 questions, 1,040 correct answers, 260 wrong): issue 17's targets
+    are read here, where one question no longer moves a figure by five points; floors above."""
     from evals.grader import NEVER_FITTED, pooled_blind
 
     assert set(NEVER_FITTED) == set(FRESH_FLOORS)
     result = pooled_blind({name: graded_set(grader, name) for name in NEVER_FITTED})
     kinds = result["per_kind"]
-    assert result["questions"] == 200 and result["n"] == 1400, result
+    assert result["questions"] == 20 * len(NEVER_FITTED) and result["n"] == 140 * len(NEVER_FITTED), result
     assert result["spearman"] >= POOLED_FLOORS["spearman"] and result["ordering"] >= POOLED_FLOORS["ordering"], result
     assert kinds["complete"] >= 7.5 and 2.0 <= kinds["partial"] <= 6.0 and kinds["wrong"] <= 2.0, kinds
     assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds

@@ -71,6 +71,27 @@ def test_a_misconception_accusation_stands_only_over_the_threshold(grader, bank,
     assert grader.grade_entry(entry, answer).mistakes and not low.asked
 
 
+def test_an_accusation_by_the_answer_level_rule_alone_needs_a_surer_model(grader, bank, monkeypatch):
+    """A sentence only the answer-level rule accuses (fresh5's wrong answer to the pass@k question, a naming-tuned
+    set) is set aside when the mistake model's logit is over ANSWER_RULE_MISTAKE_MIN, not when it is only over
+    MISTAKE_MIN; the sentence rule's accusation of the beam-search answer stands at that same logit."""
+    import coach.grader as grading
+    from evals.datasets import grading_fresh
+
+    answer = next(r["answer"] for r in grading_fresh("fresh5") if r["qid"] == "p4-pass-at-k" and r["kind"] == "wrong")
+    between = Fixed((grading.MISTAKE_MIN + grading.ANSWER_RULE_MISTAKE_MIN) / 2)
+    over = Fixed(grading.ANSWER_RULE_MISTAKE_MIN + 0.5)
+    monkeypatch.setattr(grading, "mistake_model", lambda: over)
+    accused = grader.grade_entry(bank["p4-pass-at-k"], answer)
+    monkeypatch.setattr(grading, "mistake_model", lambda: between)
+    spared = grader.grade_entry(bank["p4-pass-at-k"], answer)
+    assert accused.sentence_counts["mistaken"] == 1 and spared.sentence_counts["mistaken"] == 0, spared.feedback
+    assert spared.score > accused.score
+    beam = ("Beam search keeps the k best partial sequences by their total log-probability at each step. "
+            "It is the decoder I would always pick for open-ended chat and for writing stories.")
+    assert grader.grade_entry(bank["p2-beam-search"], beam).sentence_counts["mistaken"] == 1
+
+
 def test_without_the_model_the_rules_alone_decide(grader, bank, monkeypatch):
     import coach.grader as grading
 
