@@ -169,6 +169,26 @@ FRESH_SETS = {
 }
 
 
+# Good answers but for one mistake, sets/grading_NAME.jsonl: per question, from each of two authors who saw only the
+# question and its numbered key points, one "mixed" answer (complete, plus exactly one false sentence a learner might
+# believe: `wrong_sentence`, with `misconception` saying what it gets wrong; human score 5-8) and one "clean" complete
+# answer written differently (8-10). What the fresh sets cannot show: whether the grader finds the one wrong sentence
+# in a good answer, and what a rule that spares good answers costs.
+MIXED_SETS = {
+    "mixed1": "2026-12-06, seed 20261225, 20 of the naming-tuned sets' (fresh5-9) questions, two new authors: the "
+              "thirty-third pass was chosen on it (tuning).",
+    "mixed2": "2026-12-06, seed 20261226, 20 questions of the never-fitted sets' pool (fresh10-13's), two new authors: "
+              "read once with the twenty-eighth pass and once with the thirty-third, to decide it. Never fitted on.",
+}
+
+
+def grading_mixed(name: str) -> list[dict]:
+    """One set of good answers with one mistake and clean ones, by name (MIXED_SETS)."""
+    if name not in MIXED_SETS:
+        raise ValueError(f"no set of mixed answers {name!r}: one of {', '.join(MIXED_SETS)}")
+    return load_jsonl(SETS / f"grading_{name}.jsonl")
+
+
 def grading_fresh(name: str = "fresh") -> list[dict]:
     """One fresh blind set by name (FRESH_SETS), each row's `half` being that name."""
     if name not in FRESH_SETS:

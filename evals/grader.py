@@ -45,9 +45,11 @@ from evals.datasets import (
     FRESH_SETS,
     GRADING,
     GRADING_HOLDOUT,
+    MIXED_SETS,
     NEIGHBOURS,
     grading_blind,
     grading_fresh,
+    grading_mixed,
     load_jsonl,
 )
 
@@ -138,6 +140,30 @@ def evaluate_neighbours(grader, rows: list[dict], progress: bool = False) -> dic
             "over_2": round(float(np.mean([r["grader"] > 2.0 for r in scored])), 4),
             "over_human_by_2": round(float(np.mean([r["grader"] > r["score"] + 2.0 for r in scored])), 4),
             "points_beyond_human": round(float(np.mean([r["beyond"] for r in scored])), 2), "rows": scored}
+
+
+def evaluate_mixed(grader, rows: list[dict], progress: bool = False) -> dict:
+    """Good answers with exactly one false sentence (`wrong_sentence`) and clean good answers (MIXED_SETS): the share
+    of the mixed answers whose false sentence a named mistake points at (one sentence holds the other), the share of
+    the clean ones accused of anything, and the mean scores beside the humans'."""
+    from tqdm import tqdm
+
+    scored = []
+    for row in tqdm(rows, desc="grading", disable=not progress, file=sys.stderr):
+        grade = grader.grade(row["question"], row["answer"])
+        said = [m.sentence.strip() for m in grade.mistakes]
+        wrong = (row["wrong_sentence"] or "").strip()
+        scored.append({**row, "grader": grade.score, "named": [m.wrong for m in grade.mistakes],
+                       "found": bool(wrong) and any(s in wrong or wrong in s for s in said)})
+    mixed = [r for r in scored if r["kind"] == "mixed"]
+    clean = [r for r in scored if r["kind"] == "clean"]
+    return {"n": len(scored), "mistake_found": round(float(np.mean([r["found"] for r in mixed])), 4),
+            "clean_accused": round(float(np.mean([bool(r["named"]) for r in clean])), 4),
+            "per_kind": {kind: round(float(np.mean([r["grader"] for r in group])), 2)
+                         for kind, group in (("mixed", mixed), ("clean", clean))},
+            "human_per_kind": {kind: round(float(np.mean([r["score"] for r in group])), 2)
+                               for kind, group in (("mixed", mixed), ("clean", clean))},
+            "rows": scored}
 
 
 def summarise_blind(scored: list[dict]) -> dict:
@@ -262,6 +288,15 @@ def blind(grader, args) -> int:
     results["never_fitted_pooled"] = {k: v for k, v in pooled.items() if k != "rows"}
     if not args.json:
         report_blind("never fitted, pooled (" + ", ".join(NEVER_FITTED) + ")", pooled, show=False)
+    for name in MIXED_SETS:
+        mixed = evaluate_mixed(grader, grading_mixed(name), progress=not args.json)
+        results[name] = {k: v for k, v in mixed.items() if k != "rows" or args.show}
+        if not args.json:
+            print(f"good answers but for one mistake, {name}: {mixed['n']} answers; the false sentence named in "
+                  f"{mixed['mistake_found']:.0%} of the mixed ones, {mixed['clean_accused']:.0%} of the clean ones "
+                  f"accused; mean score mixed {mixed['per_kind']['mixed']:.1f} (human "
+                  f"{mixed['human_per_kind']['mixed']:.1f}), clean {mixed['per_kind']['clean']:.1f} (human "
+                  f"{mixed['human_per_kind']['clean']:.1f})")
     neighbours = evaluate_neighbours(grader, load_jsonl(NEIGHBOURS), progress=not args.json)
     results["neighbours"] = {k: v for k, v in neighbours.items() if k != "rows" or args.show}
     if not args.json:

@@ -270,6 +270,22 @@ def test_a_reversed_statement_is_named_with_both_words(grader, bank):
     assert accused.score < clean.score
 
 
+def test_an_answer_that_states_most_of_the_entry_is_not_read_for_reversals(grader, bank):
+    """The thirty-third pass's trade: in an answer whose coverage is at least STATES_MOST (here the model answer with a
+    reversed sentence added) reversals and contradictions are not read and a swap needs STATES_MOST_SWAP_MARGIN; the
+    same sentence beside a short answer is still named (sets/grading_mixed*.jsonl measure what this costs)."""
+    import coach.grader as grading
+
+    entry = bank["p1-overfitting-vs-underfitting"]
+    wrong = "The fix for underfitting is shorter training, a bigger model or better features."
+    alone = grader.grade_entry(entry, "Underfitting means the model is too simple for the data. " + wrong)
+    assert "reversal" in [m.kind for m in alone.mistakes], alone.feedback
+    full = grader.grade_entry(entry, entry.answer + "\n\n" + wrong)
+    assert not [m for m in full.mistakes if m.kind == "reversal"], full.feedback
+    signals = grader.signals(entry, entry.answer + "\n\n" + wrong)
+    assert grading.coverage(entry, signals) >= grading.STATES_MOST
+
+
 def test_a_reversal_needs_the_same_words_around_it_and_no_contrast(bank):
     """Not a reversal: a sentence that uses both words of the pair (a contrast), a clause negated where the
     statement is not, and an opposite word that sits beside other words than the statement's."""
@@ -453,7 +469,7 @@ def graded_set(grader, name: str) -> dict:
 # complete - 0.5, named - 0.10, accused + 0.075 (six of 80 answers), so that the models trained on another machine
 # pass and a change that makes answers by authors the grader never saw worse fails. The pooled floors below are the
 # tighter guard. Issue 17's targets are not these floors: pooled over fresh10-22, named 84.2% (target 80%) and
-# accused 7.02% (target 5%) with the twenty-eighth pass (evals/README.md, "twenty-eighth pass"). fresh to fresh4
+# accused 3.27% (target 5%) with the thirty-third pass (evals/README.md, "thirty-third pass"). fresh to fresh4
 # (in-sample for the credit model) and fresh5 to fresh9 (naming-tuned) are graded by `python -m evals.grader
 # --blind` and the suite, not here: CI's time (each set about 40 s).
 FRESH_FLOORS = {
@@ -485,11 +501,15 @@ FRESH_FLOORS = {
     "fresh21": {"spearman": 0.88, "ordering": 0.79, "complete": 8.8, "named": 0.85, "accused": 0.2},
     "fresh22": {"spearman": 0.87, "ordering": 0.74, "complete": 9.1, "named": 0.75, "accused": 0.14},
 }
-# The twenty-eighth pass's readings of fresh10-19 are within the floors above (named 65-95%, accused 3.8-12.5%).
-# Pooled over fresh10-22 with the twenty-eighth pass (one training: every machine trains the models pinned to AVX2
-# kernels, and CI's figures equal this machine's): Spearman 0.914, ordering 91.2%, named 84.2%, accused 7.02%,
-# partial 2.11; floors under them by 0.02 Spearman, 3 points of ordering and 5 of named, over by 3 of accused.
-POOLED_FLOORS = {"spearman": 0.89, "ordering": 0.88, "named": 0.79, "accused": 0.11}
+# The twenty-eighth and thirty-third passes' readings of fresh10-19 are within the floors above (thirty-third: named
+# 65-95%, accused 0-7.5%). Pooled over fresh10-22 with the thirty-third pass (one training: every machine trains the
+# models pinned to AVX2 kernels, and CI's figures equal this machine's): Spearman 0.914, ordering 91.2%, named 84.2%,
+# accused 3.27%, partial 2.11; floors under them by 0.02 Spearman, 3 points of ordering and 5 of named, over by 3 of
+# accused.
+POOLED_FLOORS = {"spearman": 0.89, "ordering": 0.88, "named": 0.79, "accused": 0.07}
+# sets/grading_mixed2.jsonl with the thirty-third pass: the false sentence named in 4 of 40 mixed answers, 0 of 40
+# clean answers accused (twenty-eighth: 5 and 6); floors two answers under and three over.
+MIXED_FLOORS = {"found": 0.05, "clean_accused": 0.075}
 
 
 @pytest.mark.parametrize("name", FRESH_FLOORS)
@@ -519,6 +539,20 @@ def test_never_fitted_blind_sets_pooled(grader):
     assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
     assert result["misconception_named"] >= POOLED_FLOORS["named"], result
     assert result["correct_accused"] <= POOLED_FLOORS["accused"], result
+
+
+def test_good_answers_but_for_one_mistake(grader):
+    """sets/grading_mixed2.jsonl (never fitted on): 40 complete answers each with one false sentence, 40 clean ones.
+    The rules name few of those sentences (12.5% before the thirty-third pass, 10% with it), and the grader scores
+    the mixed answers near the clean ones (humans: 6.0 against 9.1): floors a little under what it does, so that
+    it does not get worse unseen; see evals/README.md, "thirty-third pass"."""
+    from evals.datasets import grading_mixed
+    from evals.grader import evaluate_mixed
+
+    result = evaluate_mixed(grader, grading_mixed("mixed2"))
+    assert result["n"] == 80 and result["mistake_found"] >= MIXED_FLOORS["found"], result
+    assert result["clean_accused"] <= MIXED_FLOORS["clean_accused"], result
+    assert result["per_kind"]["clean"] >= 8.0, result
 
 
 def test_answers_to_a_neighbouring_question(grader):
