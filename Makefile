@@ -42,9 +42,10 @@ $(ONNX): | $(STAMP)
 $(MISTAKES): evals/sets/mistake_pairs.jsonl | $(STAMP)
 	$(PY) -m evals.mistakes --train --force
 
-## the grader's credit model (once, offline, about half an hour of torch on 2 cores; again when its answers change,
-## and by hand after large edits of the bank: `python -m evals.credit --train --force`)
-$(CREDIT): evals/sets/mistake_answers.jsonl evals/sets/credit_answers.jsonl $(MISTAKES) | $(STAMP) $(ONNX)
+## the grader's credit model (once, offline, about half an hour of torch on 2 cores; again when its data change,
+## and by hand after edits of the bank: `python -m evals.credit --sentences`, then `--train --force`)
+$(CREDIT): evals/sets/mistake_answers.jsonl evals/sets/credit_answers.jsonl evals/sets/credit_sentences.jsonl \
+	  | $(STAMP) $(ONNX)
 	$(PY) -m evals.credit --train --force
 
 ## index: build or refresh the search index from corpus/ (only what changed is re-embedded)

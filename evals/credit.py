@@ -1,6 +1,7 @@
 """The credit model's data, training and out-of-fold check (coach/credit.py).
 
     python -m evals.credit --train [--force]   # fine-tune MiniLM, export to ONNX (`make setup` runs it)
+    python -m evals.credit --sentences         # what the grader reads of each model answer, to a file
     python -m evals.credit --crossvalidate     # two folds by question: main's grader against the model's
 
 **Data.** Two kinds of (key point, answer) -> does the answer state the point?
@@ -17,6 +18,12 @@
   pass"). With them the bank's wording is credited out of fold, but so is the model answer of a neighbouring
   question (a third of the entries over 2.0, main a sixth), and the nearest entry as the negative instead made
   that worse: the twelfth and thirteenth passes, not landed.
+- Which sentences of a model answer those windows are cut from is the grader's choice (those it reads for its
+  second opinion: claims with new words, none accused), kept in a file, `sets/credit_sentences.jsonl`, as the
+  mistake model keeps its pairs. Read from the grader at training time, the model changed with every rule of
+  coach/grader.py, and a fresh machine trained another model than the one the figures were measured with (CI,
+  2026-12-06: the twenty-eighth and thirty-third passes' rules read eighteen more sentences; evals/README.md,
+  "The credit model's sentences").
 
 **Training.** The mistake model's recipe (evals.mistakes.train: MiniLM with a one-logit head, positives weighted
 to the negatives' count, AdamW lr 3e-5, batches of 16, seed 0) for **one** epoch on pairs cut to 256 word pieces,
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 import sys
 import tempfile
@@ -39,6 +47,7 @@ from evals.datasets import SETS, load_jsonl
 from evals.mistakes import export, train, train_and_export
 
 ANSWERS = (SETS / "mistake_answers.jsonl", SETS / "credit_answers.jsonl")  # 1,400 training answers
+SENTENCES = SETS / "credit_sentences.jsonl"   # (id, sentences): what the grader reads of each entry's model answer
 EPOCHS = 1
 FOLDS = 2
 BANK_SEED = 12          # which other entry of the same part each entry's key points are paired with
@@ -59,18 +68,18 @@ def pairs_of(rows: list[dict], bank) -> list[dict]:
             for row in rows for i, point in enumerate(bank[row["qid"]].key_points)]
 
 
-def bank_pairs(grader) -> list[dict]:
+def bank_pairs(bank: dict) -> list[dict]:
     """(key point, text in the bank's words, label) for every key point of every entry (see the docstring)."""
     from coach.embedder import word_pieces
 
     tokenizer = word_pieces(MAX_WORD_PIECES)
     chooser = random.Random(BANK_SEED)
-    entries = list(grader.bank.values())
+    entries = list(bank.values())
+    read = read_sentences(bank)
     pairs = []
     for entry in entries:
         other = chooser.choice([e for e in entries if e.part == entry.part and e.id != entry.id])
-        texts = {"answer": windows(usable_sentences(grader, entry, entry.answer), tokenizer),
-                 "other": windows(usable_sentences(grader, other, other.answer), tokenizer),
+        texts = {"answer": windows(read[entry.id], tokenizer), "other": windows(read[other.id], tokenizer),
                  "misconceptions": as_answer([m.wrong for m in entry.misconceptions])}
         pairs += [{"qid": entry.id, **pair} for pair in point_pairs(entry, texts)]
     return pairs
@@ -110,6 +119,32 @@ def usable_sentences(grader, entry, answer: str) -> list[str]:
             if j not in mistaken and signals.claims[j] and signals.new[signals.owner == j].any()]
 
 
+def write_sentences(path: Path = SENTENCES) -> int:
+    """What this grader reads of every entry's model answer, to the file training reads (see the docstring)."""
+    from coach.grader import Grader
+
+    grader = Grader()
+    rows = [{"id": entry.id, "sentences": usable_sentences(grader, entry, entry.answer)}
+            for entry in grader.bank.values()]
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    print(f"wrote {sum(len(row['sentences']) for row in rows)} sentences of {len(rows)} entries to {path}",
+          file=sys.stderr)
+    return 0
+
+
+def read_sentences(bank: dict, path: Path = SENTENCES) -> dict[str, list[str]]:
+    """{entry id: the sentences of its model answer the grader reads}, from the file; an error that says what to run
+    when the bank has an entry the file lacks or a sentence its model answer no longer holds."""
+    read = {row["id"]: row["sentences"] for row in load_jsonl(path)}
+    stale = [entry.id for entry in bank.values()
+             if entry.id not in read or not all(sentence in entry.answer for sentence in read[entry.id])]
+    if stale:
+        raise ValueError(f"{path.name} does not match the bank's model answers ({', '.join(stale[:5])}"
+                         f"{' …' if len(stale) > 5 else ''}): run `python -m evals.credit --sentences` (this "
+                         "changes the credit model: measure the grader again)")
+    return read
+
+
 def fit(pairs: list[dict]):
     return train(pairs, first="point", second="answer", max_length=MAX_WORD_PIECES, epochs=EPOCHS, grouped=True)
 
@@ -125,7 +160,7 @@ def crossvalidate() -> int:
     from coach.grader import Grader
 
     grader = Grader()
-    pairs = pairs_of(answers(), grader.bank) + bank_pairs(grader)
+    pairs = pairs_of(answers(), grader.bank) + bank_pairs(grader.bank)
     with tempfile.TemporaryDirectory() as folder:
         models = {}
         for k in range(FOLDS):
@@ -172,8 +207,8 @@ def report(name: str, figures: dict) -> None:
 def all_pairs() -> list[dict]:
     from coach.grader import Grader
 
-    grader = Grader()
-    return pairs_of(answers(), grader.bank) + bank_pairs(grader)
+    bank = Grader().bank
+    return pairs_of(answers(), bank) + bank_pairs(bank)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     task = parser.add_mutually_exclusive_group(required=True)
     task.add_argument("--train", action="store_true", help="train on every pair and export the model to ONNX")
     task.add_argument("--crossvalidate", action="store_true", help="two folds by question and entry")
+    task.add_argument("--sentences", action="store_true",
+                      help=f"write what the grader reads of each model answer to {SENTENCES.name} (changes the model)")
     parser.add_argument("--force", action="store_true", help="with --train: train again even if the model exists")
     args = parser.parse_args(argv)
     if args.crossvalidate:
         return crossvalidate()
+    if args.sentences:
+        return write_sentences()
     return train_and_export(model_path(), all_pairs, fit, args.force)  # about half an hour on 2 cores
 
 

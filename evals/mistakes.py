@@ -22,6 +22,9 @@ torch's kernels sum in another order with AVX-512 than with AVX2, and training c
 2026-12-06: four of eighty more correct answers accused on four never-fitted sets). Training is pinned to the AVX2
 kernels (`SAME_KERNELS`, set before torch loads), which every x86-64 machine of this project has: trained so on an
 AVX-512 machine, both models gave CI's figures exactly (evals/README.md, "The grader's models on every machine").
+torch also cuts its sums by thread, so the thread count is pinned too (`TRAINING_THREADS`): 40 batches trained
+with 1, 2 and 4 threads gave three different sets of weights (2026-12-06, looking for why CI's figures differed
+again; that time the cause was the credit model's data: evals/credit.py).
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from evals.datasets import SETS, load_jsonl
 SAME_KERNELS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 for _name, _value in SAME_KERNELS.items():
     os.environ.setdefault(_name, _value)
+TRAINING_THREADS = 2  # torch's threads for training, whatever the machine's cores: this project's machines have 2
 
 ANSWERS = SETS / "mistake_answers.jsonl"   # 700 training answers to the fitting sets' questions
 PAIRS = SETS / "mistake_pairs.jsonl"       # (set, qid, misconception, sentence, label): the training pairs
@@ -93,6 +97,7 @@ def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max
         print(f"training on torch's {torch.backends.cpu.get_cpu_capability()} kernels, not AVX2 (torch was loaded "
               "before evals.mistakes, or this CPU has no AVX2): the model will differ from other machines'",
               file=sys.stderr)
+    torch.set_num_threads(TRAINING_THREADS)
     torch.manual_seed(SEED)
     shuffler = random.Random(SEED)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir()))

@@ -107,6 +107,22 @@ def test_the_bank_pairs_teach_each_point_in_the_banks_own_words(bank):
             assert as_answer([point]) in wording and as_answer([point]) not in without
 
 
+def test_the_sentences_read_of_each_model_answer_come_from_a_file_that_matches_the_bank(bank):
+    """Training reads which sentences of every model answer the grader reads from sets/credit_sentences.jsonl, not
+    from the grader, so a change of coach/grader.py's rules does not change the model a fresh machine trains. The
+    file covers every entry with sentences of its own model answer; an edited answer is an error saying what to run."""
+    import dataclasses
+
+    from evals.credit import SENTENCES, read_sentences
+
+    read = read_sentences(bank)
+    assert set(read) == set(bank) and all(read[qid] for qid in bank)
+    assert all(sentence in bank[qid].answer for qid in bank for sentence in read[qid])
+    edited = {**bank, "p1-early-stopping": dataclasses.replace(bank["p1-early-stopping"], answer="Rewritten.")}
+    with pytest.raises(ValueError, match="p1-early-stopping.*python -m evals.credit --sentences"):
+        read_sentences(edited, SENTENCES)
+
+
 def test_each_sentence_is_read_alone_against_every_point(model, bank):
     """coach.credit.stated_by_each: a (points, sentences) table, one sentence per column read alone; a key point read
     as a sentence states itself more than an unrelated sentence states any point. None without sentences."""

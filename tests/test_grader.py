@@ -512,6 +512,13 @@ POOLED_FLOORS = {"spearman": 0.89, "ordering": 0.88, "named": 0.79, "accused": 0
 MIXED_FLOORS = {"found": 0.05, "clean_accused": 0.075}
 
 
+def measured(figures: dict) -> str:
+    """A floor's failure message: first whether the grader's models are those the floors were measured with."""
+    from evals.grader import models_line
+
+    return f"{models_line()}: {figures}"
+
+
 @pytest.mark.parametrize("name", FRESH_FLOORS)
 def test_never_fitted_blind_sets(grader, name):
     """Each set never fitted on (7 answers to each of 20 questions by authors the grader never saw), graded above
@@ -519,10 +526,11 @@ def test_never_fitted_blind_sets(grader, name):
     floors = FRESH_FLOORS[name]
     result = graded_set(grader, name)
     kinds = result["per_kind"]
-    assert result["spearman"] >= floors["spearman"] and result["ordering"] >= floors["ordering"], result
-    assert kinds["complete"] >= floors["complete"] and kinds["partial"] >= 1.5, kinds
-    assert kinds["wrong"] <= 2.0 and kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
-    assert result["misconception_named"] >= floors["named"] and result["correct_accused"] <= floors["accused"], result
+    assert result["spearman"] >= floors["spearman"] and result["ordering"] >= floors["ordering"], measured(result)
+    assert kinds["complete"] >= floors["complete"] and kinds["partial"] >= 1.5, measured(kinds)
+    assert kinds["wrong"] <= 2.0 and kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, measured(kinds)
+    assert result["misconception_named"] >= floors["named"], measured(result)
+    assert result["correct_accused"] <= floors["accused"], measured(result)
 
 
 def test_never_fitted_blind_sets_pooled(grader):
@@ -533,12 +541,13 @@ def test_never_fitted_blind_sets_pooled(grader):
     assert set(NEVER_FITTED) == set(FRESH_FLOORS)
     result = pooled_blind({name: graded_set(grader, name) for name in NEVER_FITTED})
     kinds = result["per_kind"]
-    assert result["questions"] == 20 * len(NEVER_FITTED) and result["n"] == 140 * len(NEVER_FITTED), result
-    assert result["spearman"] >= POOLED_FLOORS["spearman"] and result["ordering"] >= POOLED_FLOORS["ordering"], result
-    assert kinds["complete"] >= 7.5 and 2.0 <= kinds["partial"] <= 6.0 and kinds["wrong"] <= 2.0, kinds
-    assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, kinds
-    assert result["misconception_named"] >= POOLED_FLOORS["named"], result
-    assert result["correct_accused"] <= POOLED_FLOORS["accused"], result
+    assert result["questions"] == 20 * len(NEVER_FITTED) and result["n"] == 140 * len(NEVER_FITTED), measured(result)
+    assert result["spearman"] >= POOLED_FLOORS["spearman"], measured(result)
+    assert result["ordering"] >= POOLED_FLOORS["ordering"], measured(result)
+    assert kinds["complete"] >= 7.5 and 2.0 <= kinds["partial"] <= 6.0 and kinds["wrong"] <= 2.0, measured(kinds)
+    assert kinds["restating"] <= 1.0 and kinds["off_topic"] <= 0.5, measured(kinds)
+    assert result["misconception_named"] >= POOLED_FLOORS["named"], measured(result)
+    assert result["correct_accused"] <= POOLED_FLOORS["accused"], measured(result)
 
 
 def test_good_answers_but_for_one_mistake(grader):
