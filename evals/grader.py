@@ -57,7 +57,7 @@ from evals.datasets import (
 HOLDOUT = GRADING_HOLDOUT
 # The grader's two models that evals/README.md's figures and tests/test_grader.py's floors were measured with (the
 # start of the MD5 of the ONNX files `make setup` writes): another machine that trains other models grades otherwise,
-# which a failing floor says first (CI, 2026-12-06: it took a session to find that its credit model was another one)
+# which a failing floor says first (CI, 2026-12-06: it took an hour to find that its credit model was another one)
 MEASURED_MODELS = {"mistake-model.onnx": "b9a3dfbb", "credit-model.onnx": "6f0d051f"}
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
 # the blind sets no constant is chosen on (`--fit-rules` leaves them out)
@@ -286,10 +286,11 @@ def models_line() -> str:
     """Whether the grader's models here are those its figures were measured with (MEASURED_MODELS)."""
     from coach.config import cache_dir
 
-    found = {}
+    found = {name: "missing" for name in MEASURED_MODELS}
     for name in MEASURED_MODELS:
-        path = cache_dir() / name
-        found[name] = hashlib.file_digest(path.open("rb"), "md5").hexdigest()[:8] if path.is_file() else "missing"
+        if (cache_dir() / name).is_file():
+            with (cache_dir() / name).open("rb") as model:
+                found[name] = hashlib.file_digest(model, "md5").hexdigest()[:8]
     if found == MEASURED_MODELS:
         return "the grader's models are those its figures were measured with"
     return ("the grader's models are NOT those its figures were measured with: "

@@ -113,14 +113,14 @@ def test_the_sentences_read_of_each_model_answer_come_from_a_file_that_matches_t
     file covers every entry with sentences of its own model answer; an edited answer is an error saying what to run."""
     import dataclasses
 
-    from evals.credit import SENTENCES, read_sentences
+    from evals.credit import read_sentences
 
     read = read_sentences(bank)
     assert set(read) == set(bank) and all(read[qid] for qid in bank)
     assert all(sentence in bank[qid].answer for qid in bank for sentence in read[qid])
     edited = {**bank, "p1-early-stopping": dataclasses.replace(bank["p1-early-stopping"], answer="Rewritten.")}
     with pytest.raises(ValueError, match="p1-early-stopping.*python -m evals.credit --sentences"):
-        read_sentences(edited, SENTENCES)
+        read_sentences(edited)
 
 
 def test_each_sentence_is_read_alone_against_every_point(model, bank):
