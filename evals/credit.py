@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import random
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from coach.credit import MAX_WORD_PIECES, model_path, windows
-from evals.datasets import SETS, load_jsonl
+from evals.datasets import SETS, load_jsonl, write_jsonl
 from evals.mistakes import export, train, train_and_export
 
 ANSWERS = (SETS / "mistake_answers.jsonl", SETS / "credit_answers.jsonl")  # 1,400 training answers
@@ -126,7 +125,7 @@ def write_sentences(path: Path = SENTENCES) -> int:
     grader = Grader()
     rows = [{"id": entry.id, "sentences": usable_sentences(grader, entry, entry.answer)}
             for entry in grader.bank.values()]
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_jsonl(path, rows)
     print(f"wrote {sum(len(row['sentences']) for row in rows)} sentences of {len(rows)} entries to {path}",
           file=sys.stderr)
     return 0

@@ -54,6 +54,11 @@ def load_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Rows as load_jsonl reads them: one JSON object a line, UTF-8 as written."""
+    Path(path).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
 def question_key(question: str) -> str:
     """A stable key for a real question that does not carry its text (for labels kept in the project)."""
     return hashlib.sha256(" ".join(question.split()).encode("utf-8")).hexdigest()[:16]

@@ -29,7 +29,6 @@ again; that time the cause was the credit model's data: evals/credit.py).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -41,7 +40,7 @@ from tqdm import tqdm
 
 from coach.embedder import model_dir
 from coach.mistakes import MAX_WORD_PIECES, model_path
-from evals.datasets import SETS, load_jsonl
+from evals.datasets import SETS, load_jsonl, write_jsonl
 
 # MKL's conditional numerical reproducibility, ATen's and oneDNN's kernels: AVX2 wherever torch runs the training
 SAME_KERNELS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -81,7 +80,7 @@ def write_pairs(path: Path = PAIRS) -> int:
     grader = Grader()
     named = {**fitting_sets(), "answers": load_jsonl(ANSWERS)}
     pairs = [pair for name, rows in named.items() for pair in weak_pairs(grader, name, rows)]
-    path.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
+    write_jsonl(path, pairs)
     print(f"wrote {len(pairs)} pairs ({sum(p['label'] for p in pairs)} positive) to {path}", file=sys.stderr)
     return 0
 
