@@ -462,51 +462,39 @@ def graded_set(grader, name: str) -> dict:
     return evaluate_blind(grader, grading_fresh(name))
 
 
-# Floors for each never-fitted set (RULE27, written 2026-12-06 before the figures they come from): under the lowest
-# of three readings, the grader's two models trained on this project's AVX-512 machine (as landed in 5625655), the
-# same recipe pinned to AVX2 kernels (evals.mistakes.SAME_KERNELS, as `make setup` trains them now) and CI's
-# (identical to the AVX2 figures wherever CI printed them): Spearman - 0.04, ordering - 0.11 (two questions),
-# complete - 0.5, named - 0.10, accused + 0.075 (six of 80 answers), so that the models trained on another machine
-# pass and a change that makes answers by authors the grader never saw worse fails. The pooled floors below are the
-# tighter guard. Issue 17's targets are not these floors: pooled over fresh10-22, named 84.2% (target 80%) and
-# accused 3.27% (target 5%) with the thirty-third pass (evals/README.md, "thirty-third pass"). fresh to fresh4
-# (in-sample for the credit model) and fresh5 to fresh9 (naming-tuned) are graded by `python -m evals.grader
-# --blind` and the suite, not here: CI's time (each set about 40 s).
+# Which never-fitted sets the tests grade: every third in NEVER_FITTED's order (chosen by position, not by figures;
+# 2026-12-06, thirty-fifth pass). All thirteen took 7.7 of the suite's 24 minutes (each about 35 s); the other eight
+# are graded by `python -m evals.grader --blind` and the suite, where issue 17's figures are read, pooled over all
+# thirteen. These five, with the floors below, fail the credit model CI trained after the thirty-third pass (pooled
+# here: named 51%, ordering 84%), as the thirteen did.
+TESTED = ("fresh10", "fresh13", "fresh16", "fresh19", "fresh22")  # evals.grader.NEVER_FITTED[::3]
+# Floors for each (RULE27, written 2026-12-06 before the figures they come from): under the lowest of three
+# readings, the grader's two models trained on this project's AVX-512 machine (as landed in 5625655), the same recipe
+# pinned to AVX2 kernels (evals.mistakes.SAME_KERNELS, as `make setup` trains them now) and CI's (identical to the
+# AVX2 figures wherever CI printed them): Spearman - 0.04, ordering - 0.11 (two questions), complete - 0.5,
+# named - 0.10, accused + 0.075 (six of 80 answers), so that the models trained on another machine pass and a change
+# that makes answers by authors the grader never saw worse fails. The pooled floors below are the tighter guard.
+# Issue 17's targets are not these floors: pooled over fresh10-22, named 84.2% (target 80%) and accused 3.27%
+# (target 5%) with the thirty-third pass (evals/README.md, "thirty-third pass"). The twenty-eighth and thirty-third
+# passes' readings are within them (thirty-third: named 70-90%, accused 0-3.75%).
 FRESH_FLOORS = {
     # AVX-512-trained: Spearman 0.936, ordering 100%, complete 8.93, named 65%, accused 5.0%;
     # AVX2: 0.927, 95%, 8.89, 75%, 7.5%
     "fresh10": {"spearman": 0.88, "ordering": 0.84, "complete": 8.3, "named": 0.55, "accused": 0.15},
-    # AVX-512: 0.936, 95%, 9.07, 90%, 3.8%; AVX2 and CI: 0.916, 95%, 9.04, 90%, 8.8%
-    "fresh11": {"spearman": 0.87, "ordering": 0.84, "complete": 8.5, "named": 0.8, "accused": 0.17},
-    # AVX-512: 0.902, 90%, 8.97, 55%, 6.2%; AVX2: 0.899, 90%, 8.98, 55%, 7.5%
-    "fresh12": {"spearman": 0.85, "ordering": 0.79, "complete": 8.4, "named": 0.45, "accused": 0.15},
     # AVX-512: 0.932, 90%, 8.91, 55%, 5.0%; AVX2 and CI: 0.923, 85%, 8.90, 65%, 10.0%
     "fresh13": {"spearman": 0.88, "ordering": 0.74, "complete": 8.4, "named": 0.45, "accused": 0.18},
-    # AVX-512: 0.940, 100%, 9.41, 90%, 2.5%; AVX2: 0.927, 95%, 9.36, 95%, 3.8%
-    "fresh14": {"spearman": 0.88, "ordering": 0.84, "complete": 8.8, "named": 0.8, "accused": 0.12},
-    # AVX-512: 0.915, 100%, 8.82, 85%, 10.0%; AVX2 and CI: 0.908, 95%, 8.76, 85%, 15.0%
-    "fresh15": {"spearman": 0.86, "ordering": 0.84, "complete": 8.2, "named": 0.75, "accused": 0.23},
     # AVX-512: 0.928, 90%, 9.50, 70%, 5.0%; AVX2: 0.912, 90%, 9.51, 80%, 6.2%
     "fresh16": {"spearman": 0.87, "ordering": 0.79, "complete": 9.0, "named": 0.6, "accused": 0.14},
-    # AVX-512: 0.958, 100%, 9.57, 80%, 5.0%; AVX2: 0.949, 95%, 9.54, 95%, 7.5%
-    "fresh17": {"spearman": 0.9, "ordering": 0.84, "complete": 9.0, "named": 0.7, "accused": 0.15},
-    # AVX-512: 0.929, 85%, 9.43, 75%, 5.0%; AVX2 and CI: 0.908, 80%, 9.40, 75%, 10.0%
-    "fresh18": {"spearman": 0.86, "ordering": 0.69, "complete": 8.9, "named": 0.65, "accused": 0.18},
     # AVX-512: 0.915, 100%, 9.32, 55%, 6.2%; AVX2: 0.901, 95%, 9.26, 70%, 6.2%
     "fresh19": {"spearman": 0.86, "ordering": 0.84, "complete": 8.7, "named": 0.45, "accused": 0.14},
-    # fresh20 to fresh22 came after (twenty-eighth pass, one training: AVX2, as every machine now trains), floors by
-    # the same margins. fresh20: 0.930, 95%, 9.53, 90%, 3.8%; fresh21: 0.929, 90%, 9.36, 95%, 12.5%;
-    # fresh22: 0.911, 85%, 9.60, 85%, 6.2%
-    "fresh20": {"spearman": 0.89, "ordering": 0.84, "complete": 9.0, "named": 0.8, "accused": 0.12},
-    "fresh21": {"spearman": 0.88, "ordering": 0.79, "complete": 8.8, "named": 0.85, "accused": 0.2},
+    # fresh22 came after (twenty-eighth pass, one training: AVX2, as every machine now trains), floors by the same
+    # margins: 0.911, 85%, 9.60, 85%, 6.2%
     "fresh22": {"spearman": 0.87, "ordering": 0.74, "complete": 9.1, "named": 0.75, "accused": 0.14},
 }
-# The twenty-eighth and thirty-third passes' readings of fresh10-19 are within the floors above (thirty-third: named
-# 65-95%, accused 0-7.5%). Pooled over fresh10-22 with the thirty-third pass (one training: every machine trains the
-# models pinned to AVX2 kernels, and CI's figures equal this machine's): Spearman 0.914, ordering 91.2%, named 84.2%,
-# accused 3.27%, partial 2.11; floors under them by 0.02 Spearman, 3 points of ordering and 5 of named, over by 3 of
-# accused.
-POOLED_FLOORS = {"spearman": 0.89, "ordering": 0.88, "named": 0.79, "accused": 0.07}
+# Pooled over TESTED with the thirty-third pass's models (as every machine trains them): Spearman 0.910, ordering
+# 90%, named 80%, accused 2.5%, partial 2.16; floors under them by 0.02 Spearman (rounded down), 3 points of ordering
+# and 5 of named, over by 3 of accused, the margins the floors over all thirteen had.
+POOLED_FLOORS = {"spearman": 0.88, "ordering": 0.87, "named": 0.75, "accused": 0.055}
 # sets/grading_mixed2.jsonl with the thirty-third pass: the false sentence named in 4 of 40 mixed answers, 0 of 40
 # clean answers accused (twenty-eighth: 5 and 6); floors two answers under and three over.
 MIXED_FLOORS = {"found": 0.05, "clean_accused": 0.075}
@@ -534,14 +522,14 @@ def test_never_fitted_blind_sets(grader, name):
 
 
 def test_never_fitted_blind_sets_pooled(grader):
-    """The never-fitted sets as one (thirteen: 260 questions, 1,040 correct answers, 260 wrong): issue 17's targets
-    are read here, where one question no longer moves a figure by five points; floors above."""
+    """The tested never-fitted sets as one (five: 100 questions, 400 correct answers, 100 wrong), where one question
+    no longer moves a figure by five points; floors above. Issue 17's targets are read over all thirteen (the suite)."""
     from evals.grader import NEVER_FITTED, pooled_blind
 
-    assert set(NEVER_FITTED) == set(FRESH_FLOORS)
-    result = pooled_blind({name: graded_set(grader, name) for name in NEVER_FITTED})
+    assert NEVER_FITTED[::3] == TESTED and set(TESTED) == set(FRESH_FLOORS)
+    result = pooled_blind({name: graded_set(grader, name) for name in TESTED}, TESTED)
     kinds = result["per_kind"]
-    assert result["questions"] == 20 * len(NEVER_FITTED) and result["n"] == 140 * len(NEVER_FITTED), measured(result)
+    assert result["questions"] == 20 * len(TESTED) and result["n"] == 140 * len(TESTED), measured(result)
     assert result["spearman"] >= POOLED_FLOORS["spearman"], measured(result)
     assert result["ordering"] >= POOLED_FLOORS["ordering"], measured(result)
     assert kinds["complete"] >= 7.5 and 2.0 <= kinds["partial"] <= 6.0 and kinds["wrong"] <= 2.0, measured(kinds)
