@@ -22,6 +22,10 @@ torch's kernels sum in another order with AVX-512 than with AVX2, and training c
 2026-12-06: four of eighty more correct answers accused on four never-fitted sets). Training is pinned to the AVX2
 kernels (`SAME_KERNELS`, set before torch loads), which every x86-64 machine of this project has: trained so on an
 AVX-512 machine, both models gave CI's figures exactly (evals/README.md, "The grader's models on every machine").
+MKL keeps that branch on Intel CPUs only: on an AMD CPU it runs its AUTO branch (MKL_VERBOSE prints "CNR:AUTO"), and
+both models come out other bits, which grade fresh5-22 and the mixed sets to the Intel pair's figures (evals/README.md,
+"The grader's models on an AMD CPU"); the one branch MKL keeps on every x86-64 CPU, COMPATIBLE, took 26 ms for a
+2048 x 384 x 1536 matrix product there, against 12 ms.
 torch also cuts its sums by thread, so the thread count is pinned too (`TRAINING_THREADS`): 40 batches trained
 with 1, 2 and 4 threads gave three different sets of weights (2026-12-06, looking for why CI's figures differed
 again; that time the cause was the credit model's data: evals/credit.py).
@@ -96,6 +100,10 @@ def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max
         print(f"training on torch's {torch.backends.cpu.get_cpu_capability()} kernels, not AVX2 (torch was loaded "
               "before evals.mistakes, or this CPU has no AVX2): the model will differ from other machines'",
               file=sys.stderr)
+    if not intel_cpu():
+        print("MKL keeps its AVX2 branch on Intel CPUs only: the model will differ in its bits from an Intel "
+              "machine's (on AMD the grades measured the same: evals/README.md, \"The grader's models on an AMD "
+              "CPU\")", file=sys.stderr)
     torch.set_num_threads(TRAINING_THREADS)
     torch.manual_seed(SEED)
     shuffler = random.Random(SEED)
@@ -115,6 +123,14 @@ def train(pairs: list[dict], first: str = "wrong", second: str = "sentence", max
             optimizer.step()
             optimizer.zero_grad()
     return model.eval(), tokenizer
+
+
+def intel_cpu() -> bool:
+    """Whether MKL keeps SAME_KERNELS' branch here: on Intel CPUs only (elsewhere it runs its AUTO branch)."""
+    try:
+        return "GenuineIntel" in Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def batches(pairs: list[dict], shuffler: random.Random, grouped_on: tuple[str, str] | None) -> list[list[dict]]:

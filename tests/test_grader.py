@@ -507,6 +507,25 @@ def measured(figures: dict) -> str:
     return f"{models_line()}: {figures}"
 
 
+def test_models_line_names_the_cpu_whose_pair_is_here(tmp_path, monkeypatch):
+    """A floor's message says which measured pair of models is here (one per CPU maker: MKL trains other bits on
+    AMD), and for models of neither pair each file's MD5 beside the measured ones."""
+    import hashlib
+
+    import evals.grader as grading
+
+    monkeypatch.setenv("COACH_MODEL_CACHE", str(tmp_path))
+    (tmp_path / "mistake-model.onnx").write_bytes(b"mistakes")
+    assert "NOT" in grading.models_line() and "credit-model.onnx missing" in grading.models_line()
+    (tmp_path / "credit-model.onnx").write_bytes(b"credit")
+    digest = {name: hashlib.md5((tmp_path / name).read_bytes()).hexdigest()[:8]
+              for name in ("mistake-model.onnx", "credit-model.onnx")}
+    monkeypatch.setitem(grading.MEASURED_MODELS, "AMD", digest)
+    assert grading.models_line().endswith("(as trained on an AMD CPU)")
+    monkeypatch.setitem(grading.MEASURED_MODELS, "AMD", {**digest, "credit-model.onnx": "00000000"})
+    assert f"mistake-model.onnx {digest['mistake-model.onnx']} (measured: b9a3dfbb or" in grading.models_line()
+
+
 @pytest.mark.parametrize("name", FRESH_FLOORS)
 def test_never_fitted_blind_sets(grader, name):
     """Each set never fitted on (7 answers to each of 20 questions by authors the grader never saw), graded above
