@@ -58,9 +58,9 @@ HOLDOUT = GRADING_HOLDOUT
 # The grader's two models that evals/README.md's figures and tests/test_grader.py's floors were measured with (the
 # start of the MD5 of the ONNX files `make setup` writes), by the CPU that trained them: another machine that trains
 # other models grades otherwise, which a failing floor says first (CI, 2026-12-06: it took an hour to find that its
-# credit model was another one). MKL keeps the AVX2 branch training is pinned to on Intel CPUs only, so an AMD CPU
-# trains other bits; fresh5-22 and the mixed sets graded with the AMD pair gave the Intel pair's figures to the
-# fourth decimal (evals/README.md, "The grader's models on an AMD CPU", 2026-12-06).
+# credit model was another one). MKL keeps training's AVX2 pin on Intel CPUs only, so an AMD CPU trains other bits;
+# graded with the AMD pair, fresh5-22 and the mixed sets gave the Intel pair's figures to every decimal
+# evals/README.md shows ("The grader's models on an AMD CPU", 2026-12-06).
 MEASURED_MODELS = {"Intel": {"mistake-model.onnx": "b9a3dfbb", "credit-model.onnx": "6f0d051f"},
                    "AMD": {"mistake-model.onnx": "ba092063", "credit-model.onnx": "831d96e6"}}
 BAND_RANK = {"poor": 0, "partial": 1, "good": 2}
