@@ -288,20 +288,20 @@ def fit_rules(grader) -> int:
 
 def models_line() -> str:
     """Whether the grader's models here are a pair its figures were measured with (MEASURED_MODELS)."""
-    from coach.config import cache_dir
+    from coach import credit, mistakes
 
-    names = MEASURED_MODELS["Intel"]
-    found = {name: "missing" for name in names}
-    for name in names:
-        if (cache_dir() / name).is_file():
-            with (cache_dir() / name).open("rb") as model:
+    paths = {mistakes.MODEL_FILE: mistakes.model_path(), credit.MODEL_FILE: credit.model_path()}
+    found = {name: "missing" for name in paths}
+    for name, path in paths.items():
+        if path.is_file():
+            with path.open("rb") as model:
                 found[name] = hashlib.file_digest(model, "md5").hexdigest()[:8]
     for cpu, models in MEASURED_MODELS.items():
         if found == models:
             return f"the grader's models are those its figures were measured with (as trained on an {cpu} CPU)"
     return ("the grader's models are NOT those its figures were measured with: "
             + ", ".join(f"{name} {found[name]} (measured: {' or '.join(m[name] for m in MEASURED_MODELS.values())})"
-                        for name in names))
+                        for name in paths))
 
 
 def blind(grader, args) -> int:
