@@ -10,6 +10,8 @@ ONNX := $(or $(COACH_MODEL_CACHE),.cache)/all-minilm-l6-v2.onnx
 MISTAKES := $(or $(COACH_MODEL_CACHE),.cache)/mistake-model.onnx
 # The grader's credit model (coach/credit.py), trained from the blind and training answers' labels and the bank's wording
 CREDIT := $(or $(COACH_MODEL_CACHE),.cache)/credit-model.onnx
+# The grader's naming constants chosen for that credit model (and the mistake model) on the naming-tuned answers
+CALIBRATION := $(or $(COACH_MODEL_CACHE),.cache)/credit-model.json
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -17,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 ## setup: virtual environment + requirements + ONNX export of MiniLM + the grader's two models + index
 ## (idempotent; seconds when done)
-setup: $(STAMP) $(ONNX) $(MISTAKES) $(CREDIT) index
+setup: $(STAMP) $(ONNX) $(MISTAKES) $(CREDIT) $(CALIBRATION) index
 
 # llama.cpp's AMX matrix kernels crash on CPUs that have AMX (Sapphire Rapids and later: SIGSEGV in
 # ggml_backend_amx_mul_mat at the first token, ggml-org/llama.cpp#20824; seen on this project's machines),
@@ -48,6 +50,11 @@ $(CREDIT): evals/sets/mistake_answers.jsonl evals/sets/credit_answers.jsonl eval
 	  | $(STAMP) $(ONNX)
 	$(PY) -m evals.credit --train --force
 
+## the grader's naming constants for the two models (once, offline, a few minutes: it grades fresh5-9; again when either
+## model is trained again; coach.credit.calibration)
+$(CALIBRATION): $(CREDIT) $(MISTAKES) $(wildcard evals/sets/grading_fresh[5-9].jsonl)
+	$(PY) -m evals.credit --calibrate
+
 ## index: build or refresh the search index from corpus/ (only what changed is re-embedded)
 index: $(STAMP) $(ONNX)
 	$(PY) -m ingest --quiet
@@ -60,7 +67,7 @@ run: setup
 
 ## test: set up, then the whole test suite. Not ./data: the tests ingest the bank into a folder of their own
 ## (tests/conftest.py), so building ./data here was a second whole-bank ingest (about a minute on 2 cores)
-test: $(STAMP) $(ONNX) $(MISTAKES) $(CREDIT) browser
+test: $(STAMP) $(ONNX) $(MISTAKES) $(CREDIT) $(CALIBRATION) browser
 	$(PY) -m pytest
 
 ## lint: ruff over the project (rules in ruff.toml); CI runs it before the tests

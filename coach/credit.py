@@ -18,9 +18,16 @@ eighteenth passes).
 Trained once by `make setup` (`python -m evals.credit --train`: about half an hour of torch on 2 cores, 22,723
 pairs) and exported to ONNX beside MiniLM's export; read on onnxruntime (coach.crossencoder). Without the file the
 grader credits as it did before this model and says so once in the log.
+
+The grader also names a wrong claim when this model reads it as stating no key point (coach.grader.stating_nothing).
+How low such a claim reads differs from one training run to the next (56-84% of never-fitted wrong answers named
+with one set of constants over four runs), so `make setup` then chooses that rule's constants for the model it has
+made, on the naming-tuned answers only, and writes them beside it (`python -m evals.credit --calibrate`, a minute
+or two a set; `calibration` below).
 """
 from __future__ import annotations
 
+import json
 import logging
 from functools import cache
 from pathlib import Path
@@ -28,9 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from coach.config import cache_dir
-from coach.crossencoder import CrossEncoder
+from coach.crossencoder import CrossEncoder, file_md5
+from coach.mistakes import model_path as mistake_model_path
 
 MODEL_FILE = "credit-model.onnx"
+CALIBRATION_FILE = "credit-model.json"   # stating_nothing's constants chosen for the model beside it (evals.credit)
 MAX_WORD_PIECES = 256   # key point + the answer's sentences, as in training (evals/credit.py)
 WINDOW_PIECES = 200     # room left for the key point (at most ~50 word pieces in the bank) within MAX_WORD_PIECES
 
@@ -50,6 +59,39 @@ def credit_model() -> CrossEncoder | None:
     log.warning("no credit model at %s: key points are credited by the rules alone; `make setup` or "
                 "`python -m evals.credit --train` makes it", model_path())
     return None
+
+
+def calibration_path() -> Path:
+    return cache_dir() / CALIBRATION_FILE
+
+
+@cache
+def calibration() -> dict[str, float] | None:
+    """read_calibration, once per process."""
+    return read_calibration()
+
+
+def read_calibration() -> dict[str, float] | None:
+    """coach.grader.StatesNothing's constants chosen for the credit model present, or None (said in the log) when
+    there is no model, no calibration file, or the file was written for another credit or mistake model."""
+    path = calibration_path()
+    if not model_path().is_file():
+        return None
+    remedy = "`make setup` or `python -m evals.credit --calibrate` writes it; until then the grader's own constants"
+    try:
+        chosen = json.loads(path.read_text())
+        constants, written_for = chosen["states_nothing"], (chosen["model_md5"], chosen["mistake_model_md5"])
+    except FileNotFoundError:
+        log.warning("no calibration of the credit model at %s: %s", path, remedy)
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("the credit model's calibration %s is unreadable (%s): %s", path, exc, remedy)
+        return None
+    mistakes = mistake_model_path()
+    if written_for != (file_md5(model_path()), file_md5(mistakes) if mistakes.is_file() else None):
+        log.warning("the credit model's calibration %s was chosen for other model files: %s", path, remedy)
+        return None
+    return constants
 
 
 def stated(points: list[str], sentences: list[str]) -> np.ndarray | None:

@@ -6,6 +6,7 @@ app never imports torch.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -48,3 +49,9 @@ class CrossEncoder:
             run = {name: value[chosen, :width] for name, value in feed.items()}  # (<= BATCH, width)
             out[chosen] = self.session.run(["logits"], run)[0].reshape(-1)
         return out
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 of a model file, in hex: which training run made it."""
+    with path.open("rb") as model:
+        return hashlib.file_digest(model, "md5").hexdigest()

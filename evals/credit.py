@@ -3,6 +3,7 @@
     python -m evals.credit --train [--force]   # fine-tune MiniLM, export to ONNX (`make setup` runs it)
     python -m evals.credit --sentences         # what the grader reads of each model answer, to a file
     python -m evals.credit --crossvalidate     # two folds by question: main's grader against the model's
+    python -m evals.credit --calibrate         # choose stating_nothing's constants for the model present
 
 **Data.** Two kinds of (key point, answer) -> does the answer state the point?
 - Other people's answers: every answer of the six fitting blind sets (evals.grader.fitting_sets, all five kinds)
@@ -25,6 +26,17 @@
   2026-12-06: the twenty-eighth and thirty-third passes' rules read eighteen more sentences; evals/README.md,
   "The credit model's sentences").
 
+**Calibration.** How low the model reads a wrong claim against the key points (coach.grader.stating_nothing names
+such a claim) is a property of one training run: with one set of that rule's constants, four runs of the same recipe
+named 84%, 69%, 65% and 56% of the never-fitted wrong answers. So after training, `--calibrate` grades the
+naming-tuned sets (fresh5-9, evals.grader.NAMING_TUNED) once, keeping for each answer what the rule read (the
+key-point credits; each candidate claim's highest stated probability and highest misconception logit) and whether
+another rule named a mistake, replays the rule over NAMING_GRID, and keeps the setting that names the most wrong
+answers there with at most MOST_ACCUSED of the correct ones accused (ties: fewer accused, then the fewest grid steps
+from coach/grader.py's own constants). It writes them beside the model (coach.credit.CALIBRATION_FILE) with both
+models' MD5s. Chosen and first read in the thirty-seventh pass (evals/README.md): never-fitted sets only after the
+choice, over three runs.
+
 **Training.** The mistake model's recipe (evals.mistakes.train: MiniLM with a one-logit head, positives weighted
 to the negatives' count, AdamW lr 3e-5, batches of 16, seed 0) for **one** epoch on pairs cut to 256 word pieces,
 batches grouped by length (half the time of random batches here); chosen once (2026-12-05) and not tuned:
@@ -34,6 +46,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
+import json
 import random
 import sys
 import tempfile
@@ -41,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coach.credit import MAX_WORD_PIECES, model_path, windows
+from coach.credit import MAX_WORD_PIECES, calibration_path, model_path, windows
 from evals.datasets import SETS, load_jsonl, write_jsonl
 from evals.mistakes import export, train, train_and_export
 
@@ -51,6 +65,10 @@ EPOCHS = 1
 FOLDS = 2
 BANK_SEED = 12          # which other entry of the same part each entry's key points are paired with
 HALF_THE_WORDS = 0.5    # a model-answer window states a key point when it holds at least this share of its words
+# stating_nothing's constants tried by --calibrate (coach.grader.StatesNothing; each holds the grader's own value)
+NAMING_GRID = {"p": (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5), "credit": (0.3, 0.35, 0.4, 0.45, 0.5),
+               "most": (0.5, 0.6, 0.7, 0.8), "logit": (-1.0, -0.5, 0.0, 0.5, 1.0)}
+MOST_ACCUSED = 0.04     # correct answers of fresh5-9 a setting may accuse: the landed model's 3.96% with the constants
 
 
 def answers() -> list[dict]:
@@ -210,12 +228,133 @@ def all_pairs() -> list[dict]:
     return pairs_of(answers(), bank) + bank_pairs(bank)
 
 
+# --- calibration --------------------------------------------------------------------------------
+def read_answers(grader, rows: list[dict]) -> list[dict]:
+    """Each answer graded against its entry, with what stating_nothing read (claim_readings) and whether another rule
+    named a mistake."""
+    from coach.grader import validate_answer
+
+    read = []
+    for row in rows:
+        entry = grader.bank[row["qid"]]
+        mistakes, seen = read_stating_nothing(grader, entry, validate_answer(row["answer"]))
+        read.append({"kind": row["kind"], **seen, "other": any(m not in seen["named"] for m in mistakes)})
+    return read
+
+
+def read_stating_nothing(grader, entry, answer: str) -> tuple[list, dict]:
+    """The answer's mistakes, and what stating_nothing read of it (it is given the grader's constants)."""
+    seen = {}
+    rule = grader.name_stating_nothing
+
+    def reading(entry, signals, accused, results):
+        seen.update(named=rule(entry, signals, accused, results), credits=[r.credit for r in results],
+                    claims=claim_readings(entry, signals, accused))
+        return seen["named"]
+
+    grader.name_stating_nothing = reading
+    try:
+        _, _, mistakes = grader.assess(entry, answer)
+    finally:
+        del grader.name_stating_nothing
+    return mistakes, seen or {"named": [], "credits": [], "claims": []}
+
+
+def claim_readings(entry, signals, accused: set[int]) -> list[tuple[float, float]]:
+    """(highest probability of stating a key point, highest misconception logit) of each claim stating_nothing may
+    name, whatever the constants."""
+    from coach.credit import stated_by_each
+    from coach.grader import nothing_candidates
+    from coach.mistakes import mistake_model
+
+    model = mistake_model()
+    candidates = nothing_candidates(signals, accused) if entry.misconceptions and model is not None else []
+    probabilities = stated_by_each(entry.key_points, [signals.sentences[j] for j in candidates])  # (points, claims)
+    if probabilities is None:
+        return []
+    logits = [model.logits([(m.wrong, signals.sentences[j]) for m in entry.misconceptions]).max() for j in candidates]
+    return [(float(p), float(logit)) for p, logit in zip(probabilities.max(axis=0), logits, strict=True)]
+
+
+def named_with(answer: dict, bars) -> bool:
+    """Is a mistake named in this read answer when stating_nothing has the constants `bars`?"""
+    if answer["other"]:
+        return True
+    claims = answer["claims"]
+    return bool(claims) and bars.reads(answer["credits"]) and \
+        bars.first_claim(np.array([p for p, _ in claims]), lambda k: claims[k][1]) is not None
+
+
+def naming_figures(answers: list[dict], bars) -> dict:
+    from evals.grader import CORRECT_KINDS
+
+    wrong = [named_with(a, bars) for a in answers if a["kind"] == "wrong"]
+    correct = [named_with(a, bars) for a in answers if a["kind"] in CORRECT_KINDS]
+    return {"named": round(float(np.mean(wrong)), 4), "accused": round(float(np.mean(correct)), 4)}
+
+
+def choose_naming(answers: list[dict]):
+    """The setting of NAMING_GRID naming the most wrong answers with at most MOST_ACCUSED of the correct ones
+    accused; ties: fewer accused, then the fewest grid steps from the grader's own constants."""
+    from dataclasses import asdict
+
+    from coach.grader import StatesNothing
+
+    own = asdict(StatesNothing())
+    best = None
+    for values in itertools.product(*NAMING_GRID.values()):
+        bars = StatesNothing(**dict(zip(NAMING_GRID, values, strict=True)))
+        figures = naming_figures(answers, bars)
+        if figures["accused"] > MOST_ACCUSED:
+            continue
+        steps = sum(abs(grid.index(value) - grid.index(own[name]))
+                    for (name, grid), value in zip(NAMING_GRID.items(), values, strict=True))
+        key = (-figures["named"], figures["accused"], steps)
+        if best is None or key < best[0]:
+            best = (key, bars)
+    return best[1] if best else StatesNothing()
+
+
+def calibrate() -> int:
+    """Choose stating_nothing's constants for the credit model present and write them beside it (see the docstring)."""
+    from dataclasses import asdict
+
+    from coach import mistakes
+    from coach.crossencoder import file_md5
+    from coach.grader import Grader, StatesNothing
+    from evals.datasets import grading_fresh
+    from evals.grader import NAMING_TUNED
+
+    for name, path in (("credit", model_path()), ("mistake", mistakes.model_path())):
+        if not path.is_file():
+            print(f"no {name} model at {path}: `make setup` trains it", file=sys.stderr)
+            return 1
+    grader = Grader(naming=StatesNothing())
+    answers = []
+    for name in NAMING_TUNED:
+        answers += read_answers(grader, grading_fresh(name))
+        print(f"calibrating the credit model: read {name}", file=sys.stderr, flush=True)
+    chosen = choose_naming(answers)
+    record = {"states_nothing": asdict(chosen), "model_md5": file_md5(model_path()),
+              "mistake_model_md5": file_md5(mistakes.model_path()), "chosen_on": list(NAMING_TUNED),
+              "answers": len(answers), "figures": naming_figures(answers, chosen),
+              "with_the_grader_s_own": naming_figures(answers, StatesNothing())}
+    calibration_path().write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {calibration_path()}: {record['states_nothing']} (on {', '.join(NAMING_TUNED)}: named "
+          f"{record['figures']['named']:.1%}, accused {record['figures']['accused']:.2%}; the grader's own constants: "
+          f"{record['with_the_grader_s_own']['named']:.1%}, {record['with_the_grader_s_own']['accused']:.2%})",
+          file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals.credit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     task = parser.add_mutually_exclusive_group(required=True)
     task.add_argument("--train", action="store_true", help="train on every pair and export the model to ONNX")
     task.add_argument("--crossvalidate", action="store_true", help="two folds by question and entry")
+    task.add_argument("--calibrate", action="store_true",
+                      help="choose the grader's naming constants for the credit model present (`make setup` runs it)")
     task.add_argument("--sentences", action="store_true",
                       help=f"write what the grader reads of each model answer to {SENTENCES.name} (changes the model)")
     parser.add_argument("--force", action="store_true", help="with --train: train again even if the model exists")
@@ -224,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         return crossvalidate()
     if args.sentences:
         return write_sentences()
+    if args.calibrate:
+        return calibrate()
     return train_and_export(model_path(), all_pairs, fit, args.force)  # about half an hour on 2 cores
 
 

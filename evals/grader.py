@@ -31,7 +31,6 @@ off-topic, stuffed, empty, nonsense) and its expected band (good, partial, poor)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -287,21 +286,22 @@ def fit_rules(grader) -> int:
 
 
 def models_line() -> str:
-    """Whether the grader's models here are a pair its figures were measured with (MEASURED_MODELS)."""
+    """Whether the grader's models here are a pair its figures were measured with (MEASURED_MODELS), and which
+    naming constants the grader reads with them (coach.credit.calibration)."""
     from coach import credit, mistakes
+    from coach.crossencoder import file_md5
 
     paths = {mistakes.MODEL_FILE: mistakes.model_path(), credit.MODEL_FILE: credit.model_path()}
-    found = {name: "missing" for name in paths}
-    for name, path in paths.items():
-        if path.is_file():
-            with path.open("rb") as model:
-                found[name] = hashlib.file_digest(model, "md5").hexdigest()[:8]
+    found = {name: file_md5(path)[:8] if path.is_file() else "missing" for name, path in paths.items()}
+    chosen = credit.read_calibration()
+    naming = (f"; naming constants chosen for them: {chosen}" if chosen
+              else "; no naming constants chosen for them (`python -m evals.credit --calibrate`): the grader's own")
     for cpu, models in MEASURED_MODELS.items():
         if found == models:
-            return f"the grader's models are those its figures were measured with (as trained on an {cpu} CPU)"
+            return f"the grader's models are those its figures were measured with (as trained on an {cpu} CPU)" + naming
     return ("the grader's models are NOT those its figures were measured with: "
             + ", ".join(f"{name} {found[name]} (measured: {' or '.join(m[name] for m in MEASURED_MODELS.values())})"
-                        for name in paths))
+                        for name in paths) + naming)
 
 
 def blind(grader, args) -> int:

@@ -279,6 +279,7 @@ def _blind_grading(grading: dict) -> list[str]:
         return []
     kinds = ("complete", "partial", "wrong", "restating", "off_topic")
     lines = ["## Grader on the blind sets (grading_blind.jsonl split by question; grading_fresh.jsonl to grading_fresh4.jsonl; grading_fresh5.jsonl to grading_fresh9.jsonl never fitted on by main, tuning data for naming passes that did not land; from grading_fresh10.jsonl on, never fitted on)\n",
+             *([f"Graded with: {grading['models']}.\n"] if grading.get("models") else []),
              "| half | answers | Spearman vs human | complete > partial > wrong | misconception named | "
              "correct accused | " + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
     for name, r in halves:

@@ -335,6 +335,8 @@ def grading(answerer, backend, limit: int, progress: bool) -> dict:
         result.update({f"blind_{half}": _summary(figures) for half, figures in graded.items()})
         if hasattr(module, "pooled_blind"):  # issue 17's targets: the never-fitted sets as one
             result["blind_never_fitted_pooled"] = _summary(module.pooled_blind(graded))
+        if hasattr(module, "models_line"):  # which models and naming constants these figures are of
+            result["models"] = module.models_line()
     if hasattr(module, "evaluate_neighbours"):  # answers to a neighbouring question: credit that is not earned
         rows = sample(load_jsonl(module.NEIGHBOURS), limit)
         result["neighbours"] = _summary(module.evaluate_neighbours(grader, rows, progress=progress))

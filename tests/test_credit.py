@@ -136,11 +136,13 @@ def test_each_sentence_is_read_alone_against_every_point(model, bank):
 
 
 def test_a_claim_stating_no_key_point_is_named_in_an_answer_that_states_little(grader, bank, monkeypatch):
-    """In an answer that earns under STATES_NOTHING_CREDIT (under STATES_NOTHING_MAX on every point), an on-topic
+    """In an answer that earns under the grader's StatesNothing.credit (under .most on every point), an on-topic
     claim the credit model reads as stating no key point and the mistake model as near a misconception is named: as
     that misconception when the mistake model is sure (over MISTAKE_MIN), else as "not what the model answer says"
     beside the point it is about. A claim that states a point is not; the score does not move; without either
     reading nothing is named this way."""
+    from dataclasses import replace
+
     import coach.grader as grading
 
     entry = bank["p2-beam-search"]
@@ -156,8 +158,7 @@ def test_a_claim_stating_no_key_point_is_named_in_an_answer_that_states_little(g
 
     reader = Mistakes()
     monkeypatch.setattr(grading, "mistake_model", lambda: reader)
-    monkeypatch.setattr(grading, "STATES_NOTHING_CREDIT", 1.0)  # whatever the answer earns
-    monkeypatch.setattr(grading, "STATES_NOTHING_MAX", 1.01)
+    monkeypatch.setattr(grader, "naming", replace(grader.naming, credit=1.0, most=1.01))  # whatever it earns
 
     def first_states_the_first_point(points, sentences):  # (points, sentences)
         return np.array([[float(s.startswith("Beam search keeps") and i == 0) for s in sentences]
@@ -173,15 +174,90 @@ def test_a_claim_stating_no_key_point_is_named_in_an_answer_that_states_little(g
         assert grade.mistakes[:len(unread.mistakes)] == unread.mistakes and grade.score == unread.score
         return grade, grade.mistakes[len(unread.mistakes):]
 
-    grade, added = added_by_the_reading((grading.STATES_NOTHING_LOGIT + grading.MISTAKE_MIN) / 2)
+    grade, added = added_by_the_reading((grader.naming.logit + grading.MISTAKE_MIN) / 2)
     assert [(m.sentence, m.kind) for m in added] == [(second, "unsupported")], grade.feedback
     assert added[0].right in entry.key_points and added[0].right.rstrip(".") in grade.feedback
     assert "is not what the model answer says" in grade.feedback
     _, added = added_by_the_reading(grading.MISTAKE_MIN + 1.0)
     assert [(m.sentence, m.wrong) for m in added] == [(second, entry.misconceptions[0].wrong)]
-    assert added_by_the_reading(grading.STATES_NOTHING_LOGIT - 1.0)[1] == []  # not near any misconception
-    monkeypatch.setattr(grading, "STATES_NOTHING_MAX", 0.0)  # it states a key point outright: not read this way
+    assert added_by_the_reading(grader.naming.logit - 1.0)[1] == []  # not near any misconception
+    opened = grader.naming
+    grader.naming = replace(opened, most=0.0)  # it states a key point outright: not read this way
     assert added_by_the_reading(grading.MISTAKE_MIN + 1.0)[1] == []
-    monkeypatch.setattr(grading, "STATES_NOTHING_MAX", 1.01)
-    monkeypatch.setattr(grading, "STATES_NOTHING_CREDIT", 0.0)  # the answer earns too much to be read this way
+    grader.naming = replace(opened, credit=0.0)  # the answer earns too much to be read this way
     assert added_by_the_reading(grading.MISTAKE_MIN + 1.0)[1] == []
+    grader.naming = replace(opened, p=0.0)  # no claim reads under a probability of 0
+    assert added_by_the_reading(grading.MISTAKE_MIN + 1.0)[1] == []
+
+
+# --- the naming constants chosen for the model (python -m evals.credit --calibrate) -------------------------------
+def read_answer(kind: str, claim: float, logit: float = 1.0, credits=(0.2, 0.1), other: bool = False) -> dict:
+    """An answer as calibration reads it: its key-point credits and one claim's (highest stated probability,
+    highest misconception logit)."""
+    return {"kind": kind, "credits": list(credits), "claims": [(claim, logit)], "other": other}
+
+
+def test_calibration_names_the_most_wrong_answers_within_the_accusation_bound():
+    """The setting chosen names the most wrong answers with at most MOST_ACCUSED of the correct ones accused; among
+    equals, the one nearest the grader's own constants. Two correct partial answers whose claim reads 0.3 (8% of 25)
+    keep `p` at 0.3 or under; 0.25 and 0.3 name the same three wrong answers, and 0.25 is nearer 0.15."""
+    from coach.grader import StatesNothing
+    from evals.credit import MOST_ACCUSED, choose_naming, naming_figures
+
+    wrong = [read_answer("wrong", claim) for claim in (0.02, 0.08, 0.22, 0.35)]
+    wrong += [read_answer("wrong", 0.01, logit=-2.0), read_answer("wrong", 0.9, other=True)]  # never / always named
+    correct = [read_answer("partial", 0.3) for _ in range(2)]
+    correct += [read_answer("complete", 0.02, credits=(0.9, 0.8)) for _ in range(23)]  # it states the points
+    chosen = choose_naming(wrong + correct)
+    assert chosen == StatesNothing(p=0.25)
+    assert naming_figures(wrong + correct, chosen) == {"named": round(4 / 6, 4), "accused": 0.0}
+    assert naming_figures(wrong + correct, StatesNothing(p=0.4))["accused"] == 0.08 > MOST_ACCUSED
+    assert naming_figures(wrong + correct, StatesNothing(credit=0.3, most=0.5, p=0.5))["named"] == round(5 / 6, 4)
+
+
+def test_calibration_replays_what_the_grader_names(grader, monkeypatch):
+    """What calibration reads of an answer, replayed with any constants, names exactly what the grader names with
+    them (24 of fresh5's wrong and partial answers; the grader's constants and two looser settings, as seed models chose)."""
+    from dataclasses import replace
+
+    from coach.grader import validate_answer
+    from evals.credit import named_with, read_answers
+    from evals.datasets import grading_fresh
+
+    rows = [row for row in grading_fresh("fresh5") if row["kind"] in ("wrong", "partial")][:24]
+    read = read_answers(grader, rows)
+    own = grader.naming
+    for naming in (own, replace(own, p=0.5, most=0.7, logit=-0.5), replace(own, p=0.3, credit=0.5, most=0.8)):
+        monkeypatch.setattr(grader, "naming", naming)
+        graded = [bool(grader.assess(grader.bank[r["qid"]], validate_answer(r["answer"]))[2]) for r in rows]
+        assert [named_with(a, naming) for a in read] == graded, naming
+    assert any(a["named"] and not a["other"] for a in read)  # the rule itself was replayed
+    assert not any(named_with(a, replace(own, p=0.0)) and not a["other"] for a in read)
+
+
+def test_the_grader_reads_the_constants_chosen_for_its_two_models(tmp_path, monkeypatch, caplog):
+    """coach.credit.read_calibration gives the file's constants only while both model files are those they were
+    chosen for; an unreadable or missing file, or other models, leave the grader's own, and the log says what to run.
+    After `make setup`, this machine's models have theirs."""
+    import hashlib
+    import json
+
+    from coach import credit
+
+    assert credit.calibration() is not None, "`make setup` writes the calibration (python -m evals.credit --calibrate)"
+    monkeypatch.setenv("COACH_MODEL_CACHE", str(tmp_path))
+    for name, content in (("credit-model.onnx", b"credit"), ("mistake-model.onnx", b"mistakes")):
+        (tmp_path / name).write_bytes(content)
+    assert credit.read_calibration() is None and "python -m evals.credit --calibrate" in caplog.text
+    chosen = {"p": 0.3, "credit": 0.45, "most": 0.7, "logit": -0.5}
+    md5 = {name: hashlib.md5((tmp_path / name).read_bytes()).hexdigest()
+           for name in ("credit-model.onnx", "mistake-model.onnx")}
+    (tmp_path / "credit-model.json").write_text(json.dumps(
+        {"states_nothing": chosen, "model_md5": md5["credit-model.onnx"], "mistake_model_md5": md5["mistake-model.onnx"]}))
+    assert credit.read_calibration() == chosen
+    (tmp_path / "credit-model.onnx").write_bytes(b"credit trained again")
+    caplog.clear()
+    assert credit.read_calibration() is None and "chosen for other model files" in caplog.text
+    (tmp_path / "credit-model.json").write_text("{not json")
+    caplog.clear()
+    assert credit.read_calibration() is None and "unreadable" in caplog.text

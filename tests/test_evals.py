@@ -132,6 +132,7 @@ def test_suite_writes_report_metrics_plots_and_ragas_export(suite_run):
     out, metrics = suite_run
     report = (out / "report.md").read_text()
     assert "| metric | ours | baseline |" in report and "faithfulness" in report
+    assert "Graded with: the grader's models are" in report and "naming constants" in report  # evals.grader.models_line
     for png in ("metrics_bars.png", "topic_hit5.png", "latency.png", "threshold_curve.png"):
         assert (out / png).stat().st_size > 5000, png
     rows = [json.loads(line) for line in (out / "ragas_ours.jsonl").read_text().splitlines()]

@@ -509,8 +509,10 @@ def measured(figures: dict) -> str:
 
 def test_models_line_names_the_cpu_whose_pair_is_here(tmp_path, monkeypatch):
     """A floor's message says which measured pair of models is here (one per CPU maker: MKL trains other bits on
-    AMD), and for models of neither pair each file's MD5 beside the measured ones."""
+    AMD), and for models of neither pair each file's MD5 beside the measured ones; then whether naming constants
+    were chosen for these two files (coach.credit.calibration)."""
     import hashlib
+    import json
 
     import evals.grader as grading
 
@@ -521,9 +523,18 @@ def test_models_line_names_the_cpu_whose_pair_is_here(tmp_path, monkeypatch):
     digest = {name: hashlib.md5((tmp_path / name).read_bytes()).hexdigest()[:8]
               for name in ("mistake-model.onnx", "credit-model.onnx")}
     monkeypatch.setitem(grading.MEASURED_MODELS, "AMD", digest)
-    assert grading.models_line().endswith("(as trained on an AMD CPU)")
+    assert grading.models_line().endswith("(as trained on an AMD CPU); no naming constants chosen for them "
+                                          "(`python -m evals.credit --calibrate`): the grader's own")
     monkeypatch.setitem(grading.MEASURED_MODELS, "AMD", {**digest, "credit-model.onnx": "00000000"})
     assert f"mistake-model.onnx {digest['mistake-model.onnx']} (measured: b9a3dfbb or" in grading.models_line()
+    md5 = {name: hashlib.md5((tmp_path / name).read_bytes()).hexdigest() for name in digest}
+    chosen = {"p": 0.3, "credit": 0.45, "most": 0.7, "logit": -0.5}
+    calibration = {"states_nothing": chosen, "model_md5": md5["credit-model.onnx"],
+                   "mistake_model_md5": md5["mistake-model.onnx"]}
+    (tmp_path / "credit-model.json").write_text(json.dumps(calibration))
+    assert grading.models_line().endswith(f"naming constants chosen for them: {chosen}")
+    (tmp_path / "mistake-model.onnx").write_bytes(b"mistakes trained again")  # the calibration is for the old one
+    assert grading.models_line().endswith("the grader's own")
 
 
 @pytest.mark.parametrize("name", FRESH_FLOORS)
