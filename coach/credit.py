@@ -22,8 +22,8 @@ grader credits as it did before this model and says so once in the log.
 The grader also names a wrong claim when this model reads it as stating no key point (coach.grader.stating_nothing).
 How low such a claim reads differs from one training run to the next (56-84% of never-fitted wrong answers named
 with one set of constants over four runs), so `make setup` then chooses that rule's constants for the model it has
-made, on the naming-tuned answers only, and writes them beside it (`python -m evals.credit --calibrate`, a minute
-or two a set; `calibration` below).
+made, on the naming-tuned answers only, and writes them beside it (`python -m evals.credit --calibrate`, about
+three minutes; `calibration` below).
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from coach.mistakes import model_path as mistake_model_path
 
 MODEL_FILE = "credit-model.onnx"
 CALIBRATION_FILE = "credit-model.json"   # stating_nothing's constants chosen for the model beside it (evals.credit)
+CONSTANTS = ("p", "credit", "most", "logit")  # which: coach.grader.StatesNothing's fields
 MAX_WORD_PIECES = 256   # key point + the answer's sentences, as in training (evals/credit.py)
 WINDOW_PIECES = 200     # room left for the key point (at most ~50 word pieces in the bank) within MAX_WORD_PIECES
 
@@ -80,7 +81,8 @@ def read_calibration() -> dict[str, float] | None:
     remedy = "`make setup` or `python -m evals.credit --calibrate` writes it; until then the grader's own constants"
     try:
         chosen = json.loads(path.read_text())
-        constants, written_for = chosen["states_nothing"], (chosen["model_md5"], chosen["mistake_model_md5"])
+        constants = {name: float(chosen["states_nothing"][name]) for name in CONSTANTS}
+        written_for = (chosen["model_md5"], chosen["mistake_model_md5"])
     except FileNotFoundError:
         log.warning("no calibration of the credit model at %s: %s", path, remedy)
         return None

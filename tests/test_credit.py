@@ -241,9 +241,12 @@ def test_the_grader_reads_the_constants_chosen_for_its_two_models(tmp_path, monk
     After `make setup`, this machine's models have theirs."""
     import hashlib
     import json
+    from dataclasses import fields
 
     from coach import credit
+    from coach.grader import StatesNothing
 
+    assert tuple(field.name for field in fields(StatesNothing)) == credit.CONSTANTS
     assert credit.calibration() is not None, "`make setup` writes the calibration (python -m evals.credit --calibrate)"
     monkeypatch.setenv("COACH_MODEL_CACHE", str(tmp_path))
     for name, content in (("credit-model.onnx", b"credit"), ("mistake-model.onnx", b"mistakes")):
@@ -258,6 +261,8 @@ def test_the_grader_reads_the_constants_chosen_for_its_two_models(tmp_path, monk
     (tmp_path / "credit-model.onnx").write_bytes(b"credit trained again")
     caplog.clear()
     assert credit.read_calibration() is None and "chosen for other model files" in caplog.text
-    (tmp_path / "credit-model.json").write_text("{not json")
-    caplog.clear()
-    assert credit.read_calibration() is None and "unreadable" in caplog.text
+    for unreadable in ("{not json", json.dumps({"states_nothing": {**chosen, "p": "low"}, "model_md5": "",
+                                                "mistake_model_md5": ""}), json.dumps({"states_nothing": chosen})):
+        (tmp_path / "credit-model.json").write_text(unreadable)
+        caplog.clear()
+        assert credit.read_calibration() is None and "unreadable" in caplog.text, unreadable
