@@ -815,24 +815,35 @@ def nothing_candidates(signals: Signals, accused: set[int]) -> list[int]:
             and signals.new[signals.owner == j].any() and signals.relevance[j] >= OFF_TOPIC_COSINE]
 
 
-def stating_nothing(entry, signals: Signals, accused: set[int], results: list[PointResult],
-                    bars: StatesNothing) -> list[Mistake]:
-    """The claim of an answer that `bars` reads (it earns little) that the credit model reads as stating no key
-    point and the mistake model as near a misconception, named as a mistake: the claim least likely to state a
-    point among nothing_candidates. Nothing without the two models or the entry's misconceptions."""
+def nothing_readings(entry, signals: Signals, accused: set[int]):
+    """What stating_nothing reads, whatever its constants: the candidate sentences (nothing_candidates), each one's
+    highest probability of stating a key point (candidates,), and a function giving candidate k's misconception
+    logits (misconceptions,), each read once, on demand. None without the two models or the entry's misconceptions."""
     model = mistake_model()
-    if not entry.misconceptions or model is None or not bars.reads([r.credit for r in results]):
-        return []
+    if not entry.misconceptions or model is None:
+        return None
     candidates = nothing_candidates(signals, accused)
     probabilities = stated_by_each(entry.key_points, [signals.sentences[j] for j in candidates])  # (points, candidates)
     if probabilities is None:
-        return []
+        return None
 
     @cache
     def logits(k: int) -> np.ndarray:  # (misconceptions,)
         return model.logits([(m.wrong, signals.sentences[candidates[k]]) for m in entry.misconceptions])
 
-    k = bars.first_claim(probabilities.max(axis=0), lambda k: logits(k).max())
+    return candidates, probabilities.max(axis=0), logits
+
+
+def stating_nothing(entry, signals: Signals, accused: set[int], results: list[PointResult],
+                    bars: StatesNothing) -> list[Mistake]:
+    """The claim of an answer that `bars` reads (it earns little) that the credit model reads as stating no key
+    point and the mistake model as near a misconception, named as a mistake: the claim least likely to state a
+    point among nothing_candidates. Nothing without the two models or the entry's misconceptions."""
+    read = nothing_readings(entry, signals, accused) if bars.reads([r.credit for r in results]) else None
+    if read is None:
+        return []
+    candidates, highest, logits = read
+    k = bars.first_claim(highest, lambda k: logits(k).max())
     return [] if k is None else [named_or_unsupported(entry, signals, candidates[k], logits(k))]
 
 

@@ -262,18 +262,14 @@ def read_stating_nothing(grader, entry, answer: str) -> tuple[list, dict]:
 
 def claim_readings(entry, signals, accused: set[int]) -> list[tuple[float, float]]:
     """(highest probability of stating a key point, highest misconception logit) of each claim stating_nothing may
-    name, whatever the constants."""
-    from coach.credit import stated_by_each
-    from coach.grader import nothing_candidates
-    from coach.mistakes import mistake_model
+    name, whatever the constants (coach.grader.nothing_readings)."""
+    from coach.grader import nothing_readings
 
-    model = mistake_model()
-    candidates = nothing_candidates(signals, accused) if entry.misconceptions and model is not None else []
-    probabilities = stated_by_each(entry.key_points, [signals.sentences[j] for j in candidates])  # (points, claims)
-    if probabilities is None:
+    read = nothing_readings(entry, signals, accused)
+    if read is None:
         return []
-    logits = [model.logits([(m.wrong, signals.sentences[j]) for m in entry.misconceptions]).max() for j in candidates]
-    return [(float(p), float(logit)) for p, logit in zip(probabilities.max(axis=0), logits, strict=True)]
+    _, highest, logits = read
+    return [(float(p), float(logits(k).max())) for k, p in enumerate(highest)]
 
 
 def named_with(answer: dict, bars) -> bool:
