@@ -10,7 +10,7 @@ out and checked against the entry that answers the question, in two ways:
    correction is cited.
 2. The entry's own sentences: a claim that restates one of them with the negation or an antonym flipped
    ("ReLU saturates for positive inputs" against "ReLU does not saturate for positive inputs") is
-   wrong; `coach.grader.contradicts` is the same check the grader uses on learners' answers.
+   wrong; `coach.contradictions.contradicts` is the same check the grader uses on learners' answers.
 
 The same check keeps a model's own sentences honest: `contradiction(sentence, …)` on each generated
 sentence finds the ones the cited entry contradicts, and the answer step drops them.
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from coach.compose import cite, entry_body, units_of
-from coach.grader import clauses, contradicts
-from coach.text import content_words
+from coach.contradictions import contradicts
+from coach.text import clauses, content_words
 
 # What a question takes for granted. The claim ends at the comma or question mark that closes it.
 PRESUPPOSES = (

@@ -1,4 +1,4 @@
-"""Text utilities every stage shares: sentences, citation markers, content words.
+"""Text utilities every stage shares: sentences, clauses, citation markers, content words.
 
 Retrieval (BM25), evidence selection, the support check and the grader must agree on what a sentence
 and a word are, or a sentence kept by one stage is read differently by the next; so the splitting,
@@ -14,6 +14,20 @@ ABBREVIATIONS = re.compile(r"\b(e\.g|i\.e|etc|vs|cf|al|approx|Fig|Eq|No)\.", re.
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 WORD = re.compile(r"[a-z][a-z0-9'-]+")
 LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+# Where a sentence splits into separately checkable claims: "…, which …", "…; …", "… because …".
+CLAUSE_BREAK = re.compile(r"[;:]\s+|,\s+(?=(?:which|so|while|whereas|and|but|because|where|since|then)\b)"
+                          r"|\s+(?=(?:so that|because|whereas|while)\b)")
+# The glue words of prose (articles, "is", "of", "because", ...), which a bag of terms lacks (coach.grader.is_claim).
+FUNCTION_WORDS = frozenset([
+    "a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "over",
+    "under", "as", "is", "are", "was", "were", "be", "been", "being", "has", "have", "had", "do", "does",
+    "did", "can", "could", "may", "might", "must", "should", "would", "will", "shall", "it", "its", "this",
+    "that", "these", "those", "which", "who", "whom", "whose", "what", "when", "where", "while", "because",
+    "so", "than", "then", "there", "their", "they", "them", "he", "she", "we", "you", "i", "not", "no",
+    "but", "or", "and", "if", "also", "each", "every", "all", "any", "some", "more", "most", "less", "such",
+    "only", "just", "very", "how", "why", "once", "until", "about", "during", "after", "before", "between",
+    "through", "per", "within", "across", "via", "among", "against", "without", "out", "up", "off", "down"
+])
 # A sentence ends at . ! or ?, keeping any citation markers that follow it ("… loss. [2] Next …").
 SENTENCE_END = re.compile(r"(?<=[.!?])((?:\s*\[\d+(?:\s*,\s*\d+)*\])*)\s+(?=[A-Z0-9\"'(*$`])")
 
@@ -73,3 +87,16 @@ def stemmer():
     import Stemmer
 
     return Stemmer.Stemmer("english")
+
+
+def clauses(sentence: str) -> list[str]:
+    """The separately checkable claims of a sentence ("..., so ...", "...; ..."), or the sentence itself."""
+    parts = [c for c in CLAUSE_BREAK.split(sentence) if c and len(content_words(c)) >= 2]
+    return parts if len(parts) > 1 else [sentence]
+
+
+def recall(point: str, sentence: str, ignore: set[str] = frozenset()) -> float:
+    """Share of the point's content words (less `ignore`, unless that leaves none) found in the sentence."""
+    words = content_words(point)
+    words = (words - ignore) or words
+    return len(words & content_words(sentence)) / len(words) if words else 0.0

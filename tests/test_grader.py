@@ -126,7 +126,7 @@ def test_a_stated_misconception_is_named_with_its_correction(grader, bank):
 def test_a_contrast_that_puts_a_key_point_aside_denies_it(grader, bank):
     """"A rather than B", where B is what a key point says and A is nothing the bank says, denies the
     point; the contrast the right way round denies nothing."""
-    from coach.grader import denied_point
+    from coach.contradictions import denied_point
 
     entry = bank["p2-multi-head-attention"]
     point = next(p for p in entry.key_points if "concatenated" in p)
@@ -155,7 +155,8 @@ def test_a_misconception_is_named_only_in_a_sentence_using_its_words(bank):
 def test_short_clauses_and_notes():
     """A two-word clause ("so it adds no latency") has lost its subject and is never read as contradicted;
     a longer one still is. A note's label and symbols read as prose, a keyword list does not."""
-    from coach.grader import contradicts, is_claim
+    from coach.contradictions import contradicts
+    from coach.grader import is_claim
 
     point = "LoRA merges into the weights, so it adds no latency"
     assert not contradicts(point, "Adapters sit in sequence, so they add inference latency.")
@@ -169,7 +170,7 @@ def test_a_negation_contradicts_only_what_it_denies():
     """Twenty-fifth pass: a sentence that restates a key point and adds a negation of something else ("without
     touching the weights") does not contradict it; a negation of the point's own words still does, on either side.
     Main before the pass read the first sentence as a contradiction. Sentences made up for the test."""
-    from coach.grader import contradicts, negated_words
+    from coach.contradictions import contradicts, negated_words
 
     point = "a dropout layer zeroes random activations during training and is switched off at evaluation"
     assert not contradicts(point, "A dropout layer zeroes random activations during training without touching "
@@ -225,7 +226,7 @@ def test_separately_and_jointly_are_roles(grader, bank):
 
 def test_coordinated_terms_of_a_question():
     """The swap test's roles: what a question sets side by side, without the words both sides share."""
-    from coach.grader import coordinated
+    from coach.contradictions import coordinated
 
     def words(question):
         return {(x[1], y[1]) for x, y in coordinated(question)}
@@ -253,7 +254,7 @@ def test_a_reversed_statement_is_named_with_both_words(grader, bank):
     """A clause that says a correct statement with one word of opposite sense ("high" for "low", "shorter"
     for "longer") earns nothing for it, and the feedback quotes both words and the statement, citing [1];
     the same sentence the right way round is not accused. Sentences made up for the test."""
-    from coach.grader import reversed_statement
+    from coach.contradictions import reversed_statement
 
     entry = bank["p1-overfitting-vs-underfitting"]
     said, meant, statement = reversed_statement(entry, "Overfitting shows as high training error but a much lower "
@@ -289,7 +290,7 @@ def test_an_answer_that_states_most_of_the_entry_is_not_read_for_reversals(grade
 def test_a_reversal_needs_the_same_words_around_it_and_no_contrast(bank):
     """Not a reversal: a sentence that uses both words of the pair (a contrast), a clause negated where the
     statement is not, and an opposite word that sits beside other words than the statement's."""
-    from coach.grader import reversed_statement
+    from coach.contradictions import reversed_statement
 
     entry = bank["p1-overfitting-vs-underfitting"]
     assert reversed_statement(entry, "Overfitting means a low training error and a high validation error.") is None
