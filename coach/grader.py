@@ -56,7 +56,15 @@ from functools import cache
 import numpy as np
 
 from coach.config import get_settings, prompt
-from coach.contradictions import contradicts, denied_point, is_negated, reversed_statement, role_swaps, surface_word
+from coach.contradictions import (
+    contradicts,
+    correct_statements,
+    denied_point,
+    is_negated,
+    reversed_statement,
+    role_swaps,
+    surface_word,
+)
 from coach.credit import calibration, stated, stated_by_each
 from coach.guards import validate_question
 from coach.llm import may_judge
@@ -544,8 +552,7 @@ class Grader:
         correction lacks ("generates the caption") and the reverse."""
         if not entry.misconceptions:
             return np.full(len(sentences), -1.0), np.zeros(len(sentences), dtype=int), np.full(len(sentences), -1.0)
-        correct = [*entry.key_points, *(a for alts in entry.key_point_alternatives for a in alts),
-                   *(m.right for m in entry.misconceptions), *split_sentences(entry.answer)]
+        correct = [*correct_statements(entry), *split_sentences(entry.answer)]
         nearest_correct = (self._embed(correct) @ whole.T).max(axis=0)
         wrong = self._embed([m.wrong for m in entry.misconceptions]) @ whole.T
         for m, misconception in enumerate(entry.misconceptions):
