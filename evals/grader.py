@@ -191,6 +191,7 @@ def summarise_blind(scored: list[dict]) -> dict:
             "spearman": round(float(spearmanr([r["grader"] for r in scored], [r["score"] for r in scored]).statistic), 4),
             "ordering": round(float(np.mean(ordered)), 4) if ordered else float("nan"),
             "ordering_strict": round(float(np.mean(strict)), 4) if strict else float("nan"),
+            "mean_abs_error": round(float(np.mean([abs(r["grader"] - r["score"]) for r in scored])), 3),
             "per_kind": {k: round(float(np.mean([r["grader"] for r in scored if r["kind"] == k])), 2)
                          for k in BLIND_KINDS if any(r["kind"] == k for r in scored)},
             "human_per_kind": {k: round(float(np.mean([r["score"] for r in scored if r["kind"] == k])), 2)
@@ -347,7 +348,8 @@ def report_blind(half: str, result: dict, show: bool) -> None:
           f"{result['spearman']:.3f} with the human scores; complete > partial > wrong for "
           f"{result['ordering']:.0%} of questions (strict {result['ordering_strict']:.0%}); misconception "
           f"named in {result['misconception_named']:.0%} of wrong answers, {result['correct_accused']:.1%} of "
-          f"correct answers accused; question matched {result['matched_entry']:.0%}")
+          f"correct answers accused; question matched {result['matched_entry']:.0%}; mean absolute error "
+          f"{result['mean_abs_error']:.2f} against the human scores")
     for kind, mean in result["per_kind"].items():
         print(f"  {kind:10} mean score {mean:.1f} (human {result['human_per_kind'][kind]:.1f})")
 

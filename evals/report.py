@@ -61,6 +61,8 @@ SINGLE = {
                                   ("grading", "blind_never_fitted_pooled", "misconception_named"), True),
     "grader_never_fitted_accused": ("grader: correct answers wrongly accused, never-fitted sets pooled",
                                     ("grading", "blind_never_fitted_pooled", "correct_accused"), False),
+    "grader_never_fitted_error": ("grader: mean absolute error vs human scores (0-10), never-fitted sets pooled",
+                                  ("grading", "blind_never_fitted_pooled", "mean_abs_error"), False),
 }
 TOLERANCE = 0.02          # a share that drops more than this is a regression
 LATENCY_TOLERANCE = 0.25  # a latency that grows more than 25% is one
@@ -280,12 +282,12 @@ def _blind_grading(grading: dict) -> list[str]:
     kinds = ("complete", "partial", "wrong", "restating", "off_topic")
     lines = ["## Grader on the blind sets (grading_blind.jsonl split by question; grading_fresh.jsonl to grading_fresh4.jsonl; grading_fresh5.jsonl to grading_fresh9.jsonl never fitted on by main, tuning data for naming passes that did not land; from grading_fresh10.jsonl on, never fitted on)\n",
              *([f"Graded with: {grading['models']}.\n"] if grading.get("models") else []),
-             "| half | answers | Spearman vs human | complete > partial > wrong | misconception named | "
-             "correct accused | " + " | ".join(kinds) + " |", "|---" * (6 + len(kinds)) + "|"]
+             "| half | answers | Spearman vs human | mean abs. error vs human | complete > partial > wrong | "
+             "misconception named | correct accused | " + " | ".join(kinds) + " |", "|---" * (7 + len(kinds)) + "|"]
     for name, r in halves:
-        lines.append(f"| {name} | {r['n']} | {r['spearman']:.3f} | {r['ordering']:.0%} | {r['misconception_named']:.0%} "
-                     f"| {r['correct_accused']:.1%} | " + " | ".join(f"{r['per_kind'].get(k, float('nan')):.1f}"
-                                                          for k in kinds) + " |")
+        lines.append(f"| {name} | {r['n']} | {r['spearman']:.3f} | {r.get('mean_abs_error', float('nan')):.2f} "
+                     f"| {r['ordering']:.0%} | {r['misconception_named']:.0%} | {r['correct_accused']:.1%} | "
+                     + " | ".join(f"{r['per_kind'].get(k, float('nan')):.1f}" for k in kinds) + " |")
     return lines + [""]
 
 
