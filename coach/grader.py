@@ -39,7 +39,8 @@
    quote is really in the answer. The embedded 135M model is never asked to judge.
 
 The 0-10 mapping of the credits is calibrated on the tuning half of evals/sets/grading_blind.jsonl
-(split by question in evals/datasets.py). The note, clause and accusation constants (fourth pass, 2026-12-04)
+(split by question in evals/datasets.py) and made concave on fresh5 to fresh9 (SCORE_GAMMA: a linear map scored
+partial answers well under their authors; thirty-ninth pass). The note, clause and accusation constants (fourth pass, 2026-12-04)
 were chosen on both halves and evals/sets/grading_fresh.jsonl to grading_fresh3.jsonl, cross-validated by
 question and by set, then adopted on grading_fresh4.jsonl, read once; refitting the credit model and mapping
 on six sets (fifth pass) lost on grading_fresh5.jsonl, the set never fitted on (evals/README.md).
