@@ -15,6 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT.parent / "shared" / "seeds" / "deep-learning-interview-questions-part-3.txt"
 ARTIFACTS = ROOT / "test-artifacts"
+# The served app's question limit: the whole suite is one visitor to it (see `served_app`).
+QUESTIONS_PER_MINUTE_SERVED = 600
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -147,13 +149,19 @@ def served_app(corpus_index, extractive, tmp_path_factory):
     The server gets a copy of the session's index, not the folder itself: its uploads and deletes would
     otherwise change the Chroma files under the session's own client, whose vector segment then no
     longer knows those ids ("Error finding id" in every later test that reads embeddings). It reads the
-    sentence vectors of its warm-up from the embedder's file, where `extractive` put them."""
+    sentence vectors of its warm-up from the embedder's file, where `extractive` put them.
+
+    Every browser and API test reaches it from one address, which the anonymous rate limit counts as one
+    visitor: at 12 questions a minute, the later tests were refused ("too many requests") whenever the
+    earlier ones ran within the same minute (as `pytest tests/test_app.py … tests/test_browser_chat.py`
+    does). The limit itself is tested in-process (test_security, test_guards)."""
     port = free_port()
     folder = tmp_path_factory.mktemp("app")
     shutil.copytree(os.environ["COACH_DATA_DIR"], folder / "data")
     log = open(folder / "serve.log", "w+b")  # noqa: SIM115 (open while the server lives)
     proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "COACH_LLM": "llamacpp", "COACH_DATA_DIR": str(folder / "data")},
+                            env={**os.environ, "COACH_LLM": "llamacpp", "COACH_DATA_DIR": str(folder / "data"),
+                                 "COACH_QUESTIONS_PER_MINUTE": str(QUESTIONS_PER_MINUTE_SERVED)},
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     wait_until_up(proc, url, log, "app.py serve", 180)

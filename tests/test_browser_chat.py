@@ -29,11 +29,15 @@ def shot(page, name: str) -> None:
 
 
 def ask_and_wait(page, question: str, seconds: float = 180) -> None:
-    """Send with Enter and wait for the checked answer (its [n] links and the "Quiz me" button)."""
+    """Send with Enter and wait for the checked answer (its [n] links and the "Quiz me" button); a blocked
+    or refused answer fails at once, with what the chat shows."""
     box = page.locator("#question textarea")
     box.fill(question)
     box.press("Enter")
-    page.locator("#quiz-me").wait_for(state="visible", timeout=seconds * 1000)
+    quiz = page.locator("#quiz-me")
+    quiz.or_(page.locator("#chat").get_by_text(re.compile("Blocked|Not in the bank"))).first.wait_for(
+        state="visible", timeout=seconds * 1000)
+    assert quiz.is_visible(), page.locator("#chat").inner_text()
     page.locator(CITED).first.wait_for(timeout=10000)
 
 
