@@ -364,16 +364,19 @@ def _join(lines: list[str]) -> str:
     return text
 
 
+SEE_ALSO_MARK = "See also: "  # how a line pointing at a related entry begins: a pointer, not a claim
+
+
 def see_also_line(hit, number: int) -> str:
     """'See also: How does X work [3]?'; a question of two sentences is cited in both."""
-    return "See also: " + cite(hit.metadata.get("question") or "", number)
+    return SEE_ALSO_MARK + cite(hit.metadata.get("question") or "", number)
 
 
 def see_also_numbers(text: str) -> set[int]:
     """The citation numbers used only on "See also" lines: pointers to related entries, not support."""
     lines = text.split("\n")
-    pointed = {n for line in lines if line.startswith("See also: ") for n in citations_of(line)}
-    return pointed - {n for line in lines if not line.startswith("See also: ") for n in citations_of(line)}
+    pointed = {n for line in lines if line.startswith(SEE_ALSO_MARK) for n in citations_of(line)}
+    return pointed - {n for line in lines if not line.startswith(SEE_ALSO_MARK) for n in citations_of(line)}
 
 
 def renumber(text: str, sources: list) -> tuple[str, list]:

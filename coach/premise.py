@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coach.compose import cite, entry_body, units_of
-from coach.contradictions import contradicts
+from coach.contradictions import NEGATION, contradicts, stem_sequence
 from coach.text import clauses, content_words
 
 # What a question takes for granted. The claim ends at the comma or question mark that closes it.
@@ -87,7 +87,7 @@ def correct(question: str, passages: list[tuple[str, object]], embeddings) -> Co
 def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] | None:
     """(the entry's sentence that contradicts `claim`, why) or None."""
     sentences = [u.text for u in units_of(entry_body(text)) if u.kind in ("sentence", "formula", "item")]
-    if not sentences:
+    if not sentences or _says_one_of(claim, sentences):
         return None
     pairs = _misconceptions(entry)
     vectors = np.asarray(embeddings.embed_sentences([_plain(s) for s in sentences]))
@@ -101,6 +101,25 @@ def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] |
         if contradicts(claim, _plain(sentence)):
             return sentence, "negation"
     return None
+
+
+def _says_one_of(claim: str, sentences: list[str]) -> bool:
+    """Does the claim say one of the entry's own sentences, or an unbroken part of one, word for word (the same
+    stemmed content words and negations in the same order, markup aside)? The entry cannot contradict it: a
+    sentence copied from the entry shares the words of the entry's misconceptions, and was read as one of them (32
+    of the dev set's tuning-half answer sentences). A negation the sentence lacks breaks the run."""
+    said = _words_and_negations(claim)
+    return bool(said) and any(_runs_within(said, _words_and_negations(sentence)) for sentence in sentences)
+
+
+def _words_and_negations(text: str) -> list[str]:
+    """The stemmed content words of `text` in order, each negation kept as "not"."""
+    words = re.findall(r"[a-z][a-z0-9']*", _plain(text).lower().replace("’", "'"))
+    return ["not" if w in NEGATION else stem_sequence(w)[0] for w in words if w in NEGATION or stem_sequence(w)]
+
+
+def _runs_within(part: list[str], whole: list[str]) -> bool:
+    return any(whole[start:start + len(part)] == part for start in range(len(whole) - len(part) + 1))
 
 
 def _misconceptions(entry) -> list[tuple[str, str]]:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from coach.compose import SEE_ALSO_MARK
 from coach.text import citations_of, split_sentences, strip_citations
 from evals.datasets import GOLD, OUT_OF_SCOPE, SETS, load_jsonl, real_questions
 from evals.suite import ours_record, sample
@@ -145,6 +146,8 @@ def _stated(grader, qid: str, answer: str, covered: float) -> float | None:
 
 
 def _wrong(sentence: str, cited: list[dict], answerer, checker, contradiction) -> bool:
+    if sentence.startswith(SEE_ALSO_MARK):
+        return False  # a pointer to a related entry states nothing
     texts = [cited[n - 1].get("text", "") for n in citations_of(sentence) if 1 <= n <= len(cited)]
     if not texts or not checker.check(sentence, texts).supported:
         return True

@@ -121,3 +121,25 @@ def test_a_model_sentence_the_entry_contradicts_is_dropped(retriever):
     text, _, generated, dropped = answerer.keep_supported(raw, passages)
     assert (generated, dropped) == (2, 1), text
     assert "does not use" not in text
+
+
+def test_an_entry_never_contradicts_its_own_sentences(bank, embeddings):
+    """A sentence copied from an entry (or an unbroken part of one, as the composer quotes the first sentence of a
+    list item) shares the words of the entry's misconceptions; it was read as one of them (55 of the dev set's
+    tuning-half answer sentences were counted wrong that way). A copy that drops one of its negations is still
+    contradicted."""
+    from coach.compose import entry_body, units_of
+    from coach.premise import contradiction
+
+    entries = {bank[qid] for _, qid in [*WRONG_PREMISES[:-1], *TRUE_PREMISES]} | {bank["p4-bert-era-vs-llm"]}
+    flagged = []
+    for entry in sorted(entries, key=lambda e: e.id):
+        text, _ = passage(entry)
+        for unit in units_of(entry_body(text)):
+            if unit.kind in ("sentence", "item") and contradiction(unit.text, text, entry, embeddings):
+                flagged.append((entry.id, unit.text))
+    assert flagged == []
+    text, entry = passage(bank["p1-activation-comparison"])
+    assert "ReLU is cheap and does not saturate for positive inputs" in text
+    found = contradiction("ReLU is cheap and saturates for positive inputs", text, entry, embeddings)
+    assert found is not None and found[1] == "negation"
