@@ -3,6 +3,7 @@ what supports it, and give a learner something usable on questions other people 
 
     python -m evals.answers [--backend llamacpp|openai|extractive] [--in-scope N] [--out FILE.json]
     python -m evals.answers --real [tuning|heldout] [--backend B] [--in-scope N] [--show]
+    python -m evals.answers --real --independent FILE.jsonl [--backend B]   # a labelled set kept elsewhere
 
 `--real` answers the real-question dev set (`../shared/real-questions/dev.jsonl`, read from there and
 never copied; labels in evals/sets/real_questions_labels.jsonl) and measures usefulness:
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 from coach.compose import SEE_ALSO_MARK
 from coach.text import citations_of, split_sentences, strip_citations
-from evals.datasets import GOLD, OUT_OF_SCOPE, SETS, load_jsonl, real_questions
+from evals.datasets import GOLD, INDEPENDENT, OUT_OF_SCOPE, SETS, independent_questions, load_jsonl, real_questions
 from evals.suite import ours_record, sample
 
 LABELS = SETS / "real_questions_labels.jsonl"
@@ -184,19 +185,22 @@ def summarize_usefulness(records: list[dict]) -> dict:
                         for kind in ("dangling_opening", "table_fragment", "formula_stub", "citation_gap")}}
 
 
-def real(answerer, halves=("tuning", "heldout"), limit: int = 0, progress: bool = True) -> dict:
-    """Usefulness per half of the dev set (a fixed sample of `limit` rows per half when given); {} when
-    the dev set is absent."""
+def real(answerer, halves=("tuning", "heldout"), limit: int = 0, progress: bool = True,
+         sets: dict[str, list[dict]] | None = None) -> dict:
+    """Usefulness per half of the dev set, or per named set of labelled rows in `sets` (a fixed sample of
+    `limit` rows per half when given); {} when the dev set is absent."""
     from coach.grader import Grader
     from coach.support import SupportChecker
 
-    if not real_questions():
-        return {}
+    if sets is None:
+        if not real_questions():
+            return {}
+        sets = {half: labelled(half) for half in halves}
     answerer.warm_up()  # every bank unit embedded once, in batches: far faster than one answer at a time
     grader = Grader(retriever=answerer.retriever, bank=list(answerer.entries.values()))
     grader.key_point_vectors()
     checker = SupportChecker(answerer.embeddings)
-    return {half: usefulness(answerer, sample(labelled(half), limit), grader, checker, progress) for half in halves}
+    return {half: usefulness(answerer, sample(chosen, limit), grader, checker, progress) for half, chosen in sets.items()}
 
 
 def main(argv=None) -> int:
@@ -208,10 +212,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the metrics as JSON here")
     parser.add_argument("--real", nargs="?", const="both", choices=["tuning", "heldout", "both"],
                         help="usefulness on the real-question dev set (default: both halves)")
+    parser.add_argument("--independent", type=Path, metavar="FILE",
+                        help="this labelled set (the dev set's shape, labels against the current bank) instead "
+                             "of the dev set; implies --real")
     parser.add_argument("--show", action="store_true", help="with --real: print every answer and its defects")
     parser.add_argument("--llama-server", action="store_true",
                         help="start `python -m llama_cpp.server` with the packaged GGUF and use the openai backend")
     args = parser.parse_args(argv)
+    args.real = args.real or ("both" if args.independent else None)  # --independent implies --real
 
     from coach.answer import Answerer
     from coach.config import setup_logging
@@ -240,10 +248,16 @@ def _main(answerer, args) -> int:
 
 
 def _real_main(answerer, args) -> int:
-    if not real_questions():
+    sets = None
+    if args.independent:
+        try:
+            sets = {INDEPENDENT: independent_questions(args.independent)}
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"cannot read the independent set: {exc}") from None
+    elif not real_questions():
         raise SystemExit("the real-question dev set is absent (../shared/real-questions/dev.jsonl)")
     halves = ("tuning", "heldout") if args.real == "both" else (args.real,)
-    result = real(answerer, halves, limit=args.in_scope)
+    result = real(answerer, halves, limit=args.in_scope, sets=sets)
     if args.show:
         for half, figures in result.items():
             for r in figures["answers"]:

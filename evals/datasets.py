@@ -233,21 +233,41 @@ def in_scope_near(path: Path = IN_SCOPE_NEAR) -> list[dict]:
             for row in load_jsonl(path)]
 
 
-def real_gold(half: str) -> list[dict]:
-    """The covered dev questions of one half (coverage full or partial) in the gold set's shape.
+INDEPENDENT = "independent"  # the name figures carry for a set given by its path (`independent_questions`)
+
+
+def independent_questions(path: Path) -> list[dict]:
+    """A set of real questions kept outside the project, in the dev set's shape but labelled against the
+    current bank in its own `bank_id`/`coverage`/`alt_ids`: a check nothing here was fitted to (for example
+    questions from collections the dev set left out). Each row gains `key` and `half` ("independent")."""
+    rows = load_jsonl(path)
+    for line_no, row in enumerate(rows, start=1):
+        missing = [name for name in ("question", *LABEL_FIELDS) if name not in row]
+        if missing:
+            raise ValueError(f"{path}: row {line_no} lacks {', '.join(missing)}; every row needs the question "
+                             f"and its labels against the current bank")
+        row.update(key=question_key(row["question"]), half=INDEPENDENT, alt_ids=list(row["alt_ids"] or []))
+    return rows
+
+
+def real_gold(half: str, rows: list[dict] | None = None) -> list[dict]:
+    """The covered dev questions of one half (coverage full or partial) in the gold set's shape; `rows`
+    instead of the dev set's half when given (an independent set).
 
     Counted as right: the labelled `bank_id` or any of its `alt_ids`. The dev set's README defines
     alt_ids as other entries that also answer the question or a part of it, so each is an answer a
     learner can use; a question no entry answers (coverage none) has no right entry and is left out."""
+    rows = labelled_real_questions(half) if rows is None else rows
     return [{"query": row["question"], "expected": [row["bank_id"], *row["alt_ids"]], "style": row["coverage"],
              "key": row["key"]}
-            for row in labelled_real_questions(half) if row["coverage"] in ("full", "partial") and row["bank_id"]]
+            for row in rows if row["coverage"] in ("full", "partial") and row["bank_id"]]
 
 
-def real_uncovered(half: str) -> list[dict]:
-    """The dev questions of one half that no bank entry answers (coverage none), as out-of-scope rows."""
-    return [{"query": row["question"], "key": row["key"]}
-            for row in labelled_real_questions(half) if row["coverage"] == "none"]
+def real_uncovered(half: str, rows: list[dict] | None = None) -> list[dict]:
+    """The dev questions of one half (or `rows`) that no bank entry answers (coverage none), as
+    out-of-scope rows."""
+    rows = labelled_real_questions(half) if rows is None else rows
+    return [{"query": row["question"], "key": row["key"]} for row in rows if row["coverage"] == "none"]
 
 
 def coverage_shares(rows: list[dict], kind: str = "dl") -> dict:

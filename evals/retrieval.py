@@ -2,9 +2,13 @@
 
     python -m evals.retrieval [--modes dense bm25 hybrid rerank] [--out FILE.json]
     python -m evals.retrieval --real      # the real-question dev set: tuning and held-out halves
+    python -m evals.retrieval --real --independent FILE.jsonl   # a labelled set kept elsewhere instead
 
 The gold set is the bank authors' own queries. `--real` scores the covered questions of the dev set
-(coverage full or partial; right = the labelled bank_id or one of its alt_ids), each half on its own.
+(coverage full or partial; right = the labelled bank_id or one of its alt_ids), each half on its own,
+and counts the default mode's refusals (covered answered, uncovered refused). `--independent` does the
+same for a file in the dev set's shape labelled against the current bank (`evals.datasets.
+independent_questions`), for example questions from collections nothing here was tuned on.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GOLD, HALVES, load_jsonl, real_gold, real_uncovered
+from evals.datasets import GOLD, HALVES, INDEPENDENT, independent_questions, load_jsonl, real_gold, real_uncovered
 from evals.metrics import ranking_scores
 
 METRICS = ("hit@1", "hit@3", "hit@5", "mrr", "ndcg@5")
@@ -71,20 +75,30 @@ def _part_of(qid: str) -> int | None:
     return int(qid[1]) if qid[:1] == "p" and qid[1:2].isdigit() else None
 
 
-def real(retriever, modes=MODES) -> dict[str, list[dict]]:
-    """Per dev-set half, the figures of each mode on its covered questions ({} without the dev set)."""
+def real_sets(independent: Path | None = None) -> dict[str, tuple[list[dict], list[dict]]]:
+    """Per half, its (covered, uncovered) questions: the dev set's two halves, or one independent set."""
+    if independent:
+        rows = independent_questions(independent)
+        return {INDEPENDENT: (real_gold(INDEPENDENT, rows), real_uncovered(INDEPENDENT, rows))}
+    return {half: (real_gold(half), real_uncovered(half)) for half in HALVES}
+
+
+def real(retriever, modes=MODES, sets: dict | None = None) -> dict[str, list[dict]]:
+    """Per half, the figures of each mode on its covered questions ({} without the dev set)."""
     topics = bank_topics()
-    return {half: [evaluate(retriever, rows, mode, topics=topics) for mode in modes]
-            for half in HALVES if (rows := real_gold(half))}
+    sets = real_sets() if sets is None else sets
+    return {half: [evaluate(retriever, covered, mode, topics=topics) for mode in modes]
+            for half, (covered, _) in sets.items() if covered}
 
 
-def real_summary(retriever, pick=lambda rows: rows) -> dict:
-    """For `python -m evals`: per dev-set half, the default mode's figures on covered questions (right:
-    bank_id or an alt_id), the right entry at rank 1 (the labelled bank_id itself, no alternative), and
-    the refusal decision (covered answered, uncovered refused). {} without the dev set; `pick` samples."""
+def real_summary(retriever, pick=lambda rows: rows, sets: dict | None = None) -> dict:
+    """For `python -m evals`: per dev-set half (or the given `sets`), the default mode's figures on
+    covered questions (right: bank_id or an alt_id), the right entry at rank 1 (the labelled bank_id
+    itself, no alternative), and the refusal decision (covered answered, uncovered refused). {} without
+    the dev set; `pick` samples."""
     out = {}
-    for half in HALVES:
-        covered, uncovered = pick(real_gold(half)), pick(real_uncovered(half))
+    for half, (covered, uncovered) in (real_sets() if sets is None else sets).items():
+        covered, uncovered = pick(covered), pick(uncovered)
         if not covered:
             continue
         result = evaluate(retriever, covered, retriever.mode)
@@ -115,6 +129,9 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--gold", type=Path, default=GOLD)
     parser.add_argument("--real", action="store_true", help="the real-question dev set's two halves instead")
+    parser.add_argument("--independent", type=Path, metavar="FILE",
+                        help="this labelled set (the dev set's shape, labels against the current bank) "
+                             "instead of the dev set; implies --real")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -125,7 +142,7 @@ def main(argv=None) -> int:
     retriever = HybridRetriever()
     gold = load_jsonl(args.gold)
     retriever.search(gold[0]["query"])  # load models before timing anything
-    if args.real:
+    if args.real or args.independent:
         return _print_real(retriever, args)
     results = [evaluate(retriever, gold, mode) for mode in args.modes]
     print(f"{len(gold)} gold queries, {retriever.store.count()} chunks, "
@@ -136,16 +153,32 @@ def main(argv=None) -> int:
 
 
 def _print_real(retriever, args) -> int:
-    halves = real(retriever, args.modes)
+    try:
+        sets = real_sets(args.independent)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the independent set: {exc}", file=sys.stderr)
+        return 2
+    halves = real(retriever, args.modes, sets)
     if not halves:
         print("the real-question dev set is absent (../shared/real-questions/dev.jsonl)", file=sys.stderr)
         return 1
+    refusals = real_summary(retriever, sets=sets)
     for half, results in halves.items():
         print(f"\n{half} half: {results[0]['n']} covered questions (right: bank_id or an alt_id), "
               f"{retriever.store.count()} chunks\n")
         print(table(results))
-    _save(args.out, halves)
+        print(refusal_line(refusals[half], len(sets[half][1])))
+    _save(args.out, {half: {"modes": results, "refusal": refusals[half]} for half, results in halves.items()})
     return 0
+
+
+def refusal_line(summary: dict, uncovered: int) -> str:
+    """The default mode's refusal decision on one half, as counts and shares."""
+    line = f"\n{LABELS.get(summary['mode'], summary['mode'])}: covered answered {summary['covered_answered']:.3f}"
+    if uncovered:
+        refused = round(summary["uncovered_refused"] * uncovered)
+        line += f", uncovered refused {refused}/{uncovered} ({summary['uncovered_refused']:.3f})"
+    return line
 
 
 def _save(path: Path | None, results) -> None:

@@ -260,3 +260,42 @@ def test_bench_times_ours_and_the_baseline_paired_in_alternating_order():
     assert [c[0] for c in calls[::2]] == ["clear"] * 8  # a clear before every search
     assert timed["ours"]["timed"] == timed["baseline"]["timed"] == 4
     assert timed["ours"]["p50"] >= 0 and timed["ours"]["p95"] >= timed["ours"]["p50"]
+
+
+# --- an independent labelled set (`--independent FILE`) --------------------------------------------
+def independent_rows() -> list[dict]:
+    """Our own near-domain questions as an outside labelled set: 8 answered by 8 different entries, 4 not."""
+    from evals.datasets import OUT_OF_SCOPE_NEAR, in_scope_near, load_jsonl
+
+    inside, seen = [], set()
+    for row in in_scope_near():
+        if row["expected"][0] not in seen and len(inside) < 8:
+            seen.add(row["expected"][0])
+            inside.append({"question": row["query"], "bank_id": row["expected"][0], "coverage": "full",
+                           "alt_ids": row["expected"][1:]})
+    outside = [{"question": row["query"], "bank_id": None, "coverage": "none", "alt_ids": []}
+               for row in load_jsonl(OUT_OF_SCOPE_NEAR)[:4]]
+    return inside + outside
+
+
+def test_an_independent_set_is_scored_by_its_own_labels(corpus_index, tmp_path, capsys):
+    from evals import retrieval
+    from evals.datasets import write_jsonl
+
+    rows = independent_rows()
+    # the same questions, each labelled with the next one's entry: the file's labels decide, not ours
+    shifted = [{**row, "bank_id": rows[(n + 1) % 8]["bank_id"], "alt_ids": []} for n, row in enumerate(rows[:8])]
+    figures = {}
+    for name, labelled in (("right", rows), ("shifted", shifted + rows[8:])):
+        write_jsonl(tmp_path / f"{name}.jsonl", labelled)
+        assert retrieval.main(["--independent", str(tmp_path / f"{name}.jsonl"), "--modes", "rerank",
+                               "--out", str(tmp_path / f"{name}-out.json")]) == 0
+        figures[name] = json.loads((tmp_path / f"{name}-out.json").read_text())["independent"]
+    assert figures["right"]["modes"][0]["n"] == 8 and figures["right"]["modes"][0]["hit@1"] >= 0.75
+    assert figures["shifted"]["modes"][0]["hit@1"] <= 0.25
+    assert figures["right"]["refusal"]["uncovered"] == 4 and figures["right"]["refusal"]["covered_answered"] >= 0.75
+    assert "uncovered refused" in capsys.readouterr().out
+
+    write_jsonl(tmp_path / "unlabelled.jsonl", [{"question": "What is dropout?", "bank_id": "p1-dropout"}])
+    assert retrieval.main(["--independent", str(tmp_path / "unlabelled.jsonl")]) == 2
+    assert "lacks coverage, alt_ids" in capsys.readouterr().err
