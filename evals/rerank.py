@@ -1,6 +1,6 @@
 """Fit the second retrieval stage's weights on the TUNING half of the real-question dev set.
 
-    python -m evals.rerank [--with-gold] [--out coach/rerank.json]
+    python -m evals.rerank [--with-gold] [--with-set FILE ...] [--out coach/rerank.json]
 
 The first stage (hybrid: dense and BM25 over chunks and question keys, fused by reciprocal rank) gives
 each question its best `Reranker.candidates` entries with their evidence (coach.retrieval.Reranker
@@ -16,6 +16,10 @@ other styles: terse, misspelled, scenario). Then the gold set's own figures must
 that saw it: each question is ranked by weights fitted without its fold, the features and strength
 chosen again inside that fold's training part (nested cross-validation), and those out-of-fold figures
 are what the report gives for either set.
+
+`--with-set FILE` (repeatable) fits on the covered questions of a labelled set kept outside the project
+as well (the dev set's shape, labels against the current bank: `evals.datasets.independent_questions`),
+for example real questions from other public collections; its figures are out-of-fold in the same way.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.datasets import GOLD, load_jsonl, real_gold
+from evals.datasets import GOLD, INDEPENDENT, independent_questions, load_jsonl, real_gold
 from evals.metrics import hit_at_k, reciprocal_rank
 
 STRENGTHS = (0.1, 0.3, 1.0, 3.0, 10.0)   # inverse regularisation strengths tried
@@ -132,6 +136,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RERANK_FILE)
     parser.add_argument("--with-gold", action="store_true",
                         help="fit on the bank authors' gold set too; its figures are then out-of-fold")
+    parser.add_argument("--with-set", type=Path, action="append", default=[], metavar="FILE",
+                        help="fit on this labelled set's covered questions too (repeatable)")
     args = parser.parse_args(argv)
 
     from coach.config import setup_logging
@@ -146,6 +152,10 @@ def main(argv=None) -> int:
         gold = load_jsonl(GOLD)
         sets["gold"] = range(len(items), len(items) + len(gold))
         items = items + gold
+    for path in args.with_set:
+        extra = real_gold(INDEPENDENT, independent_questions(path))
+        sets[path.stem] = range(len(items), len(items) + len(extra))
+        items = items + extra
     retriever = HybridRetriever(reranker=Reranker())
     groups = candidates(retriever, items)
     names = Reranker.FEATURES
@@ -153,6 +163,7 @@ def main(argv=None) -> int:
     weights = fit(groups, strength, used)
     first_stage = np.eye(len(Reranker.FEATURES))[-1]  # the fused score alone: the hybrid order
     figures = {"tuning_questions": len(sets["tuning"]), "gold_questions": len(sets.get("gold", ())),
+               "other_questions": {name: len(span) for name, span in sets.items() if name not in ("tuning", "gold")},
                "candidates": retriever.reranker.candidates,
                "cv_mrr": {f"{'+'.join(names[i] for i in u)} C={c}": round(v, 4) for (u, c), v in tried.items()},
                "chosen": {"features": [names[i] for i in used], "strength": strength,
@@ -165,12 +176,15 @@ def main(argv=None) -> int:
     data = {"about": "Weights of the second retrieval stage (coach.retrieval.Reranker): a logistic regression "
                      "over each first-stage candidate's evidence, fitted by `python -m evals.rerank` on the "
                      "covered questions of the TUNING half of the real-question dev set"
-                     + (" and on the bank authors' gold set" if args.with_gold else " only")
+                     + (" and on the bank authors' gold set" if args.with_gold else "")
+                     + "".join(f" and on {name} (covered questions of a labelled set of real questions kept "
+                               "outside the project)" for name in list(sets)[1:] if name != "gold")
+                     + (" only" if len(sets) == 1 else "")
                      + " (an entry is right when it is the labelled bank_id or one of its alt_ids); the features "
                      "used (a weight of 0 leaves one out) and the regularisation were chosen by 5-fold "
                      "cross-validation on MRR. Never fitted on the held-out half."
                      + (" figures.out_of_fold: each question ranked by weights fitted, and chosen, without "
-                        "its fold." if args.with_gold else ""),
+                        "its fold." if len(sets) > 1 else ""),
             "fitted": datetime.date.today().isoformat(), "candidates": retriever.reranker.candidates,
             "weights": {name: round(float(w), 4) for name, w in zip(Reranker.FEATURES, weights, strict=True)},
             "figures": figures}
