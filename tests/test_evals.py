@@ -299,3 +299,19 @@ def test_an_independent_set_is_scored_by_its_own_labels(corpus_index, tmp_path, 
     write_jsonl(tmp_path / "unlabelled.jsonl", [{"question": "What is dropout?", "bank_id": "p1-dropout"}])
     assert retrieval.main(["--independent", str(tmp_path / "unlabelled.jsonl")]) == 2
     assert "lacks coverage, alt_ids" in capsys.readouterr().err
+
+
+def test_the_reranker_fits_on_an_independent_set_as_well(corpus_index, tmp_path):
+    from evals import rerank
+    from evals.datasets import real_gold, write_jsonl
+
+    if not real_gold("tuning"):
+        pytest.skip("the dev set is absent (../shared/real-questions/dev.jsonl)")
+    rows = independent_rows()
+    write_jsonl(tmp_path / "own.jsonl", rows)
+    out = tmp_path / "rerank.json"
+    assert rerank.main(["--with-set", str(tmp_path / "own.jsonl"), "--out", str(out)]) == 0
+    fitted = json.loads(out.read_text())
+    assert fitted["figures"]["other_questions"] == {"own": 8}  # its covered questions only
+    assert fitted["figures"]["out_of_fold"]["own"]["questions"] == 8 and "own" in fitted["about"]
+    assert set(fitted["weights"]) == set(json.loads((ROOT / "coach" / "rerank.json").read_text())["weights"])
