@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -112,13 +113,15 @@ def _says_one_of(claim: str, sentences: list[str]) -> bool:
     return bool(said) and any(_runs_within(said, _words_and_negations(sentence)) for sentence in sentences)
 
 
-def _words_and_negations(text: str) -> list[str]:
-    """The stemmed content words of `text` in order, each negation kept as "not"."""
+@lru_cache(maxsize=4096)
+def _words_and_negations(text: str) -> tuple[str, ...]:
+    """The stemmed content words of `text` in order, each negation kept as "not". Cached: every claim of an
+    answer is compared with the same entry's sentences."""
     words = re.findall(r"[a-z][a-z0-9']*", _plain(text).lower().replace("’", "'"))
-    return ["not" if w in NEGATION else stem_sequence(w)[0] for w in words if w in NEGATION or stem_sequence(w)]
+    return tuple(term for w in words for term in (("not",) if w in NEGATION else stem_sequence(w)))
 
 
-def _runs_within(part: list[str], whole: list[str]) -> bool:
+def _runs_within(part: tuple[str, ...], whole: tuple[str, ...]) -> bool:
     return any(whole[start:start + len(part)] == part for start in range(len(whole) - len(part) + 1))
 
 

@@ -39,10 +39,17 @@ from tqdm import tqdm
 
 from coach.compose import SEE_ALSO_MARK
 from coach.text import citations_of, split_sentences, strip_citations
-from evals.datasets import GOLD, INDEPENDENT, OUT_OF_SCOPE, SETS, independent_questions, load_jsonl, real_questions
+from evals.datasets import (
+    GOLD,
+    INDEPENDENT,
+    OUT_OF_SCOPE,
+    independent_questions,
+    labelled_real_questions,
+    load_jsonl,
+    real_questions,
+)
 from evals.suite import ours_record, sample
 
-LABELS = SETS / "real_questions_labels.jsonl"
 # An answer's first sentence that points at something it never showed ("Both normalize…").
 DANGLING = re.compile(r"^\W*(?:both|this|these|those|it|they|their|such|each of (?:these|them|those)|"
                       r"the (?:former|latter)|if (?:they|it))\b(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)", re.I)
@@ -96,18 +103,6 @@ def defects(text: str) -> dict[str, list[str]]:
                              and STUB_END.search(claim := strip_citations(s).rstrip(".! "))
                              and not CLAUSE_END.search(claim)],
             "citation_gap": [] if used == list(range(1, len(used) + 1)) else [str(used)]}
-
-
-def labelled(half: str | None) -> list[dict]:
-    """The dev set's rows (one half, or all) with our labels against the current bank."""
-    labels = {row["key"]: row for row in load_jsonl(LABELS)}
-    rows = real_questions(half)
-    for row in rows:
-        label = labels.get(row["key"])
-        if label is None:
-            raise ValueError(f"{LABELS}: no label for dev question {row['key']}")
-        row.update(bank_id=label["bank_id"], coverage=label["coverage"], alt_ids=list(label.get("alt_ids") or []))
-    return rows
 
 
 def usefulness(answerer, rows: list[dict], grader, checker, progress: bool = True) -> dict:
@@ -195,7 +190,7 @@ def real(answerer, halves=("tuning", "heldout"), limit: int = 0, progress: bool 
     if sets is None:
         if not real_questions():
             return {}
-        sets = {half: labelled(half) for half in halves}
+        sets = {half: labelled_real_questions(half) for half in halves}
     answerer.warm_up()  # every bank unit embedded once, in batches: far faster than one answer at a time
     grader = Grader(retriever=answerer.retriever, bank=list(answerer.entries.values()))
     grader.key_point_vectors()

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from coach.text import citations_of, split_sentences
-from evals.answers import defects, labelled
-from evals.datasets import real_questions
+from evals.answers import defects
+from evals.datasets import labelled_real_questions, real_questions
 from helpers import assert_grounded
 
 
@@ -105,7 +105,7 @@ def test_no_answer_to_a_held_out_real_question_is_broken(retriever):
     answerer = Answerer(retriever=retriever, backend=ExtractiveBackend())
     answerer.warm_up()
     broken, answered = {}, 0
-    for row in labelled("heldout"):
+    for row in labelled_real_questions("heldout"):
         answer = answerer.ask(row["question"])
         if answer.refused or answer.blocked:
             continue
