@@ -28,7 +28,8 @@ from coach.text import CITATION, LIST_MARK, citations_of, content_words, split_s
 # A sentence that opens this way points at something said before it ("Both normalize…").
 REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
                          r"but|and|then|thus|hence|therefore|neither|either|another|instead|otherwise|"
-                         r"each of (?:these|them|those|the)|the (?:former|latter|same|two|other)|"
+                         r"each of (?:these|them|those|the)|the (?:former|latter|same|two|three|four|other)|"
+                         r"all (?:two|three|four|five|of (?:these|them|those))|"
                          r"in (?:this|that|both) cases?|if (?:they|it|so|not))\b", re.I)
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; they are not content.
 LABEL = re.compile(r"^(?:\*\*[^*]{1,60}[.:]\*\*|\*\*[^*]{1,60}\*\*[.:]|[A-Z][A-Za-z ]{2,30} (?:note|advice):)\s*")
@@ -40,10 +41,17 @@ TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 MATH_LINE = re.compile(r"^\s*\$.*\$[.,;]?\s*$")   # a line that is only a formula
 CELL_SPLIT = re.compile(r"(?<!\\)\|(?=(?:[^`]*`[^`]*`)*[^`]*$)")  # pipes outside `code`
 MARKUP = re.compile(r"[*`$\\{}_^]")
-# "What is the difference between A and B?", "A vs B": the two things a comparison entry is about.
+# "What is the difference between A and B?", "A vs B", "How do A and B differ?": the two things a comparison
+# entry is about.
 COMPARED = re.compile(r"(?:between|compare|contrast)\s+(?P<a>[^?,.]+?)\s+(?:and|with|to)\s+(?P<b>[^?,.]+?)\s*(?:[?,.]|$)"
-                      r"|^(?:\w+\s+){0,3}?(?P<c>[^?,.]+?)\s+(?:vs\.?|versus)\s+(?P<d>[^?,.]+?)\s*(?:[?,.]|$)", re.I)
+                      r"|^(?:\w+\s+){0,3}?(?P<c>[^?,.]+?)\s+(?:vs\.?|versus)\s+(?P<d>[^?,.]+?)\s*(?:[?,.]|$)"
+                      r"|^how\s+(?:do|does|did)\s+(?!you\b)(?P<e>(?:[^\s?,.]+\s+){0,3}?[^\s?,.]+)\s+and\s+(?P<f>[^?,.]+?)\s+differ\b",
+                      re.I)
 BOTH = re.compile(r"^Both\s+(?=[a-z]+(?<!s)\b)")
+# "Compare A, B, C and D." / "Explain A, B and C.": the things an "All four …" opening counts.
+LISTED = re.compile(r"^(?:compare|contrast|explain|define|what are)\s+(?P<items>[^?.:;]+?)\s*(?:[?.:;]|$)", re.I)
+ALL_OF = re.compile(r"^All (?P<count>two|three|four|five) (?P<verb>are )?")
+COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5}
 THIS_IS = re.compile(r"^This is (?:called |known as )?(?=[^:]{3,80}:)")   # "This is mode collapse: the …"
 MIN_INTRO_WORDS = 8   # a sentence ending in ':' this long is a claim worth showing alone ('…:' -> '….')
 
@@ -101,12 +109,28 @@ class Unit:
             return self
         if THIS_IS.match(self.pieces[0]):
             return Unit(self.index, self.kind, (_capitalize(THIS_IS.sub("", self.pieces[0])),), self.block)
+        if ALL_OF.match(self.pieces[0]):
+            return self._all_of(question)
         compared = COMPARED.search(question or "")
         if not (compared and BOTH.match(self.pieces[0])):
             return self
-        a, b = compared.group("a") or compared.group("c"), compared.group("b") or compared.group("d")
+        a = compared.group("a") or compared.group("c") or compared.group("e")
+        b = compared.group("b") or compared.group("d") or compared.group("f")
         text = BOTH.sub(f"{a[:1].upper()}{a[1:]} and {b} both ", self.pieces[0])
         return Unit(self.index, self.kind, (text,), self.block)
+
+    def _all_of(self, question: str) -> Unit:
+        """'All four are PEFT methods …' in the entry comparing LoRA, adapters, prefix tuning and prompt tuning
+        reads 'LoRA, adapters, prefix tuning and prompt tuning are all PEFT methods …', when the question
+        lists as many things as the opening counts."""
+        listed, opening = LISTED.search(question or ""), ALL_OF.match(self.pieces[0])
+        items = re.split(r",\s*(?:and\s+)?|\s+and\s+", listed.group("items")) if listed else []
+        if len(items) != COUNTS[opening.group("count")]:
+            return self
+        named = _capitalize(listed.group("items"))
+        rest = self.pieces[0][opening.end():]
+        return Unit(self.index, self.kind, (f"{named} are all {rest}" if opening.group("verb") else f"{named} all {rest}",),
+                    self.block)
 
     @property
     def refers_back(self) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coach.compose import table_rows_of
+from coach.compose import Unit, table_rows_of
 from coach.text import content_words, split_sentences, strip_citations
 
 # "**Training.**", "**Why it works**:" and "Practical note:" open a paragraph; "**LoRA** learns ..." does not.
@@ -91,9 +91,13 @@ def quote(sentence: str, passage: str, embeddings) -> str | None:
     stated = strip_citations(sentence)
     if row := next((line for line, shown in table_rows_of(passage) if _plain(shown) == _plain(stated)), None):
         return row  # a table row the composer showed as '**Label**: A: …; B: …': the row as written
-    exact = [raw for raw in split_sentences(passage.split("\n", 1)[-1]) if raw in passage]
+    question, body = passage.split("\n", 1) if "\n" in passage else ("", passage)
+    exact = [raw for raw in split_sentences(body) if raw in passage]
     if same := [raw for raw in exact if _plain(raw) == _plain(stated)]:
         return same[0]  # the composer showed this very sentence (a short '**ReLU**, $max(0, x)$.' too)
+    if made_whole := [raw for raw in exact[:1] if _plain(Unit(0, "sentence", (raw,), 0).resolved(question).text)
+                      == _plain(stated)]:
+        return made_whole[0]  # the opening made to stand alone ('All four are …' -> 'LoRA, … are all …')
     if opening := [raw for raw in exact if _opens(raw, stated)]:
         return _continued(max(opening, key=len), stated, passage)  # a formula unit: intro, formula, clause
     raws = [raw for raw in exact if clean(raw) or _long_intro(raw)]

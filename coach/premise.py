@@ -87,7 +87,10 @@ def correct(question: str, passages: list[tuple[str, object]], embeddings) -> Co
 
 def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] | None:
     """(the entry's sentence that contradicts `claim`, why) or None."""
-    sentences = [u.text for u in units_of(entry_body(text)) if u.kind in ("sentence", "formula", "item")]
+    units = units_of(entry_body(text))
+    sentences = [u.text for u in units if u.kind in ("sentence", "formula", "item")]
+    if units and entry is not None:  # its opening as answers show it: "All three …" -> "Precision, recall and F1 all …"
+        sentences.append(units[0].resolved(entry.question).text)
     if not sentences or _says_one_of(claim, sentences):
         return None
     pairs = _misconceptions(entry)

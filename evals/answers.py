@@ -52,13 +52,13 @@ from evals.suite import ours_record, sample
 
 # An answer's first sentence that points at something it never showed ("Both normalize…").
 DANGLING = re.compile(r"^\W*(?:both|this|these|those|it|they|their|such|each of (?:these|them|those)|"
-                      r"the (?:former|latter)|if (?:they|it))\b(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)", re.I)
+                      r"all (?:two|three|four|five|of (?:these|them|those))|the (?:former|latter)|if (?:they|it))\b(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)", re.I)
 # A line that is part of a markdown table: answers render tables as lists, so any is a cut table.
 TABLE_FRAGMENT = re.compile(r"^\s*\||\|\s*(?:\[\d+\]\s*)*[.]?\s*$|\|\s*\|")
 # A sentence whose formula was left behind: it ends on a word that needs something after it.
 STUB_END = re.compile(r"(?:\b(?:is|are|of|by|the|a|an|gives|becomes|equals|computes|where)|[=:+−])\s*$")
-# "… no matter how large the image is" ends a clause; "the output width is" does not.
-CLAUSE_END = re.compile(r"\b(?:how|what|whatever|wherever|however|whoever)\b[^,;:]*\b(?:is|are)\s*$", re.I)
+# "… no matter how large the image is" and "… less valuable than it is" end a clause; "the output width is" does not.
+CLAUSE_END = re.compile(r"\b(?:how|what|whatever|wherever|however|whoever|than)\b[^,;:]*\b(?:is|are)\s*$", re.I)
 
 
 def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:

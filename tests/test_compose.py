@@ -51,6 +51,8 @@ def test_an_opening_that_points_back_is_made_to_stand_alone(bank):
     assert REFERS_BACK.match(units_of(entry.answer)[0].text), "the entry opens with 'Both …'"
     lead = opening(units_of(entry.answer), entry.question)[0]
     assert lead.text.lower().startswith("batch normalization and layer normalization both normalize")
+    bert = bank["p2-bert-vs-gpt"]  # asked "How do BERT and GPT differ?"; the next standalone sentence is about T5
+    assert opening(units_of(bert.answer), bert.question)[0].text.startswith("BERT and GPT both are transformers")
     gan = bank["p2-gan-mode-collapse"]
     assert opening(units_of(gan.answer), gan.question)[0].text.startswith("**Mode collapse**")
 
@@ -72,6 +74,24 @@ def test_every_entry_answering_its_own_question_has_no_defect(bank, embeddings):
         assert all(citations_of(s) == [1] for s in split_sentences(text)), entry.id
         lead = opening(units_of(entry.answer), entry.question)[0]
         assert text.startswith(lead.text.rstrip(".")[:40]), entry.id
+
+
+def test_a_formula_stub_is_a_defect_and_a_comparison_ending_in_is_is_not():
+    assert defects("All four freeze the pretrained weights [1].")["dangling_opening"]
+    assert defects("For input width W the output width is [2].")["formula_stub"]
+    assert not defects("Shorter runs stopped early, so data looked less valuable than it is [1].")["formula_stub"]
+    assert not defects("The same kernel is used no matter how large the image is [1].")["formula_stub"]
+
+
+def test_every_entry_opens_on_a_sentence_that_stands_alone(bank):
+    """An answer's first sentence is its direct answer: one that points back ("All four are ...", "They fix
+    ...") would be skipped, and the answer would lead with whatever stands alone next."""
+    from coach.compose import opening, units_of
+
+    pointing_back = [entry.id for entry in bank.values()
+                     if units_of(entry.answer)[0].resolved(entry.question).refers_back]
+    assert not pointing_back
+    assert not [entry.id for entry in bank.values() if opening(units_of(entry.answer), entry.question)[0].refers_back]
 
 
 def test_renumber_closes_gaps_in_order_of_appearance():
