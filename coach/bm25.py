@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from functools import lru_cache
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coach.text import stemmer
+from coach.text import stemmer, stopwords
 
 # Misspelt query words (evals/README.md, "typo-tolerant BM25": three tries, each ruled before measuring).
 # A word is respelt only when wordfreq's English list lacks it: the second try's Zipf < 2.0 still respelt
@@ -24,15 +25,23 @@ from coach.text import stemmer
 TYPO_MIN_LETTERS = 5                 # stemmed terms shorter than this are never respelt
 TYPO_EDITS = ((8, 1), (10**6, 2))    # stemmed term under 8 letters: 1 edit; from 8 letters: 2 edits
 SPELLINGS_KEPT = 4096                # respellings remembered per index (unknown words arrive without end)
+# Compounds written apart, together or hyphenated (evals/README.md, "compounds as the index spells them"): on
+# set F "hyper parameters" found nothing where "hyperparameters" found its entry, "Feedforward" nothing where
+# "feed-forward" did; MiniLM and BM25 both read the spelling literally.
+HYPHENATED = re.compile(r"\b([A-Za-z]{2,})-([A-Za-z]{2,})\b")
+CLOSED_MIN_LETTERS = 6               # a closed word this long may be a hyphenated compound written together
+APART = re.compile(r"\b([A-Za-z]{3,}) (?=([A-Za-z]{3,})\b)")  # two words that may be one written apart
 
 
 class Bm25Index:
     """bm25s over chunk texts, with each chunk's filter fields (part, topic, source, ...)."""
     FIELDS = ("part", "topic", "difficulty", "source", "qid")
-    FORMAT = 2  # bump when what is saved changes; an index of another format is rebuilt (2: library)
+    FORMAT = 3  # bump when what is saved changes; an index of another format is rebuilt (2: library, 3: compounds)
 
-    def __init__(self, model, ids: list[str], fields: dict[str, list], fingerprint: str):
+    def __init__(self, model, ids: list[str], fields: dict[str, list], fingerprint: str,
+                 compounds: dict[str, str] | None = None):
         self.model, self.ids, self.fingerprint = model, ids, fingerprint  # model: a bm25s.BM25
+        self.compounds = compounds or {}  # "feedforward" -> "feed-forward", as the indexed texts hyphenate it
         self.fields = {name: np.array(values, dtype=object) for name, values in fields.items()}
         self.position = {chunk_id: i for i, chunk_id in enumerate(ids)}
         self._library_sizes = self._sections = None  # built on first use (library_size, section_ids)
@@ -86,7 +95,7 @@ class Bm25Index:
             model.index(cls.tokenize(texts), show_progress=False)
         fields = {name: [m.get(name) for m in metadatas] for name in cls.FIELDS}
         fields["library"] = [library_of(m) for m in metadatas]  # "bank" or "docs", for scoped search
-        return cls(model, list(ids), fields, fingerprint)
+        return cls(model, list(ids), fields, fingerprint, hyphenated_compounds(texts))
 
     def save(self, folder: Path) -> None:
         """Write to a sibling temp folder and swap it in, so a kill never leaves half an index."""
@@ -95,7 +104,7 @@ class Bm25Index:
         if self.ids:
             self.model.save(str(tmp))
         meta = {"format": self.FORMAT, "fingerprint": self.fingerprint, "ids": self.ids,
-                "fields": {name: values.tolist() for name, values in self.fields.items()}}
+                "fields": {name: values.tolist() for name, values in self.fields.items()}, "compounds": self.compounds}
         (tmp / "coach.json").write_text(json.dumps(meta))
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -112,7 +121,7 @@ class Bm25Index:
             if meta.get("format") != cls.FORMAT:
                 return None
             model = bm25s.BM25.load(str(folder)) if meta["ids"] else bm25s.BM25()
-            return cls(model, meta["ids"], meta["fields"], meta["fingerprint"])
+            return cls(model, meta["ids"], meta["fields"], meta["fingerprint"], meta["compounds"])
         except (OSError, ValueError, KeyError):
             return None
 
@@ -200,6 +209,33 @@ class Bm25Index:
         found = (t if t in vocab else self.spelled(t, word) for t, word in query_words(query))
         return [t for t in found if t is not None]
 
+    def compounds_respelt(self, query: str) -> str:
+        """The query with its compounds spelt as the indexed texts spell them, so the embedder and BM25 both
+        meet the library's form: a closed word the index never holds, which the texts hyphenate, is
+        hyphenated ("Feedforward" -> "feed-forward"); two words written apart are joined when the joined
+        word is indexed and one of the two is not ("hyper parameters" -> "hyperparameters"; "fine tuning"
+        stays, both of its words are indexed)."""
+        def split(match: re.Match) -> str:
+            word = match.group()
+            hyphenated = self.compounds.get(word.lower())
+            return hyphenated if hyphenated and not self._holds(word) else word
+
+        def join(match: re.Match) -> str:
+            first, second = match.group(1), match.group(2)
+            if first.lower() in stopwords() or second.lower() in stopwords():
+                return match.group()
+            joined = self._holds(first + second) and not (self._holds(first) and self._holds(second))
+            return first if joined else match.group()
+
+        query = re.sub(rf"\b[A-Za-z]{{{CLOSED_MIN_LETTERS},}}\b", split, query) if self.compounds else query
+        return APART.sub(join, query) if self.ids else query
+
+    def _holds(self, word: str) -> bool:
+        """Does some item hold the word (stemmed as the index stems it)? Its postings are not read."""
+        i = self.model.vocab_dict.get(stemmer().stemWord(word.lower()))
+        indptr = self.model.scores["indptr"]
+        return i is not None and i + 1 < len(indptr) and indptr[i + 1] > indptr[i]
+
     def spelled(self, term: str, word: str) -> str | None:
         """The indexed term nearest in spelling to a term no item holds, when the typed word looks like a
         misspelling: long enough to judge (TYPO_MIN_LETTERS), not an English word (wordfreq: a real word
@@ -244,6 +280,15 @@ def query_words(query: str) -> tuple[tuple[str, str], ...]:
     times (bm25s builds progress bars even when told not to show them: ~1.5 ms a search at 100k)."""
     words = _bm25s().tokenize([query], stemmer=None, return_ids=False, show_progress=False)[0]
     return tuple(zip(stemmer().stemWords(words), words, strict=True))
+
+
+def hyphenated_compounds(texts: list[str]) -> dict[str, str]:
+    """Every hyphenated word pair of the texts by its closed form: {"feedforward": "feed-forward"}."""
+    found = {}
+    for text in texts:
+        for first, second in HYPHENATED.findall(text):
+            found.setdefault((first + second).lower(), f"{first}-{second}".lower())
+    return {closed: hyphenated for closed, hyphenated in found.items() if len(closed) >= CLOSED_MIN_LETTERS}
 
 
 @lru_cache(maxsize=4096)

@@ -229,7 +229,7 @@ class HybridRetriever:
             raise ValueError(f"scope must be one of {SCOPES}")
         if (mode or self.mode) not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        query = normalise_query(query)
+        query = self.searched_query(query)
         if not query:
             raise ValueError("the query is empty")
         filters = {"k": k, "part": part, "topic": topic, "difficulty": difficulty, "mode": mode}
@@ -244,6 +244,11 @@ class HybridRetriever:
             hit.rank = n
         self.last_timing_ms = (time.perf_counter() - started) * 1000
         return hits
+
+    def searched_query(self, query: str) -> str:
+        """The query as it is embedded and matched: normalised (normalise_query), its compounds spelt as the
+        indexed texts spell them (Bm25Index.compounds_respelt)."""
+        return self.store.bm25().compounds_respelt(normalise_query(query))
 
     def _begin(self, query: str, mode: str, where: dict, libraries: tuple[str, ...]) -> dict:
         """What the searches of one query share (see _search), made on a thread while the query is embedded

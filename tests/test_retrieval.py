@@ -274,7 +274,7 @@ def test_a_small_library_is_shown_from_memory_as_chroma_holds_it(retriever, monk
     for no chunk, and every hit's text, metadata and evidence are what Chroma's own rows give."""
     import numpy as np
 
-    from coach.retrieval import _read_evidence, normalise_query
+    from coach.retrieval import _read_evidence
 
     store = retriever.store
     queries = [item["query"] for item in GOLD[::8]]
@@ -289,12 +289,12 @@ def test_a_small_library_is_shown_from_memory_as_chroma_holds_it(retriever, monk
     monkeypatch.undo()
     for query, hits in results.items():
         assert len(hits) == 8
-        vector = np.asarray(store.embeddings.embed_query(normalise_query(query)), dtype=np.float32)
+        vector = np.asarray(store.embeddings.embed_query(retriever.searched_query(query)), dtype=np.float32)
         for hit in hits:
             got = collection.get(ids=[hit.chunk_id], include=["documents", "metadatas"])
             assert (hit.text, hit.metadata) == (got["documents"][0], got["metadatas"][0])
             section = (hit.metadata["source"], hit.metadata["qid"])
-            evidence, _ = _read_evidence(collection, store.bm25(), [section], normalise_query(query), vector)
+            evidence, _ = _read_evidence(collection, store.bm25(), [section], retriever.searched_query(query), vector)
             _, cosines, bm25 = evidence[section]
             assert (hit.dense, hit.bm25) == (max(cosines), max(bm25))
 
@@ -467,3 +467,30 @@ def test_a_misspelt_word_is_read_as_the_indexed_term_and_a_real_word_is_left_alo
     assert index.terms("chinchila laws") == index.terms("chinchilla laws")
     for word in ("posteriori", "lable", "kubernetes"):
         assert index.search(word, k=2) == [], word
+
+
+def test_compounds_are_spelt_as_the_indexed_texts_spell_them(tmp_path):
+    """A closed word the texts hyphenate is hyphenated, two words the texts write as one are joined when
+    one of them is not indexed, words both indexed stay apart, and the spelling survives a save and load."""
+    from coach.bm25 import Bm25Index
+
+    texts = ["a feed-forward block follows attention", "tune the hyperparameters on a validation set",
+             "fine-tuning starts from a pretrained model", "the data set is split"]
+    index = Bm25Index.build([f"c{i}" for i in range(4)], texts, [{"kind": "bank"}] * 4, "test")
+    assert index.compounds_respelt("what does the Feedforward layer do") == "what does the feed-forward layer do"
+    assert index.compounds_respelt("how to choose hyper parameters?") == "how to choose hyperparameters?"
+    assert index.compounds_respelt("when is fine tuning worth it") == "when is fine tuning worth it"
+    assert index.compounds_respelt("for mat the data set") == "for mat the data set"  # "for" is a stop word
+    index.save(tmp_path / "bm25")
+    loaded = Bm25Index.load(tmp_path / "bm25")
+    assert loaded.compounds == index.compounds and loaded.compounds["feedforward"] == "feed-forward"
+
+
+def test_a_compound_written_apart_or_together_finds_its_entry(retriever):
+    """The bank writes "hyperparameters" and "feed-forward"; asked the other way, the same entries answer."""
+    threshold = retriever.calibration.threshold
+    apart = retriever.search("what do you mean by hyper parameters in training a net?", k=1)[0]
+    assert apart.metadata["qid"] == "p5-hyperparameter-search" and apart.score >= threshold
+    together = retriever.search("what is the Feedforward sublayer inside a transformer block?", k=1)[0]
+    joined = retriever.search("what is the feed-forward sublayer inside a transformer block?", k=1)[0]
+    assert together.metadata["qid"] == joined.metadata["qid"] == "p2-transformer-block"
