@@ -76,7 +76,8 @@ def test_every_entry_answering_its_own_question_has_no_defect(bank, embeddings):
         assert text.startswith(lead.text.rstrip(".")[:40]), entry.id
 
 
-def test_a_formula_stub_is_a_defect_and_a_comparison_ending_in_is_is_not():
+def test_the_defect_checks_on_hand_made_sentences():
+    """An 'All four …' opening points back; a sentence ending on 'is' is a stub unless a clause ends there."""
     assert defects("All four freeze the pretrained weights [1].")["dangling_opening"]
     assert defects("For input width W the output width is [2].")["formula_stub"]
     assert not defects("Shorter runs stopped early, so data looked less valuable than it is [1].")["formula_stub"]

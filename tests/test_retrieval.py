@@ -475,8 +475,8 @@ def test_compounds_are_spelt_as_the_indexed_texts_spell_them(tmp_path):
     from coach.bm25 import Bm25Index
 
     texts = ["a feed-forward block follows attention", "tune the hyperparameters on a validation set",
-             "fine-tuning starts from a pretrained model", "the data set is split"]
-    index = Bm25Index.build([f"c{i}" for i in range(4)], texts, [{"kind": "bank"}] * 4, "test")
+             "fine-tuning starts from a pretrained model", "the data set is split", "pick an output format"]
+    index = Bm25Index.build([f"c{i}" for i in range(5)], texts, [{"kind": "bank"}] * 5, "test")
     assert index.compounds_respelt("what does the Feedforward layer do") == "what does the feed-forward layer do"
     assert index.compounds_respelt("how to choose hyper parameters?") == "how to choose hyperparameters?"
     assert index.compounds_respelt("when is fine tuning worth it") == "when is fine tuning worth it"
