@@ -46,6 +46,12 @@ NEGATED_AUX = re.compile(r"n't|not", re.I)
 MISCONCEPTION_COSINE = 0.70
 MARGIN = 0.10
 RESTATES = 0.75            # share of the claim's words a clause of the correction holds when it says the same
+# A claim that states a mistake says much of it, with its polarity. Through the whole pipeline a true premise met the
+# mistakes of neighbouring entries too: "batch norm uses running averages at inference" matched the folding entry's
+# "batch norm is expensive in arithmetic …" (a third of its words), "LoRA adds no inference latency" matched "LoRA
+# adapters always add inference latency". 0.4: the least any wrong premise of tests/test_premise.py holds is 0.44
+# (evals/README.md, "Rule 50").
+STATES_MISTAKE = 0.4       # share of the mistake's content words the claim must hold
 CORRECTION_COSINE = 0.55    # the entry sentence cited must state the correction this closely
 
 
@@ -139,11 +145,17 @@ def _matches(claim: str, pair: tuple[str, str], vectors: np.ndarray) -> bool:
     shared_wrong, shared_right = (len(words & content_words(t)) / len(words) if words else 0.0 for t in pair)
     if to_wrong < MISCONCEPTION_COSINE or (to_wrong - to_right) + (shared_wrong - shared_right) < MARGIN:
         return False
+    if _negations(claim) % 2 != _negations(pair[0]) % 2 or _recall(content_words(pair[0]), claim) < STATES_MISTAKE:
+        return False  # it denies the mistake, or says too little of it
     # "the sigmoid saturates" is near "ReLU saturates … like the sigmoid", but a clause of the correction
     # says it as closely as the mistake does: a tie is not a mistake
     restated = max((_recall(words, clause) for clause in clauses(pair[1]) if not contradicts(claim, clause)),
                    default=0.0)
     return not (restated >= RESTATES and restated >= _recall(words, pair[0]))
+
+
+def _negations(text: str) -> int:
+    return sum(word in NEGATION for word in re.findall(r"[a-z']+", text.lower().replace("’", "'")))
 
 
 def _recall(words: set[str], text: str) -> float:

@@ -143,3 +143,23 @@ def test_an_entry_never_contradicts_its_own_sentences(bank, embeddings):
     assert "ReLU is cheap and does not saturate for positive inputs" in text
     found = contradiction("ReLU is cheap and saturates for positive inputs", text, entry, embeddings)
     assert found is not None and found[1] == "negation"
+
+
+def test_a_true_premise_is_not_corrected_by_a_neighbouring_entrys_mistake(retriever, bank, embeddings):
+    """Through the whole pipeline the premise meets the mistakes of every retrieved entry. One that denies a mistake
+    ("no latency" against "always add latency") or says a third of its words does not state it; the wrong premise
+    that does is still corrected. (Each true premise here was corrected before rule 50: evals/README.md.)"""
+    from coach.answer import Answerer
+    from coach.llm import ExtractiveBackend
+    from coach.premise import _matches
+
+    answerer = Answerer(retriever=retriever, backend=ExtractiveBackend())
+    for true in ("Given that dropout is only active during training, why does model.eval() matter?",
+                 "Given that early stopping monitors validation loss, how does it act as a regularizer?"):
+        assert answerer.ask(true).corrected_premise is None, true
+    wrong = answerer.ask("Since LoRA adapters always slow down inference, why use them?")
+    assert wrong.corrected_premise and wrong.answer.startswith("The premise of the question is not right")
+    claim, pair = "LoRA adds no inference latency", next((m.wrong, m.right) for m in bank["p4-lora"].misconceptions
+                                                         if "latency" in m.wrong)
+    vectors = embeddings.embed_sentences([claim, *pair])
+    assert not _matches(claim, pair, vectors) and _matches(pair[0], pair, embeddings.embed_sentences([pair[0], *pair]))
