@@ -145,17 +145,14 @@ def _matches(claim: str, pair: tuple[str, str], vectors: np.ndarray) -> bool:
     shared_wrong, shared_right = (len(words & content_words(t)) / len(words) if words else 0.0 for t in pair)
     if to_wrong < MISCONCEPTION_COSINE or (to_wrong - to_right) + (shared_wrong - shared_right) < MARGIN:
         return False
-    if _negations(claim) % 2 != _negations(pair[0]) % 2 or _recall(content_words(pair[0]), claim) < STATES_MISTAKE:
+    polarity = [_words_and_negations(text).count("not") % 2 for text in (claim, pair[0])]
+    if polarity[0] != polarity[1] or _recall(content_words(pair[0]), claim) < STATES_MISTAKE:
         return False  # it denies the mistake, or says too little of it
     # "the sigmoid saturates" is near "ReLU saturates … like the sigmoid", but a clause of the correction
     # says it as closely as the mistake does: a tie is not a mistake
     restated = max((_recall(words, clause) for clause in clauses(pair[1]) if not contradicts(claim, clause)),
                    default=0.0)
     return not (restated >= RESTATES and restated >= _recall(words, pair[0]))
-
-
-def _negations(text: str) -> int:
-    return sum(word in NEGATION for word in re.findall(r"[a-z']+", text.lower().replace("’", "'")))
 
 
 def _recall(words: set[str], text: str) -> float:
