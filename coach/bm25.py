@@ -163,11 +163,16 @@ class Bm25Index:
 
     def postings(self, term: str) -> list[int]:
         """Positions of the items that contain a (tokenized) term; [] for a term no item has."""
-        vocab, matrix = (self.model.vocab_dict, self.model.scores) if self.ids else ({}, None)
-        i = vocab.get(term)
-        if i is None or i + 1 >= len(matrix["indptr"]):  # bm25s's empty-string token has no row
-            return []
-        return matrix["indices"][matrix["indptr"][i]:matrix["indptr"][i + 1]].tolist()
+        start, end = self._row(term)
+        return self.model.scores["indices"][start:end].tolist() if end > start else []
+
+    def _row(self, term: str) -> tuple[int, int]:
+        """Where a term's postings lie in the saved matrix: (0, 0) for a term no item has."""
+        i = self.model.vocab_dict.get(term) if self.ids else None
+        indptr = self.model.scores["indptr"] if i is not None else ()
+        if i is None or i + 1 >= len(indptr):  # bm25s's empty-string token has no row
+            return 0, 0
+        return int(indptr[i]), int(indptr[i + 1])
 
     def search(self, query: str, k: int, where: dict | None = None) -> list[tuple[str, float]]:
         """Top-k (chunk id, score) with score > 0, among chunks whose fields equal `where`.
@@ -232,9 +237,8 @@ class Bm25Index:
 
     def _holds(self, word: str) -> bool:
         """Does some item hold the word (stemmed as the index stems it)? Its postings are not read."""
-        i = self.model.vocab_dict.get(stemmer().stemWord(word.lower()))
-        indptr = self.model.scores["indptr"]
-        return i is not None and i + 1 < len(indptr) and indptr[i + 1] > indptr[i]
+        start, end = self._row(stemmer().stemWord(word.lower()))
+        return end > start
 
     def spelled(self, term: str, word: str) -> str | None:
         """The indexed term nearest in spelling to a term no item holds, when the typed word looks like a

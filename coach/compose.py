@@ -109,8 +109,8 @@ class Unit:
             return self
         if THIS_IS.match(self.pieces[0]):
             return Unit(self.index, self.kind, (_capitalize(THIS_IS.sub("", self.pieces[0])),), self.block)
-        if ALL_OF.match(self.pieces[0]):
-            return self._all_of(question)
+        if opening := ALL_OF.match(self.pieces[0]):
+            return self._all_of(question, opening)
         compared = COMPARED.search(question or "")
         if not (compared and BOTH.match(self.pieces[0])):
             return self
@@ -119,11 +119,11 @@ class Unit:
         text = BOTH.sub(f"{a[:1].upper()}{a[1:]} and {b} both ", self.pieces[0])
         return Unit(self.index, self.kind, (text,), self.block)
 
-    def _all_of(self, question: str) -> Unit:
+    def _all_of(self, question: str, opening: re.Match) -> Unit:
         """'All four are PEFT methods …' in the entry comparing LoRA, adapters, prefix tuning and prompt tuning
         reads 'LoRA, adapters, prefix tuning and prompt tuning are all PEFT methods …', when the question
         lists as many things as the opening counts."""
-        listed, opening = LISTED.search(question or ""), ALL_OF.match(self.pieces[0])
+        listed = LISTED.search(question or "")
         items = re.split(r",\s*(?:and\s+)?|\s+and\s+", listed.group("items")) if listed else []
         if len(items) != COUNTS[opening.group("count")]:
             return self

@@ -96,7 +96,8 @@ def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] |
     units = units_of(entry_body(text))
     sentences = [u.text for u in units if u.kind in ("sentence", "formula", "item")]
     if units and entry is not None:  # its opening as answers show it: "All three …" -> "Precision, recall and F1 all …"
-        sentences.append(units[0].resolved(entry.question).text)
+        shown = units[0].resolved(entry.question)
+        sentences += [shown.text] if shown is not units[0] else []
     if not sentences or _says_one_of(claim, sentences):
         return None
     pairs = _misconceptions(entry)
