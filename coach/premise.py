@@ -6,11 +6,12 @@ question presupposes ("since…", "given that…", "because…", "why does X do 
 out and checked against the entry that answers the question, in two ways:
 
 1. The entry's `misconceptions`: a claim that reads like a listed wrong statement (closer to it than to
-   its correction, by meaning and by words) is wrong, and the entry's sentence that states the
-   correction is cited.
+   its correction, by meaning and by words, and not nearer to another of the entry's corrections) is
+   wrong, and the entry's sentence that states the correction is cited.
 2. The entry's own sentences: a claim that restates one of them with the negation or an antonym flipped
    ("ReLU saturates for positive inputs" against "ReLU does not saturate for positive inputs") is
-   wrong; `coach.contradictions.contradicts` is the same check the grader uses on learners' answers.
+   wrong, when the sentence names the claim's subject; `coach.contradictions.contradicts` is the same
+   check the grader uses on learners' answers.
 
 The same check keeps a model's own sentences honest: `contradiction(sentence, …)` on each generated
 sentence finds the ones the cited entry contradicts, and the answer step drops them.
@@ -103,15 +104,27 @@ def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] |
     pairs = _misconceptions(entry)
     vectors = np.asarray(embeddings.embed_sentences([_plain(s) for s in sentences]))
     stated = np.asarray(embeddings.embed_sentences([claim, *(t for pair in pairs for t in pair)]))
+    # (len(pairs),) the claim's cosine to each correction: "GRUs have fewer gates than LSTMs" is nearer "a GRU has
+    # two gates … while an LSTM has three" than the mistake "LSTMs consistently outperform GRUs" it shares words with
+    to_corrections = stated[2::2] @ stated[0]
     for k, (wrong, right) in enumerate(pairs):
-        if _matches(claim, (wrong, right), stated[[0, 2 * k + 1, 2 * k + 2]]):
+        nearer_a_correction = float(stated[0] @ stated[2 * k + 1]) < np.delete(to_corrections, k).max(initial=-1.0)
+        if not nearer_a_correction and _matches(claim, (wrong, right), stated[[0, 2 * k + 1, 2 * k + 2]]):
             best = vectors @ stated[2 * k + 2]
             if best.max() >= CORRECTION_COSINE:
                 return sentences[int(np.argmax(best))], "misconception"
     for sentence in sentences:
-        if contradicts(claim, _plain(sentence)):
+        if contradicts(claim, _plain(sentence)) and _speaks_of(claim, sentence):
             return sentence, "negation"
     return None
+
+
+def _speaks_of(claim: str, sentence: str) -> bool:
+    """Does the sentence name the claim's subject (its first content word: a presupposed claim names it first)? A
+    sentence negating the rest of a claim about something else does not correct it: "adapters add inference latency"
+    is no answer to "LoRA adds no inference latency" (evals/README.md, "Rule 53")."""
+    subject = next((word for word in _words_and_negations(claim) if word != "not"), None)
+    return subject is None or subject in _words_and_negations(sentence)
 
 
 def _says_one_of(claim: str, sentences: list[str]) -> bool:

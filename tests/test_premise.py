@@ -54,6 +54,10 @@ TRUE_PREMISES = [
      "p1-sgd-momentum-adam"),
     ("Why is automatic differentiation exact up to floating-point error, unlike finite differences?",
      "p1-computational-graph-autodiff"),
+    # Rule 53 (evals/README.md): the entry's "adapters add inference latency" speaks of another subject, and "fewer
+    # gates" is nearer the two-gates correction than the mistake "LSTMs consistently outperform GRUs"
+    ("Since LoRA adds no inference latency, why do people still use adapters?", "p4-peft-comparison"),
+    ("Given that GRUs have fewer gates than LSTMs, when are they preferred?", "p2-gru-vs-lstm"),
 ]
 
 
