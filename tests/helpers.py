@@ -47,5 +47,15 @@ def open_app(browser, url, **context):
 
 
 def wait_for_text(page, selector: str, text: str, seconds: float) -> None:
-    page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
-                           arg=[selector, text], timeout=seconds * 1000)
+    """Wait until the element shows `text`; on a timeout, fail with what it and any error toast showed instead (an
+    Interview tab's Start once showed nothing for 60 s in a full run, and the bare timeout said nothing more)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
+                               arg=[selector, text], timeout=seconds * 1000)
+    except PlaywrightTimeout:
+        shown = page.evaluate("(sel) => document.querySelector(sel)?.innerText ?? '(no such element)'", selector)
+        toasts = page.evaluate("() => [...document.querySelectorAll('.toast-body')].map(t => t.innerText)")
+        raise AssertionError(f"{selector} did not show {text!r} within {seconds} s; it showed {shown[-500:]!r}; "
+                             f"error toasts: {toasts}") from None
