@@ -104,11 +104,12 @@ def contradiction(claim: str, text: str, entry, embeddings) -> tuple[str, str] |
     pairs = _misconceptions(entry)
     vectors = np.asarray(embeddings.embed_sentences([_plain(s) for s in sentences]))
     stated = np.asarray(embeddings.embed_sentences([claim, *(t for pair in pairs for t in pair)]))
-    # (len(pairs),) the claim's cosine to each correction: "GRUs have fewer gates than LSTMs" is nearer "a GRU has
-    # two gates … while an LSTM has three" than the mistake "LSTMs consistently outperform GRUs" it shares words with
-    to_corrections = stated[2::2] @ stated[0]
+    # (len(pairs),) each the claim's cosine to every mistake and every correction: "GRUs have fewer gates than LSTMs"
+    # is nearer "a GRU has two gates … while an LSTM has three" than the mistake "LSTMs consistently outperform GRUs"
+    # it shares words with
+    to_mistakes, to_corrections = stated[1::2] @ stated[0], stated[2::2] @ stated[0]
     for k, (wrong, right) in enumerate(pairs):
-        nearer_a_correction = float(stated[0] @ stated[2 * k + 1]) < np.delete(to_corrections, k).max(initial=-1.0)
+        nearer_a_correction = to_mistakes[k] < np.delete(to_corrections, k).max(initial=-1.0)
         if not nearer_a_correction and _matches(claim, (wrong, right), stated[[0, 2 * k + 1, 2 * k + 2]]):
             best = vectors @ stated[2 * k + 2]
             if best.max() >= CORRECTION_COSINE:
