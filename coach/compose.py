@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coach.text import CITATION, LIST_MARK, citations_of, content_words, split_sentences
+from coach.text import CITATION, LIST_MARK, citations_of, content_words, split_sentences, strip_citations
 
 # A sentence that opens this way points at something said before it ("Both normalize…").
 REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
@@ -53,6 +53,11 @@ LISTED = re.compile(r"^(?:compare|contrast|explain|define|what are)\s+(?P<items>
 ALL_OF = re.compile(r"^All (?P<count>two|three|four|five) (?P<verb>are )?")
 COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5}
 THIS_IS = re.compile(r"^This is (?:called |known as )?(?=[^:]{3,80}:)")   # "This is mode collapse: the …"
+# The first word of a sentence made to open an answer (_capitalize), past bold or italic markup and an
+# opening quote or bracket; it is capitalized only when it is "a" or a lowercase word of two letters or more.
+FIRST_WORD = re.compile(r"^(?P<lead>[*_\"“‘(\[]*)(?P<word>\S+)")
+PLAIN_WORD = re.compile(r"a|[a-z][a-z'’-]+")
+WORD_END = ".,;:!?*_\"”’)]"
 MIN_INTRO_WORDS = 8   # a sentence ending in ':' this long is a claim worth showing alone ('…:' -> '….')
 
 # What each kind of question asks for, and the words of a unit that supply it (matched on stems).
@@ -260,8 +265,15 @@ def _unlabel(sentence: str) -> str:
 
 
 def _capitalize(text: str) -> str:
-    """'**mode collapse**: …' -> '**Mode collapse**: …' (the first letter, past any markup)."""
-    return re.sub(r"[A-Za-z]", lambda m: m.group(0).upper(), text, count=1)
+    """'**mode collapse**: …' -> '**Mode collapse**: …': the first letter, past any markup, of a plain
+    lowercase word. A symbol, an identifier or a name is left as its author wrote it: after a label the
+    bank's sentences open on `p is the drop probability`, `mAP averages`, `torch.compile speeds` and
+    `$\\mathrm{KL}(p\\|q) = …$`, which read 'P', 'MAP', 'Torch.compile' and a formula KaTeX cannot render."""
+    first = FIRST_WORD.match(text)
+    if not first or not PLAIN_WORD.fullmatch(first.group("word").rstrip(WORD_END)):
+        return text
+    at = first.start("word")
+    return text[:at] + text[at].upper() + text[at + 1:]
 
 
 def _showable(unit: Unit) -> bool:
@@ -342,6 +354,13 @@ def choose(question: str, units: list[Unit], embeddings, key_points=(), budget: 
 
 def _states(words: set[str], points: list[set[str]]) -> set[int]:
     return {i for i, p in enumerate(points) if len(p & words) / len(p) >= KEY_POINT_RECALL}
+
+
+def points_stated(text: str, key_points) -> int:
+    """How many of the key points the text states, by the word overlap `choose` ranks units with (not the
+    grader's models): cheap enough to compare two answers to one question while answering."""
+    points = [content_words(p) for p in key_points if content_words(p)]
+    return len(_states(content_words(MARKUP.sub(" ", strip_citations(text))), points))
 
 
 # --- rendering ----------------------------------------------------------------------------------------

@@ -44,6 +44,30 @@ def test_code_blocks_and_bare_list_intros_are_not_units(bank):
     assert not any(t.endswith(":") for t in texts)
 
 
+def test_a_sentence_that_loses_its_label_keeps_its_symbols_and_formulas(bank):
+    """'**Conventions.** p is the drop probability …' loses its label and opens a unit: only a plain lowercase
+    word is capitalized, so symbols, identifiers and formulas read as the bank writes them (before: 'P is …',
+    'MAP averages …', 'Torch.compile …', and `$\\Mathrm{KL}` and `$\\Text{IS}`, which KaTeX cannot render)."""
+    from coach.compose import units_of
+
+    marks = "*:,.\"“”"  # bold, a label's colon, punctuation and quotes around a word
+
+    def openings(qid: str) -> list[str]:
+        return [u.text for u in units_of(bank[qid].answer)]
+
+    assert any(t.startswith("p is the drop probability") for t in openings("p1-dropout-numpy"))
+    assert any(t.startswith("mAP averages AP over classes") for t in openings("p5-iou-and-map"))
+    assert any(t.startswith("torch.compile speeds up") for t in openings("p5-model-export"))
+    assert any(t.startswith("$\\mathrm{KL}(p\\|q) =") for t in openings("p1-forward-vs-reverse-kl"))
+    assert any(t.startswith("A coarse random search") for t in openings("p5-hyperparameter-search"))  # a plain word
+    for entry in bank.values():  # every unit's first word is the bank's own, or a plain word capitalized
+        words = {word.strip(marks) for word in entry.answer.split()}
+        for unit in units_of(entry.answer):
+            first = unit.text.split()[0].strip(marks)
+            assert first in words or first[:1].lower() + first[1:] in words and first[1:] == first[1:].lower(), \
+                (entry.id, first)
+
+
 def test_an_opening_that_points_back_is_made_to_stand_alone(bank):
     from coach.compose import REFERS_BACK, opening, units_of
 
