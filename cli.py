@@ -473,3 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "grade" and args.question is None and not args.batch:
         raise SystemExit("error: give --question TEXT --answer TEXT, or --batch FILE")
     return args.run(args)
+
+
+if __name__ == "__main__":  # `python cli.py ask …` runs as `python app.py ask …` does
+    from app import end
+
+    end(main())

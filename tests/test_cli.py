@@ -63,5 +63,7 @@ def test_help_is_helpful():
     assert out.returncode == 0
     for command in ("serve", "search", "bank"):
         assert command in out.stdout
+    same = run_cli("cli.py", "--help")  # the CLI module run directly is the same command line, not silence
+    assert same.returncode == 0 and same.stdout == out.stdout
     ingest_help = run_cli("-m", "ingest", "--help")
     assert "--rebuild" in ingest_help.stdout and "Examples" in ingest_help.stdout
