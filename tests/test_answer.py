@@ -215,6 +215,25 @@ FIVE_SENTENCES = ("Dropout zeroes each unit with probability p during training [
                   "subnetwork [1]. Training approximates an ensemble of them [1].")
 
 
+def test_the_small_models_answer_gives_way_when_it_states_fewer_key_points(retriever):
+    """Rule 55 (evals/README.md): a model that is not capable keeps its answer only when it states as many of the
+    entry's key points as the bank's composed answer; one true sentence copied from the entry states fewer. A
+    capable model's answer is judged by the support check alone, as before."""
+    from coach.answer import Answerer, bank_entries
+    from coach.compose import points_stated
+
+    one = ("Dropout zeroes each unit with probability p at every training step, sampling a fresh random mask for "
+           "every example and every step [1].")
+    small = Answerer(retriever=retriever, backend=Scripted(one, capable=False).backend).ask("What is dropout?")
+    assert small.generated_sentences == 1 and small.dropped_sentences == 0  # the support check kept it
+    assert "fewer of the entry's key points" in small.fallback and small.answer.count("[1]") > 1
+    entry_points = next(e for e in bank_entries().values() if e.question == small.citations[0]["question"]).key_points
+    assert points_stated(one, entry_points) < points_stated(small.answer, entry_points)
+    capable = Answerer(retriever=retriever, backend=Scripted(one, capable=True).backend).ask("What is dropout?")
+    assert capable.fallback is None and capable.answer.startswith("Dropout zeroes each unit")
+    assert_grounded(small.as_json())
+
+
 def test_the_small_model_stops_after_its_third_sentence(retriever):
     from coach.answer import SMALL_MODEL_SENTENCES, Answer, Answerer, sentences_before_the_next
 
