@@ -55,7 +55,7 @@ COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5}
 THIS_IS = re.compile(r"^This is (?:called |known as )?(?=[^:]{3,80}:)")   # "This is mode collapse: the …"
 # The first word of a sentence made to open an answer (_capitalize), past bold or italic markup and an
 # opening quote or bracket; it is capitalized only when it is "a" or a lowercase word of two letters or more.
-FIRST_WORD = re.compile(r"^(?P<lead>[*_\"“‘(\[]*)(?P<word>\S+)")
+FIRST_WORD = re.compile(r"^[*_\"“‘(\[]*(?P<word>\S+)")
 PLAIN_WORD = re.compile(r"a|[a-z][a-z'’-]+")
 WORD_END = ".,;:!?*_\"”’)]"
 MIN_INTRO_WORDS = 8   # a sentence ending in ':' this long is a claim worth showing alone ('…:' -> '….')
@@ -326,7 +326,7 @@ def choose(question: str, units: list[Unit], embeddings, key_points=(), budget: 
     base += np.array([INTENT_BONUS * bool(cues & w) for w in words])
     if "comparison" in intents(question):
         base += np.array([TABLE_BONUS * (u.kind == "table") for u in units])
-    points = [content_words(p) for p in key_points if content_words(p)]
+    points = _point_words(key_points)
     stated = [_states(words[u.index], points) for u in units]
     covered = set().union(*(stated[u.index] for u in lead)) if lead else set()
     chosen, skipped, used = {u.index for u in lead}, set(), 0
@@ -356,11 +356,15 @@ def _states(words: set[str], points: list[set[str]]) -> set[int]:
     return {i for i, p in enumerate(points) if len(p & words) / len(p) >= KEY_POINT_RECALL}
 
 
+def _point_words(key_points) -> list[set[str]]:
+    """The content words of each key point that has any."""
+    return [words for words in map(content_words, key_points) if words]
+
+
 def points_stated(text: str, key_points) -> int:
     """How many of the key points the text states, by the word overlap `choose` ranks units with (not the
     grader's models): cheap enough to compare two answers to one question while answering."""
-    points = [content_words(p) for p in key_points if content_words(p)]
-    return len(_states(content_words(MARKUP.sub(" ", strip_citations(text))), points))
+    return len(_states(content_words(MARKUP.sub(" ", strip_citations(text))), _point_words(key_points)))
 
 
 # --- rendering ----------------------------------------------------------------------------------------
