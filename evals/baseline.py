@@ -59,7 +59,8 @@ class Baseline:
         self.backend = backend or get_backend()
         self.corpus_dir = Path(corpus_dir or settings.corpus_dir)
         self.persist_dir = Path(persist_dir or settings.data_dir / "baseline")
-        # The same model as ours, as a user would load it: plain HuggingFaceEmbeddings, no query cache.
+        # The same model as ours; queries go through it uncached, as in a user's recipe, and the chunks it indexes
+        # are read from the vector file where an earlier build left them (StoredChunks).
         self.embeddings = StoredChunks(embedder(settings.embedder))
         self.vectors = Chroma(collection_name=COLLECTION, embedding_function=self.embeddings,
                               persist_directory=str(self.persist_dir))
