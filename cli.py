@@ -239,7 +239,7 @@ def cmd_serve(args) -> int:
                          "On 127.0.0.1 (the default) no set-up is needed.")
     started = time.perf_counter()
     limit_heap_fragmentation()  # before the models allocate: a server lives long, its peak memory counts
-    answerer = Answerer()  # loads the configured backend once; it stays warm
+    answerer = Answerer()  # creates the configured backend once (the embedded model, which writes nothing, never loads)
     retriever = answerer.retriever
     retriever.search("warm up the models")  # load the embedder and BM25 index before the first user
     from web.assembly import build_app, launch  # only serve needs Gradio

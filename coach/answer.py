@@ -5,11 +5,13 @@
 3. Compose the answer at the level of the best entry (coach.compose): its opening, the units that
    address what was asked, "See also" for the other relevant entries. A question whose premise the entry
    contradicts is answered by correcting it first (coach.premise).
-4. A backend that generates gets the passage sentences that answer the question (coach.evidence) as
-   numbered passages and streams its tokens. Only the sentences the passages support (coach.support)
-   and the cited entry does not contradict are kept, each cited with the passage that supports it. If
-   too little survives, or a model that is not capable states fewer of the entry's key points than the
-   composed answer, the composed answer is given instead, and the answer says why.
+4. A capable backend gets the passage sentences that answer the question (coach.evidence) as numbered
+   passages and streams its tokens. Only the sentences the passages support (coach.support) and the
+   cited entry does not contradict are kept, each cited with the passage that supports it. If too
+   little survives, the composed answer is given instead, and the answer says why. A backend that is
+   not capable (the embedded 135M model) writes nothing: its sentences stated fewer of the entry's key
+   points than the composed answer in every answer of the dev set's tuning half where any survived the
+   support check (evals/README.md, "Rule 55"), so free generation is kept for capable backends.
 5. Citations are renumbered 1..n in order of appearance.
 
 Injection guards (coach.guards) wrap these steps: the input guard runs first; passages are screened
@@ -50,11 +52,6 @@ PASSAGES = 3               # retrieved passages the evidence is drawn from
 EVIDENCE_SENTENCES = 5     # sentences shown to the model
 MIN_SUPPORTED_WORDS = 12   # less than this left after the support check: answer extractively
 MAX_TOKENS = 200
-# The embedded 135M model is stopped once it has written this many sentences: the support check almost
-# never kept a later one (`evals.answers --real`, two runs without the stop, 2026-12-03: its 4th and later
-# sentences were kept 4 times of 131 on the tuning half, 2 of 133 held out; its 1st-3rd 16/138, 12/117,
-# 5/89), and each costs ~0.25 s of generation in a cold `app.py ask` (it wrote up to 17).
-SMALL_MODEL_SENTENCES = 3
 MODEL_REFUSAL = re.compile(r"bank does not cover", re.I)
 FOLLOW_UP = re.compile(r"^(and|so|but|then|what about|how about|why)\b|\b(it|its|that|this|they|them|those|these)\b",
                        re.I)
@@ -116,12 +113,11 @@ class Request:
 
 class Answerer:
     def __init__(self, retriever: HybridRetriever | None = None, backend: Backend | None = None):
-        # First, so that the model loads and reads the prompts' shared start while the rest opens and
-        # the first question is retrieved (a cold `app.py ask` waits for both only where it generates).
-        self.loader = BackendLoader(shared_prompt_start(), backend)
+        # First, so that the backend is created while the rest opens and the first question is retrieved.
+        self.loader = BackendLoader(backend)
         self.retriever = retriever or HybridRetriever()
         self.embeddings = self.retriever.embeddings
-        self.checker = SupportChecker(self.embeddings, strict=not self.loader.kind.capable)
+        self.checker = SupportChecker(self.embeddings)
         self.input_guard = InputGuard(self.embeddings)
         self.entries = bank_entries()
         # The prompts' own wording, placeholders removed: an answer quoting long spans of it is a leak.
@@ -131,6 +127,11 @@ class Answerer:
     def backend(self) -> Backend:
         """The backend, once loaded (waits for it)."""
         return self.loader.get()
+
+    @property
+    def writes(self) -> bool:
+        """Whether the backend writes answers: only a capable one does (known before it is loaded)."""
+        return self.loader.kind.capable
 
     def ask(self, question: str, history: Sequence[dict] = (), **filters) -> Answer:
         for event in self.stream(question, history, **filters):
@@ -164,7 +165,8 @@ class Answerer:
             yield self._refuse(request)
             return
         self.prepare_evidence(request)
-        yield from self.generate_under_guard(request)
+        if self.writes:
+            yield from self.generate_under_guard(request)
         yield self.check_and_finish(request)
 
     # --- the stages of one answer ----------------------------------------------------------------
@@ -197,8 +199,8 @@ class Answerer:
         request.answer.contexts = [{"chunk_id": hit.chunk_id, "qid": hit.metadata.get("qid"),
                                     "question": hit.metadata.get("question"), "text": text}
                                    for hit, text in zip(request.relevant, texts, strict=True)]
-        chosen = ([] if self.loader.kind.name == "extractive" else  # it generates nothing from them
-                  evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES))
+        chosen = (evidence.select(request.answer.standalone_question, texts, self.embeddings, EVIDENCE_SENTENCES)
+                  if self.writes else [])
         used = sorted({s.passage for s in chosen}) or [1]
         request.passages = [(request.relevant[n - 1], texts[n - 1]) for n in used]
         request.flagged = {used.index(n) + 1 for n in flagged if n in used}
@@ -218,7 +220,6 @@ class Answerer:
         messages = self.messages(answer.standalone_question, request.chosen, request.spotlight, request.flagged) \
             if self.backend.prompted else []
         tokens = self.backend.stream(messages, max_tokens=MAX_TOKENS)
-        limit = None if self.backend.capable else SMALL_MODEL_SENTENCES
         try:
             for token in tokens:
                 if request.first_token_ms is None:
@@ -227,9 +228,6 @@ class Answerer:
                 if violation := request.guard.check("".join(raw)):
                     answer.fallback = f"the model's output was stopped because {violation[1]}; answered extractively"
                     raw = []
-                    break
-                if limit and (written := sentences_before_the_next("".join(raw), limit)):
-                    raw = ["\n".join(written)]  # the next sentence's first word is neither shown nor checked
                     break
                 yield token
         except BackendUnavailable as exc:
@@ -242,18 +240,14 @@ class Answerer:
         """Keep the supported sentences, re-cited; fall back to the evidence when too little survives;
         run the output guard on what would be shown."""
         answer, raw = request.answer, request.raw
-        if self.backend.capable and MODEL_REFUSAL.search(raw) and len(raw.split()) < 15:
+        if self.writes and MODEL_REFUSAL.search(raw) and len(raw.split()) < 15:
             return self._refuse(request)  # a capable model read the passages and found no answer
         text, _, answer.generated_sentences, answer.dropped_sentences = self.keep_supported(raw, request.passages)
         if len(strip_citations(text).split()) < MIN_SUPPORTED_WORDS:
             if answer.fallback is None and raw:
                 answer.fallback = "too little of the model's answer was supported by the bank; answered extractively"
-            elif answer.fallback is None and self.backend.name != "extractive":
+            elif answer.fallback is None and self.writes:
                 answer.fallback = "the model returned nothing; answered extractively"
-            text, sources = request.composed.text, request.composed.sources
-        elif not self.backend.capable and self.states_less(request, text):
-            answer.fallback = ("the model's answer stated fewer of the entry's key points than the bank's own "
-                               "answer; answered extractively")
             text, sources = request.composed.text, request.composed.sources
         else:
             text, sources = self.frame(request, text)
@@ -270,16 +264,6 @@ class Answerer:
         answer.corrected_premise = request.correction.claim if request.correction else None
         answer.timings = request.timings()
         return answer
-
-    def states_less(self, request: Request, text: str) -> bool:
-        """Does the model's kept text state fewer of the answering entry's key points than the composed
-        answer's own units? The embedded model's kept sentences did in all 15 answers of the dev set's tuning
-        half where any survived (key-point coverage 0-0.5 against 0.67-1.0; evals/README.md, "Rule 55")."""
-        entry = self.entries.get(request.relevant[0].metadata.get("qid")) if request.relevant else None
-        if entry is None or not request.composed.units:
-            return False
-        shown = " ".join(unit.text for unit in request.composed.units)
-        return compose.points_stated(text, entry.key_points) < compose.points_stated(shown, entry.key_points)
 
     @staticmethod
     def frame(request: Request, text: str) -> tuple[str, list[Hit]]:
@@ -324,21 +308,27 @@ class Answerer:
 
     # --- helpers of the stages ---------------------------------------------------------------------
     def standalone(self, question: str, history: Sequence[dict]) -> str:
-        """Rewrite a follow-up into a standalone question. A capable model rewrites it; with the tiny
-        embedded model, the previous question is prepended, which is what retrieval needs."""
+        """Rewrite a follow-up into a standalone question. A capable model rewrites it; otherwise the
+        previous question is prepended, which is what retrieval needs (the embedded model's own rewrites
+        found the right entry less often: evals/README.md, "The embedded model steps aside")."""
         previous = [turn["content"] for turn in history if turn.get("role") == "user" and self._harmless(turn["content"])]
         if not previous or not FOLLOW_UP.search(question):
             return question
-        if self.loader.kind.capable:
-            try:
-                rewritten = self.backend.generate([{"role": "user", "content": prompt("rewrite").format(
-                    history="\n".join(f"{t['role']}: {t['content']}" for t in history[-6:]),
-                    question=question)}], max_tokens=60).strip().strip('"')
-                if 3 <= len(rewritten.split()) <= 60:
-                    return rewritten
-            except BackendUnavailable:
-                pass
+        if self.writes and (rewritten := self.rewrite(question, history, self.backend)):
+            return rewritten
         return f"{previous[-1]} {question}"
+
+    @staticmethod
+    def rewrite(question: str, history: Sequence[dict], backend: Backend) -> str | None:
+        """`backend`'s standalone version of a follow-up (prompts/rewrite.md), or None when it is
+        unreachable or writes something that cannot be a question (under 3 or over 60 words)."""
+        try:
+            rewritten = backend.generate([{"role": "user", "content": prompt("rewrite").format(
+                history="\n".join(f"{t['role']}: {t['content']}" for t in history[-6:]),
+                question=question)}], max_tokens=60).strip().strip('"')
+        except BackendUnavailable:
+            return None
+        return rewritten if 3 <= len(rewritten.split()) <= 60 else None
 
     def _harmless(self, text: str) -> bool:
         """A past question the input guard lets through (a blocked one never re-enters a prompt)."""
@@ -440,19 +430,6 @@ class Answerer:
         answer.answer = refusal_message(answer.suggestions)
         answer.timings = request.timings()
         return answer
-
-
-def sentences_before_the_next(text: str, limit: int) -> list[str] | None:
-    """The first `limit` sentences of a streaming answer once a sentence after them has begun (they are
-    complete then), else None. One per line, they split again into the same sentences."""
-    sentences = split_sentences(text)
-    return sentences[:limit] if len(sentences) > limit else None
-
-
-def shared_prompt_start() -> str:
-    """The answer system prompt up to its first per-request value (the canary): the same for every
-    question, so a backend can evaluate it before the question is known."""
-    return re.split(r"\{\w+\}", prompt("answer_system"), maxsplit=1)[0]
 
 
 def citation(n: int, hit: Hit, quotes: Sequence[str] = ()) -> dict:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coach.text import CITATION, LIST_MARK, citations_of, content_words, split_sentences, strip_citations
+from coach.text import CITATION, LIST_MARK, citations_of, content_words, split_sentences
 
 # A sentence that opens this way points at something said before it ("Both normalize…").
 REFERS_BACK = re.compile(r"^\W*(?:both(?!\s+(?:[^\s,.:;]+\s+){1,3}?and\b)|this|these|that|those|it|its|they|their|them|such|here|so|also|however|"
@@ -359,12 +359,6 @@ def _states(words: set[str], points: list[set[str]]) -> set[int]:
 def _point_words(key_points) -> list[set[str]]:
     """The content words of each key point that has any."""
     return [words for words in map(content_words, key_points) if words]
-
-
-def points_stated(text: str, key_points) -> int:
-    """How many of the key points the text states, by the word overlap `choose` ranks units with (not the
-    grader's models): cheap enough to compare two answers to one question while answering."""
-    return len(_states(content_words(MARKUP.sub(" ", strip_citations(text))), _point_words(key_points)))
 
 
 # --- rendering ----------------------------------------------------------------------------------------

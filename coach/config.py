@@ -87,8 +87,8 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def cache_dir() -> Path:
-    """Where models' derived files are kept (the ONNX export, stored vectors, the LLM's prefilled prompt
-    start): COACH_MODEL_CACHE, else .cache/ in the repository."""
+    """Where models' derived files are kept (the ONNX export, stored vectors, the grader's two
+    models): COACH_MODEL_CACHE, else .cache/ in the repository."""
     return Path(os.environ.get("COACH_MODEL_CACHE") or ROOT / ".cache")
 
 

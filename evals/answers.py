@@ -4,6 +4,7 @@ what supports it, and give a learner something usable on questions other people 
     python -m evals.answers [--backend llamacpp|openai|extractive] [--in-scope N] [--out FILE.json]
     python -m evals.answers --real [tuning|heldout] [--backend B] [--in-scope N] [--show]
     python -m evals.answers --real --independent FILE.jsonl [--backend B]   # a labelled set kept elsewhere
+    python -m evals.answers --followups [--backend B]   # follow-ups made standalone, three ways
 
 `--real` answers the real-question dev set (`../shared/real-questions/dev.jsonl`, read from there and
 never copied; labels in evals/sets/real_questions_labels.jsonl) and measures usefulness:
@@ -19,6 +20,12 @@ never copied; labels in evals/sets/real_questions_labels.jsonl) and measures use
                            rule) or that the cited entry contradicts (`coach.premise.contradiction`)
     defects                dangling openings, table fragments, bare formula stubs, citation gaps
     refused, uncovered     questions labelled `none` that are refused
+
+`--followups` reads evals/sets/followups.jsonl (40 two-turn conversations the bank's authors wrote: a
+question, then a follow-up that leans on it, labelled with the entry that answers the follow-up) and
+retrieves for each follow-up made standalone three ways: as the app does (`Answerer.standalone`), as the
+backend's model rewrites it (prompts/rewrite.md, whether or not the app would ask it to; a rewrite the
+app would reject falls back as the app does, to the previous question prepended), and the follow-up alone. Right entry first (hit@1) and in the top five (hit@5) for each.
 
 The full suite with quality metrics and the baseline is `python -m evals`; this is the quick per-backend
 view. In-scope questions are the retrieval gold set (each names the bank entries that answer it);
@@ -40,6 +47,7 @@ from tqdm import tqdm
 from coach.compose import SEE_ALSO_MARK
 from coach.text import citations_of, split_sentences, strip_citations
 from evals.datasets import (
+    FOLLOWUPS,
     GOLD,
     INDEPENDENT,
     OUT_OF_SCOPE,
@@ -89,6 +97,23 @@ def evaluate(answerer, in_scope: list[dict], out_of_scope: list[dict]) -> dict:
                                            for s, listed in sentences), len(sentences)),
             "first_token_ms_p50": round(float(np.median(first_tokens)), 1) if first_tokens else None,
             "total_ms_p50": round(float(np.median([r["total_ms"] for r in answered])), 1) if answered else None}
+
+
+def followups(answerer, rows: list[dict], progress: bool = True) -> dict:
+    """hit@1 / hit@5 of the follow-ups in `rows` made standalone three ways (the module docstring)."""
+    ways = {"app": lambda q, h: answerer.standalone(q, h),
+            "model_rewrite": lambda q, h: answerer.rewrite(q, h, answerer.backend) or f"{h[0]['content']} {q}",
+            "followup_alone": lambda q, h: q}
+    if not answerer.backend.prompted:
+        del ways["model_rewrite"]  # no model to rewrite with
+    hits = {way: [] for way in ways}
+    for row in tqdm(rows, desc="follow-ups", unit="q", file=sys.stderr, disable=not progress, leave=False):
+        history = [{"role": "user", "content": row["previous"]}, {"role": "assistant", "content": "(the answer)"}]
+        for way, standalone in ways.items():
+            ranked = [hit.metadata.get("qid") for hit in answerer.retriever.search(standalone(row["question"], history), k=5)]
+            hits[way].append((ranked[:1] == [row["qid"]], row["qid"] in ranked))
+    return {way: {"hit@1": round(float(np.mean([a for a, _ in h])), 4), "hit@5": round(float(np.mean([b for _, b in h])), 4)}
+            for way, h in hits.items()} | {"followups": len(rows), "backend": answerer.backend.describe()}
 
 
 # --- answers on real questions ----------------------------------------------------------------------
@@ -211,6 +236,8 @@ def main(argv=None) -> int:
                         help="this labelled set (the dev set's shape, labels against the current bank) instead "
                              "of the dev set; implies --real")
     parser.add_argument("--show", action="store_true", help="with --real: print every answer and its defects")
+    parser.add_argument("--followups", action="store_true",
+                        help="follow-ups made standalone three ways, right entry first (evals/sets/followups.jsonl)")
     parser.add_argument("--llama-server", action="store_true",
                         help="start `python -m llama_cpp.server` with the packaged GGUF and use the openai backend")
     args = parser.parse_args(argv)
@@ -225,9 +252,13 @@ def main(argv=None) -> int:
         from evals.servers import llama_server
 
         with llama_server() as url:
-            answerer = Answerer(backend=OpenAIBackend(url, "smollm2", None, timeout=600))
-            return _real_main(answerer, args) if args.real else _main(answerer, args)
-    answerer = Answerer(backend=get_backend(kind=args.backend))
+            return _run(Answerer(backend=OpenAIBackend(url, "smollm2", None, timeout=600)), args)
+    return _run(Answerer(backend=get_backend(kind=args.backend)), args)
+
+
+def _run(answerer, args) -> int:
+    if args.followups:
+        return _emit(result := followups(answerer, load_jsonl(FOLLOWUPS)), result, args.out)
     return _real_main(answerer, args) if args.real else _main(answerer, args)
 
 

@@ -7,17 +7,20 @@ Sections (progress on stderr, results in DIR/bench.json, default benchmarks/late
            (COACH_VECTORS=0, a new machine's first ingest), then as usual (vectors of texts embedded
            before read from the embedder's file), then again unchanged, against the baseline's
            indexing (split 1000/200, embed, add) in a subprocess too
-  startup  cold `app.py search`, `app.py ask` (extractive, then the embedded model) and `app.py bank`,
-           each a new process, wall time median of 5 (the time a person waits at the shell)
+  startup  cold `app.py search`, `app.py ask` (extractive, then COACH_LLM=llamacpp) and `app.py bank`,
+           each a new process, wall time median of 5 (the time a person waits at the shell); since
+           2026-12-08 the embedded model writes no answers, so its `ask` loads no model either
   bank     retrieval latency p50/p95 and hit@5 on the gold queries: our default mode (hybrid + rerank; runs
            before 2026-12-03 08:00 timed hybrid without the rerank stage) vs baseline similarity top-4
   scale    the same at 10k and 100k chunks (the bank plus synthetic distractors with precomputed
            vectors), embedded Chroma and a real `chroma run` server
   answers  end-to-end first-token and total time per backend (extractive, llamacpp, openai against a
-           `python -m llama_cpp.server` started here), ours and the baseline's
+           `python -m llama_cpp.server` started here), ours and the baseline's; ours with llamacpp is the
+           composed answer (it writes nothing since 2026-12-08), the baseline's still generates with it
   tokens   the embedded model's prefill and generation tokens/s, and the embedder's chunks/s
   app      `python app.py serve`: seconds from start to HTTP 200, its peak RSS after a few answers, and
-           after grading a few wrong answers through /grade too (the grader's models loaded)
+           after grading a few wrong answers through /grade too (the grader's models loaded); with
+           COACH_LLM=llamacpp ours no longer holds the model, the baseline's process does
 
 Every figure is {"value": float, "unit": str}, plus "baseline" and "ratio" (value / baseline) where a
 baseline applies, and "target" / "pass" where the project sets one. --quick measures fewer queries and
@@ -352,8 +355,8 @@ def bench_answers(work: Path, questions: list[dict], backends: list[str], figure
     details["answers"] = {"questions": len(questions),
                           "note": "medians over in-scope gold questions on a warm process (models loaded, "
                                   "sentence vectors warmed as the served app does, query cache empty); first token = "
-                                  "the first model token streamed (for extractive, which streams nothing, "
-                                  "the whole answer). The baseline stuffs its 4 chunks (~1,000 tokens) "
+                                  "the first model token streamed (for extractive and, since 2026-12-08, "
+                                  "llamacpp, which stream nothing, the whole answer). The baseline stuffs its 4 chunks (~1,000 tokens) "
                                   "into the prompt; ours gives the model 5 evidence sentences."}
     say("answers: warming the sentence vectors, as `app.py serve` does once it is ready")
     Answerer(retriever=retriever, backend=get_backend(settings, kind="extractive")).warm_up()
@@ -382,7 +385,7 @@ def clear_queries() -> None:
 
 
 def answer_pass(kind: str, answerer, baseline, questions: list[dict], figures: dict, details: dict) -> None:
-    answerer.ask(questions[0]["query"])  # load the model before timing
+    answerer.ask(questions[0]["query"])  # load the models (a writing backend's too) before timing
     clear_queries()
     ours = [answerer.ask(q["query"]).as_json() for q in questions]
     first = [a["timings"]["first_token_ms"] or a["timings"]["total_ms"] for a in ours if not a["refused"]]

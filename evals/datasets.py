@@ -22,6 +22,7 @@ GOLD = SETS / "retrieval.jsonl"                  # bank authors' queries -> expe
 OUT_OF_SCOPE = SETS / "out_of_scope.jsonl"       # questions the bank must refuse
 OUT_OF_SCOPE_NEAR = SETS / "out_of_scope_near.jsonl"  # near-domain questions it must refuse (issue 16)
 OUT_OF_SCOPE_INDOMAIN = SETS / "out_of_scope_indomain.jsonl"  # deep-learning topics the bank lacks (NeRF, CTC, ...)
+FOLLOWUPS = SETS / "followups.jsonl"            # bank authors' follow-ups ("and how do you fix it?") after a question
 IN_SCOPE_NEAR = SETS / "in_scope_near.jsonl"    # the same styles, answered by the bank_id entry
 CONCEPT_PROBES = SETS / "concept_probes.jsonl"  # "what is X?" for each core concept, with the entries that own it
 SUPPORT_PAIRS = SETS / "support_pairs.jsonl"     # (passage, sentence, supported?) for the support check

@@ -100,7 +100,7 @@ def run(options: Options, progress: bool = True) -> Run:
     bank = {entry.id: entry for entry in load_bank(get_settings().corpus_dir)}
     baseline = _baseline(backend) if options.baseline else None
     # The judge of faithfulness and context recall: the default support rule for every system, so ours
-    # (filtered by its own, possibly stricter rule) and the baseline are held to the same standard.
+    # and the baseline are held to the same standard.
     scorer = Scorer(SupportChecker(answerer.embeddings), answerer.embeddings, bank)
     answerer.ask("what is dropout?")  # load every model before timing anything
     if baseline:

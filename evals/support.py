@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.support", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", default=str(PAIRS))
-    p.add_argument("--strict", action="store_true", help="the stricter rule used for models that invent")
+    p.add_argument("--strict", action="store_true", help="the stricter rule for models that invent (kept for comparison; the answer step no longer uses it)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = p.parse_args(argv)
     setup_logging()

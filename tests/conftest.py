@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,20 +156,38 @@ def served_app(corpus_index, extractive, tmp_path_factory):
     visitor: at 12 questions a minute, the later tests were refused ("too many requests") whenever the
     earlier ones ran within the same minute (as `pytest tests/test_app.py … tests/test_browser_chat.py`
     does). The limit itself is tested in-process (test_security, test_guards)."""
+    with serve_app(tmp_path_factory, COACH_LLM="llamacpp") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def streaming_app(corpus_index, extractive, llama_server, tmp_path_factory):
+    """The app with a model that writes its answers (COACH_LLM=openai against `llama_server`): the
+    embedded default writes nothing, so only this one streams tokens a Stop can end."""
+    with serve_app(tmp_path_factory, COACH_LLM="openai", COACH_OPENAI_BASE_URL=llama_server,
+                   COACH_OPENAI_MODEL="smollm2") as url:
+        yield url
+
+
+@contextmanager
+def serve_app(tmp_path_factory, **env):
+    """`python app.py serve` on a free port over a copy of the session's index, with `env` added."""
     port = free_port()
     folder = tmp_path_factory.mktemp("app")
     shutil.copytree(os.environ["COACH_DATA_DIR"], folder / "data")
     log = open(folder / "serve.log", "w+b")  # noqa: SIM115 (open while the server lives)
     proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "COACH_LLM": "llamacpp", "COACH_DATA_DIR": str(folder / "data"),
+                            env={**os.environ, **env, "COACH_DATA_DIR": str(folder / "data"),
                                  "COACH_QUESTIONS_PER_MINUTE": str(QUESTIONS_PER_MINUTE_SERVED)},
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    wait_until_up(proc, url, log, "app.py serve", 180)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    try:
+        wait_until_up(proc, url, log, "app.py serve", 180)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 def wait_until_up(proc, url: str, log, name: str, seconds: float) -> None:

@@ -38,7 +38,7 @@ def test_passages_render_markdown_but_never_raw_html():
 
 class EndlessTokens(Backend):
     """A backend that streams until it is closed, and records that it was (the model's lock is then free)."""
-    name = "tokens"
+    name, capable = "tokens", True
 
     def __init__(self):
         self.closed = False
@@ -79,3 +79,18 @@ def test_stop_ends_the_stream_with_its_note_frees_the_model_and_saves_nothing(re
     assert rest[0][chat.ask]["visible"] and not rest[0][chat.stop]["visible"]
     assert backend.closed, "the model's stream is closed, so its lock is free for the next question"
     assert chat.saved.list("local") == saved_before, "nothing of a stopped answer is saved"
+
+
+def test_the_chat_says_who_writes_the_answers():
+    from types import SimpleNamespace
+
+    from coach.llm import ExtractiveBackend, LlamaCppBackend, OpenAIBackend
+    from web.chat import backend_note
+
+    def note(backend):
+        return backend_note(SimpleNamespace(backend=backend, writes=backend.capable))
+
+    assert note(OpenAIBackend("http://127.0.0.1:9/v1", "smollm2", None)).startswith("Answering with **openai (smollm2)**")
+    embedded = note(LlamaCppBackend())
+    assert embedded.startswith("Answers are composed from the bank") and "llamacpp (SmolLM2" in embedded
+    assert note(ExtractiveBackend()) == "Answers are composed from the bank's own entries."

@@ -31,9 +31,9 @@ def ask(page, question: str) -> list[str]:
     raise AssertionError(f"no cited answer within 120 s; saw {seen[-3:]}")
 
 
-def test_chat_streams_a_cited_answer_and_opens_the_source(browser, served_app):
+def test_chat_streams_a_cited_answer_and_opens_the_source(browser, streaming_app):
     ARTIFACTS.mkdir(exist_ok=True)
-    page = open_app(browser, served_app, viewport={"width": 1280, "height": 900})
+    page = open_app(browser, streaming_app, viewport={"width": 1280, "height": 900})
     seen = ask(page, "What is catastrophic forgetting?")
     assert len(seen) >= 3, f"the answer should arrive progressively, saw {seen}"
     assert "forget" in seen[-1].lower()

@@ -137,8 +137,8 @@ def test_quiz_me_starts_an_interview_on_the_cited_entries(browser, served_app):
     shot(page, "missed-point-to-chat")
 
 
-def test_enter_sends_shift_enter_adds_a_line_and_stop_ends_the_stream(browser, served_app):
-    page = open_app(browser, served_app, viewport={"width": 1280, "height": 900})
+def test_enter_sends_shift_enter_adds_a_line_and_stop_ends_the_stream(browser, streaming_app):
+    page = open_app(browser, streaming_app, viewport={"width": 1280, "height": 900})
     box = page.locator("#question textarea")
     box.click()
     box.type("What is dropout?")

@@ -341,3 +341,16 @@ def test_the_reranker_fits_on_an_independent_set_as_well(corpus_index, tmp_path)
     assert fitted["figures"]["other_questions"] == {"own": 8}  # its covered questions only
     assert fitted["figures"]["out_of_fold"]["own"]["questions"] == 8 and "own" in fitted["about"]
     assert set(fitted["weights"]) == set(json.loads((ROOT / "coach" / "rerank.json").read_text())["weights"])
+
+
+def test_follow_ups_are_scored_by_their_labels_each_way(extractive):
+    from evals.answers import followups
+    from evals.datasets import FOLLOWUPS, load_jsonl
+
+    rows = load_jsonl(FOLLOWUPS)[:8]
+    right = followups(extractive, rows, progress=False)
+    assert set(right) == {"app", "followup_alone", "followups", "backend"}, "no model to rewrite with"
+    assert right["followups"] == 8 and right["app"]["hit@5"] >= 0.75
+    shifted = followups(extractive, [{**row, "qid": rows[(n + 1) % 8]["qid"]} for n, row in enumerate(rows)],
+                        progress=False)
+    assert shifted["app"]["hit@1"] <= 0.25 < right["app"]["hit@1"]

@@ -37,8 +37,8 @@ def seed_attack_sentence() -> str:
 
 class FixedBackend(Backend):
     """A model that has been hijacked: it answers with `reply`, where {canary} and {system} are filled
-    from the messages it was sent (what a leaking model would repeat)."""
-    name = "fixed"
+    from the messages it was sent (what a leaking model would repeat). Capable: only such a model writes."""
+    name, capable = "fixed", True
 
     def __init__(self, reply: str):
         self.reply = reply
@@ -327,14 +327,6 @@ def test_red_team_extractive(retriever):
 
 
 @pytest.mark.timeout(1800)  # the model answers the indirect and honest questions: minutes on a busy CPU
-def test_red_team_llamacpp(retriever):
-    from coach.answer import Answerer
-    from coach.llm import get_backend
-
-    run_red_team(Answerer(retriever=retriever, backend=get_backend(kind="llamacpp")), n_benign=2)
-
-
-@pytest.mark.timeout(1800)
 def test_red_team_openai_server(retriever, llama_server):
     from coach.answer import Answerer
     from coach.llm import OpenAIBackend

@@ -75,35 +75,8 @@ def test_extractive_backend_generates_nothing():
     assert ExtractiveBackend().generate(MESSAGES) == ""
 
 
-def test_the_prefilled_prompt_start_is_kept_on_disk_and_read_back_by_the_next_process(tmp_path, monkeypatch):
-    """The next process reads the shared start's KV cache instead of evaluating it, and answers exactly as
-    if it had evaluated it; a damaged file is never loaded."""
-    from coach import llm
-    from coach.answer import shared_prompt_start
-
-    monkeypatch.setattr(llm, "cache_dir", lambda: tmp_path)
-    messages = [{"role": "system", "content": shared_prompt_start() + "cnry-0123456789abcdef"},
-                {"role": "user", "content": "Passages:\n[1] Dropout zeroes each unit with probability p.\n\n"
-                                            "Question: What is dropout?"}]
-
-    def prefilled_then_answered(backend):
-        evaluated, evaluate = [], backend.llm.eval
-        backend.llm.eval = lambda tokens: (evaluated.append(len(tokens)), evaluate(tokens))[1]
-        backend.prefill(shared_prompt_start())
-        at_prefill = list(evaluated)
-        reply = backend.llm.create_chat_completion(messages, max_tokens=24, temperature=0.0)
-        return at_prefill, evaluated[len(at_prefill)], reply["choices"][0]["message"]["content"]
-
-    first = llm.LlamaCppBackend()
-    evaluated, tail, reply = prefilled_then_answered(first)
-    assert evaluated == [len(first.prefilled)] and len(first.prefilled) > 100
-    stored = list(tmp_path.glob(llm.PrefixFile.PATTERN))
-    assert len(stored) == 1 and stored[0].stat().st_size > 1_000_000
-
-    second = llm.LlamaCppBackend()  # a new context, as in the next process
-    assert prefilled_then_answered(second) == ([], tail, reply)
-    assert tail == len(first.prompt_tokens(messages)) - len(first.prefilled)
-
-    data = stored[0].read_bytes()
-    stored[0].write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    assert prefilled_then_answered(llm.LlamaCppBackend()) == ([len(first.prefilled)], tail, reply)
+def test_llamacpp_loads_its_model_at_first_use_and_reports_a_missing_file(tmp_path):
+    backend = LlamaCppBackend(model_path=tmp_path / "missing.gguf")
+    assert backend.describe() == "llamacpp (missing)" and "llm" not in vars(backend), "created without loading"
+    with pytest.raises(BackendUnavailable, match="cannot load the model file"):
+        list(backend.stream(MESSAGES, max_tokens=8))

@@ -1,5 +1,5 @@
-"""Commands import only what they use: `bank` loads no model, `search` and an extractive `ask` load no
-LLM, and nothing in the terminal commands imports torch, Gradio or matplotlib (they cost seconds and
+"""Commands import only what they use: `bank` loads no model, `search` and `ask` with the extractive or
+the embedded backend (which writes nothing) load no LLM, and nothing in the terminal commands imports torch, Gradio or matplotlib (they cost seconds and
 hundreds of MB). Checked from `python -X importtime`, which lists every module a process imports."""
 from __future__ import annotations
 
@@ -41,8 +41,10 @@ def test_search_loads_the_embedder_but_no_llm_and_no_torch(corpus_index):
 
 
 @pytest.mark.skipif(not onnx_path().is_file(), reason="no ONNX export: the embedder falls back to torch")
-def test_extractive_ask_loads_no_llm_and_no_torch(corpus_index):
-    modules = imported("ask", "what is dropout", "--json", COACH_LLM="extractive")
+@pytest.mark.parametrize("llm", ["extractive", "llamacpp"])
+def test_ask_loads_no_llm_and_no_torch(corpus_index, llm):
+    """The embedded model (llamacpp) is not capable, so it writes no answers: `ask` never loads it."""
+    modules = imported("ask", "what is dropout", "--json", COACH_LLM=llm)
     assert "onnxruntime" in modules
     assert not modules & (TORCH | NEVER_IN_THE_TERMINAL | LANGCHAIN)
 

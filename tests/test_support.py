@@ -51,7 +51,7 @@ def test_sentence_splitting_keeps_citations_and_abbreviations():
 
 
 def test_strict_check_for_models_that_invent_keeps_copies_and_drops_more(checker):
-    """The rule used for the embedded 135M model: near-copies pass (measured 95%), 79% of unsupported
+    """The rule once used for the embedded 135M model (kept for comparison): near-copies pass (measured 95%), 79% of unsupported
     sentences are dropped, against 65% for the default rule."""
     from coach.bank import load_bank
     from coach.support import SupportChecker

@@ -89,8 +89,7 @@ class ChatTab:
             self.part = gr.Dropdown([ALL, *map(str, parts)], value=ALL, label="Part", elem_id="part")
             self.topic = gr.Dropdown([ALL, *topics], value=ALL, label="Topic", elem_id="topic")
         self.scope = scope_selector("scope")
-        gr.Markdown(f"Answering with **{self.answerer.backend.describe()}**; every sentence is "
-                    "checked against the bank.", elem_id="backend")
+        gr.Markdown(backend_note(self.answerer), elem_id="backend")
         self.sources = gr.HTML(SOURCES_HINT, elem_id="sources")
 
     def _wire(self) -> None:
@@ -263,6 +262,17 @@ def _text_of(content) -> str:
     if isinstance(content, list):
         return " ".join(_text_of(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
     return str(content or "")
+
+
+def backend_note(answerer) -> str:
+    """Who writes the answers, in one line under the filters."""
+    name = answerer.backend.describe()
+    if answerer.writes:
+        return f"Answering with **{name}**; every sentence is checked against the bank."
+    if answerer.backend.prompted:  # a model that is not capable: configured, but it does not write
+        return (f"Answers are composed from the bank's own entries: **{name}** is too small to write them "
+                "well (README, \"Which backend\").")
+    return "Answers are composed from the bank's own entries."
 
 
 # --- the rate limit --------------------------------------------------------------------------------
