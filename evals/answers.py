@@ -25,7 +25,8 @@ never copied; labels in evals/sets/real_questions_labels.jsonl) and measures use
 question, then a follow-up that leans on it, labelled with the entry that answers the follow-up) and
 retrieves for each follow-up made standalone three ways: as the app does (`Answerer.standalone`), as the
 backend's model rewrites it (prompts/rewrite.md, whether or not the app would ask it to; a rewrite the
-app would reject falls back as the app does, to the previous question prepended), and the follow-up alone. Right entry first (hit@1) and in the top five (hit@5) for each.
+app would reject falls back as the app does, to the previous question prepended), and the follow-up
+alone. Right entry first (hit@1) and in the top five (hit@5) for each.
 
 The full suite with quality metrics and the baseline is `python -m evals`; this is the quick per-backend
 view. In-scope questions are the retrieval gold set (each names the bank entries that answer it);

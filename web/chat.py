@@ -2,7 +2,7 @@
 the passages it cites open in the side panel with the supporting sentences highlighted, and the
 conversation is saved for the signed-in user.
 
-The model's raw tokens are shown while they arrive (a 135M model on a CPU is slow to finish) and are
+A capable backend's raw tokens are shown while they arrive (a model is slow to finish) and are
 then replaced by the answer `coach.answer` kept after its checks, so what stays on screen is always the
 grounded answer; Stop ends the stream and discards the unchecked tokens for the same reason. Stop does
 not use Gradio's `cancels`: on a loaded server the cancelled stream's last update could reach the page after
